@@ -1,0 +1,93 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { detectGpus } from "../run/gpus.js";
+import { probePython, pythonCandidates } from "../run/python.js";
+import { EXIT, printJson } from "./output.js";
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  fix?: string;
+}
+
+function canApt(): boolean {
+  return process.getuid?.() === 0 && existsSync("/usr/bin/apt-get");
+}
+
+/** Node, Python with torch and numpy, CUDA, GPUs, onnxruntime: what is there, and how to fix what is not. */
+export async function doctor(o: { json?: boolean }): Promise<number> {
+  const checks: Check[] = [];
+  const major = Number(process.versions.node.split(".")[0]);
+  checks.push({
+    name: "node",
+    ok: major >= 20,
+    detail: process.version,
+    ...(major < 20 ? { fix: "install Node.js 20 or newer" } : {}),
+  });
+
+  const probes = pythonCandidates().map(probePython);
+  const good = probes.find((p) => p.runtime);
+  const pyFix = canApt()
+    ? "apt-get update && apt-get install -y python3-torch python3-numpy"
+    : "python3 -m pip install -r requirements.txt   (or set PIPELINE_PYTHON to a Python that has torch and numpy)";
+  checks.push({
+    name: "python (torch + numpy)",
+    ok: Boolean(good),
+    detail: good?.runtime
+      ? `${good.command}: Python ${good.runtime.python}, torch ${good.runtime.torch}, numpy ${good.runtime.numpy}`
+      : probes.map((p) => `${p.command}: ${p.problem}`).join("; "),
+    ...(good ? {} : { fix: pyFix }),
+  });
+  const cuda = good?.runtime?.cuda ?? null;
+  checks.push({
+    name: "cuda",
+    ok: true,
+    detail: cuda
+      ? `CUDA ${cuda}, ${good?.runtime?.gpus.join(", ")}`
+      : "not available: GPU stages run on CPU (gpu: preferred) or fail (gpu: required)",
+  });
+  const gpus = detectGpus();
+  let smi = "";
+  try {
+    smi = execFileSync("nvidia-smi", ["--query-gpu=name,memory.total", "--format=csv,noheader"], {
+      encoding: "utf8",
+      timeout: 10_000,
+    }).trim();
+  } catch {
+    smi = "";
+  }
+  checks.push({
+    name: "gpus",
+    ok: true,
+    detail: gpus.length
+      ? `${gpus.length} device(s) for stages: ${gpus.join(", ")}${smi ? ` (${smi.replace(/\n/g, "; ")})` : ""}`
+      : "none",
+  });
+  let ort: Check;
+  try {
+    const spec = "onnxruntime-node";
+    const mod = (await import(spec)) as { env?: { versions?: { common?: string } } };
+    ort = {
+      name: "onnxruntime-node",
+      ok: true,
+      detail: `installed${mod.env?.versions?.common ? ` ${mod.env.versions.common}` : ""}`,
+    };
+  } catch {
+    ort = {
+      name: "onnxruntime-node",
+      ok: false,
+      detail: "not installed (needed by the infer skill and the verifier's model check)",
+      fix: "npm ci",
+    };
+  }
+  checks.push(ort);
+
+  if (o.json) printJson({ ok: checks.every((c) => c.ok), checks });
+  else
+    for (const c of checks) {
+      process.stdout.write(`${c.ok ? "✔" : "✖"} ${c.name}: ${c.detail}\n`);
+      if (c.fix) process.stdout.write(`    fix: ${c.fix}\n`);
+    }
+  return checks.every((c) => c.ok || c.name === "onnxruntime-node") ? EXIT.ok : EXIT.failed;
+}

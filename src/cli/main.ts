@@ -1,0 +1,244 @@
+// The `pipeline` command. Only commander loads at start-up; each command imports what it needs,
+// so `pipeline --help` stays fast.
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { Command, CommanderError, Option } from "commander";
+import { EXIT, printError } from "./output.js";
+
+interface PipelineOpts {
+  smoke?: boolean;
+  sanity?: boolean;
+  profile?: string;
+  set: string[];
+  workdir?: string;
+  skillsDir: string[];
+  json?: boolean;
+}
+
+interface RunOpts extends PipelineOpts {
+  resume?: boolean;
+  jobs: string;
+  runsDir?: string;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function pipelineOptions(cmd: Command): Command {
+  return cmd
+    .option("--smoke", "smoke mode: the manifest's smoke profile (micro fixture, CPU, about a minute)")
+    .option("--sanity", "sanity mode: the manifest's sanity profile (reproduce a reference result)")
+    .option("--profile <name>", "apply a profile from the manifest")
+    .option("--set <key=value>", "override a param (repeatable); the value is read as YAML", collect, [])
+    .option(
+      "--workdir <dir>",
+      "workspace: where runs/ lives and relative paths resolve (default: current folder)",
+    )
+    .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
+    .option("--json", "machine-readable output (errors too)");
+}
+
+async function loadRequest(manifest: string, o: PipelineOpts) {
+  if ([o.smoke, o.sanity, o.profile].filter(Boolean).length > 1) {
+    const { UsageError } = await import("../manifest/diagnostics.js");
+    throw new UsageError("choose one of --smoke, --sanity, --profile");
+  }
+  const workspace = resolve(o.workdir ?? process.cwd());
+  return {
+    manifest,
+    workspace,
+    profile: o.smoke ? "smoke" : o.sanity ? "sanity" : (o.profile ?? null),
+    mode: (o.smoke ? "smoke" : o.sanity ? "sanity" : "full") as "smoke" | "sanity" | "full",
+    sets: o.set,
+    skillsDirs: o.skillsDir,
+    env: process.env as Record<string, string | undefined>,
+  };
+}
+
+function action<A extends unknown[]>(f: (...args: A) => Promise<number>) {
+  return async (...args: A): Promise<void> => {
+    const opts = args.find(
+      (a): a is { json?: boolean } => typeof a === "object" && a !== null && !(a instanceof Command),
+    );
+    let code: number;
+    try {
+      code = await f(...args);
+    } catch (err) {
+      code = printError(err, Boolean(opts?.json));
+    }
+    process.exitCode = code;
+  };
+}
+
+const program = new Command("pipeline")
+  .description("medpipe: YAML-driven pipelines for 3D/2D medical image segmentation, with checked evidence")
+  .version("0.1.0")
+  .showHelpAfterError()
+  .exitOverride();
+
+pipelineOptions(
+  program
+    .command("run <manifest>")
+    .description("run a pipeline; prints the run folder as the last line")
+    .option(
+      "--resume",
+      "continue the latest run of this pipeline: finished stages with unchanged keys are kept",
+    )
+    .option(
+      "--jobs <n>",
+      "stages running at once (GPU stages also wait for a free device)",
+      String(availableParallelism()),
+    )
+    .option("--runs-dir <dir>", "where runs go (default: <workdir>/runs)"),
+).action(
+  action(async (manifest: string, o: RunOpts) => {
+    const { runPipeline } = await import("../run/run.js");
+    const { jsonReporter, plainReporter, ttyReporter } = await import("../run/report.js");
+    const req = await loadRequest(manifest, o);
+    const jobs = Number(o.jobs);
+    if (!Number.isInteger(jobs) || jobs < 1)
+      throw new (await import("../manifest/diagnostics.js")).UsageError(
+        `--jobs ${o.jobs}: expected a positive integer`,
+      );
+    const reporter = o.json
+      ? jsonReporter()
+      : process.stderr.isTTY && !process.env.CI
+        ? await ttyReporter()
+        : plainReporter();
+    const controller = new AbortController();
+    const stop = (): void => controller.abort();
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+    const result = await runPipeline({
+      ...req,
+      runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
+      jobs,
+      resume: Boolean(o.resume),
+      reporter,
+      signal: controller.signal,
+      graceMs: Number(process.env.MEDPIPE_KILL_GRACE_MS ?? 5000),
+      argv: process.argv.slice(2),
+    });
+    await reporter.close();
+    if (!o.json) process.stdout.write(`${result.runDir}\n`);
+    return result.status === "succeeded"
+      ? EXIT.ok
+      : result.status === "interrupted"
+        ? EXIT.interrupted
+        : EXIT.failed;
+  }),
+);
+
+pipelineOptions(
+  program.command("validate <manifest>").description("check a manifest and its skills without running"),
+).action(
+  action(async (manifest: string, o: PipelineOpts) => {
+    const { loadPipeline } = await import("../run/load.js");
+    const { spec, graph } = loadPipeline(await loadRequest(manifest, o));
+    if (o.json) {
+      process.stdout.write(
+        `${JSON.stringify({ ok: true, pipeline: spec.name, mode: spec.mode, profile: spec.profile, stages: graph.nodes.map((n) => n.id) })}\n`,
+      );
+    } else {
+      process.stdout.write(
+        `ok: ${spec.name}: ${spec.stages.length} stages, ${graph.nodes.length} instances (${spec.mode})\n`,
+      );
+    }
+    return EXIT.ok;
+  }),
+);
+
+pipelineOptions(
+  program
+    .command("plan <manifest>")
+    .description("dry run: each stage, whether it would run or come from the cache, and why")
+    .option("--runs-dir <dir>", "where runs are (default: <workdir>/runs)"),
+).action(
+  action(async (manifest: string, o: RunOpts) => {
+    const { loadPipeline } = await import("../run/load.js");
+    const { planRun } = await import("../run/plan.js");
+    const req = await loadRequest(manifest, o);
+    const entries = await planRun(loadPipeline(req), {
+      runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
+      workspace: req.workspace,
+      env: req.env,
+    });
+    if (o.json) process.stdout.write(`${JSON.stringify({ ok: true, stages: entries })}\n`);
+    else {
+      const width = Math.max(...entries.map((e) => e.stage.length));
+      for (const e of entries)
+        process.stdout.write(`${e.decision.padEnd(6)} ${e.stage.padEnd(width)}  (${e.skill})  ${e.reason}\n`);
+    }
+    return EXIT.ok;
+  }),
+);
+
+pipelineOptions(
+  program.command("graph <manifest>").description("print the stage graph as a Mermaid flowchart"),
+).action(
+  action(async (manifest: string, o: PipelineOpts) => {
+    const { loadPipeline } = await import("../run/load.js");
+    const { toMermaid } = await import("../graph/mermaid.js");
+    process.stdout.write(toMermaid(loadPipeline(await loadRequest(manifest, o)).graph));
+    return EXIT.ok;
+  }),
+);
+
+const skills = program
+  .command("skills")
+  .description("list the skills")
+  .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
+  .option("--json", "machine-readable output")
+  .action(
+    action(async (o: { skillsDir: string[]; json?: boolean }) => {
+      const { listSkills } = await import("./skills.js");
+      return listSkills(o);
+    }),
+  );
+skills
+  .command("show <id>")
+  .description("a skill's inputs and outputs")
+  .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
+  .option("--json", "machine-readable output")
+  .action(
+    action(async (id: string, o: { skillsDir: string[]; json?: boolean }) => {
+      const { showSkill } = await import("./skills.js");
+      return showSkill(id, { ...o, skillsDir: [...o.skillsDir, ...(skills.opts().skillsDir as string[])] });
+    }),
+  );
+
+program
+  .command("why <run> <stage>")
+  .description("why a stage of a run was run rather than taken from the cache")
+  .option("--json", "machine-readable output")
+  .action(
+    action(async (run: string, stage: string, o: { json?: boolean }) => {
+      const { explainStage } = await import("./why.js");
+      return explainStage(run, stage, o);
+    }),
+  );
+
+program
+  .command("doctor")
+  .description("check Node, Python, torch, CUDA, GPUs and onnxruntime, with the fix for anything missing")
+  .option("--json", "machine-readable output")
+  .action(
+    action(async (o: { json?: boolean }) => {
+      const { doctor } = await import("./doctor.js");
+      return doctor(o);
+    }),
+  );
+
+program.addOption(new Option("--debug", "show stack traces of internal errors").hideHelp());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode =
+      err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.exitCode === 0
+        ? 0
+        : EXIT.usage;
+  } else {
+    process.exitCode = printError(err, process.argv.includes("--json"));
+  }
+}

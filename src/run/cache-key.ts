@@ -1,0 +1,55 @@
+// The cache key of a stage: a hash over everything that can change what the stage produces.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { KeyParts } from "../evidence/evidence.js";
+import { type Hasher, hashJson, listFiles } from "../evidence/hash.js";
+import { PROJECT_ROOT } from "../paths.js";
+import type { Mode, Skill } from "../skills/types.js";
+import type { ResolvedInputs } from "./inputs.js";
+import { findPython } from "./python.js";
+
+const codeDigests = new WeakMap<Skill, Record<string, string>>();
+
+export interface KeyContext {
+  hasher: Hasher;
+  env: Record<string, string | undefined>;
+  mode: Mode;
+}
+
+/** What a stage's cache key is made of: skill, its code, resolved inputs, input contents, environment. */
+export async function keyParts(ctx: KeyContext, skill: Skill, inputs: ResolvedInputs): Promise<KeyParts> {
+  let code = codeDigests.get(skill);
+  if (!code) {
+    code = {};
+    for (const rel of listFiles(skill.dir, (r) => r.endsWith(".md") || r.startsWith("__pycache__")))
+      code[rel] = (await ctx.hasher.file(join(skill.dir, rel))).sha256;
+    for (const extra of skill.manifest.entrypoint.code ?? []) {
+      const p = join(PROJECT_ROOT, extra);
+      if (!existsSync(p)) throw new Error(`skill ${skill.manifest.id}: code path not found: ${extra}`);
+      code[extra] = await ctx.hasher.path(p);
+    }
+    codeDigests.set(skill, code);
+  }
+  const hashes: Record<string, string> = {};
+  for (const [name, paths] of Object.entries(inputs.paths)) {
+    const digests: string[] = [];
+    for (const p of paths) {
+      if (!existsSync(p)) throw new Error(`input '${name}': no such file or folder: ${p}`);
+      digests.push(await ctx.hasher.path(p));
+    }
+    hashes[name] = digests.length === 1 ? (digests[0] as string) : hashJson(digests);
+  }
+  const environment: Record<string, string> = { node: process.version };
+  if (skill.manifest.entrypoint.interpreter === "python") {
+    const py = findPython(ctx.env as NodeJS.ProcessEnv).runtime;
+    if (py) Object.assign(environment, { python: py.python, torch: py.torch, numpy: py.numpy });
+  }
+  return {
+    skill: `${skill.manifest.id}@${skill.manifest.version}`,
+    mode: ctx.mode,
+    code,
+    inputs: inputs.key,
+    hashes,
+    environment,
+  };
+}

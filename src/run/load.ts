@@ -1,0 +1,39 @@
+// Reading a pipeline: the manifest file and the skills (I/O), then the pure compile and graph.
+import { resolve } from "node:path";
+import { buildGraph, type Graph } from "../graph/expand.js";
+import { compilePipeline, type PipelineSpec } from "../manifest/pipeline.js";
+import { readSource } from "../manifest/source.js";
+import { loadSkills, skillDirs } from "../skills/registry.js";
+import type { Mode } from "../skills/types.js";
+import { checkStaticInputs } from "./inputs.js";
+
+export interface LoadRequest {
+  manifest: string;
+  workspace: string;
+  profile: string | null;
+  mode: Mode;
+  sets: string[];
+  skillsDirs: string[];
+  env: Record<string, string | undefined>;
+}
+
+export interface LoadedPipeline {
+  spec: PipelineSpec;
+  graph: Graph;
+  manifestPath: string;
+}
+
+export function loadPipeline(req: LoadRequest): LoadedPipeline {
+  const manifestPath = resolve(req.manifest);
+  const doc = readSource(manifestPath, req.manifest);
+  const skills = loadSkills(skillDirs(req.skillsDirs, req.env as NodeJS.ProcessEnv));
+  const spec = compilePipeline(doc, skills, {
+    profile: req.profile,
+    mode: req.mode,
+    sets: req.sets,
+    env: req.env,
+  });
+  const graph = buildGraph(spec);
+  checkStaticInputs(spec, graph, req.env, req.workspace);
+  return { spec, graph, manifestPath };
+}

@@ -1,0 +1,110 @@
+// `pipeline run`: a run folder, the scheduler, and the run's record — the edge where it all meets.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { writeJsonAtomic } from "../evidence/atomic.js";
+import { type Evidence, readEvidence, type StageRecord } from "../evidence/evidence.js";
+import { Hasher, sha256 } from "../evidence/hash.js";
+import { UsageError } from "../manifest/diagnostics.js";
+import { StageCache } from "./cache.js";
+import type { Reporter } from "./events.js";
+import { detectGpus, GpuPool } from "./gpus.js";
+import { type LoadRequest, loadPipeline } from "./load.js";
+import {
+  createRunDir,
+  latestRun,
+  newRunId,
+  type RunRecord,
+  readRunRecord,
+  writeRunRecord,
+} from "./run-dir.js";
+import { executeRun } from "./scheduler.js";
+
+export interface RunRequest extends LoadRequest {
+  runsDir: string;
+  jobs: number;
+  resume: boolean;
+  reporter: Reporter;
+  signal: AbortSignal;
+  graceMs: number;
+  argv: string[];
+}
+
+export interface RunResult {
+  runDir: string;
+  status: "succeeded" | "failed" | "interrupted";
+  records: Record<string, StageRecord>;
+}
+
+export async function runPipeline(req: RunRequest): Promise<RunResult> {
+  const { spec, graph, manifestPath } = loadPipeline(req);
+  let runDir: string;
+  let runId: string;
+  let resumed: Evidence | null = null;
+  let started = new Date().toISOString();
+  if (req.resume) {
+    const last = latestRun(req.runsDir, spec.name);
+    if (!last) throw new UsageError(`--resume: no earlier run of '${spec.name}' in ${req.runsDir}`);
+    runDir = last;
+    const prev = readRunRecord(last);
+    runId = prev.run_id;
+    started = prev.started;
+    resumed = readEvidence(last);
+  } else {
+    runId = newRunId();
+    runDir = createRunDir(req.runsDir, spec.name, runId);
+  }
+  const record: RunRecord = {
+    run_id: runId,
+    pipeline: spec.name,
+    manifest: manifestPath,
+    manifest_sha256: sha256(readFileSync(manifestPath)),
+    profile: spec.profile,
+    mode: spec.mode,
+    params: spec.params,
+    status: "running",
+    started,
+    ended: null,
+    workspace: req.workspace,
+    argv: req.argv,
+    environment: { node: process.version, platform: `${process.platform}-${process.arch}` },
+  };
+  writeRunRecord(runDir, record);
+
+  const cacheDir = join(req.runsDir, ".cache");
+  mkdirSync(cacheDir, { recursive: true });
+  const hashesFile = join(cacheDir, "file-hashes.json");
+  const hasher = new Hasher(existsSync(hashesFile) ? JSON.parse(readFileSync(hashesFile, "utf8")) : {});
+  const usesGpu = spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
+  const gpus = new GpuPool(usesGpu ? detectGpus(req.env as NodeJS.ProcessEnv) : []);
+
+  req.reporter.emit({
+    event: "run-start",
+    run_id: runId,
+    run_dir: runDir,
+    pipeline: spec.name,
+    stages: graph.nodes.map((n) => n.id),
+    resumed: req.resume,
+  });
+  const outcome = await executeRun({
+    spec,
+    graph,
+    runId,
+    runDir,
+    workspace: req.workspace,
+    jobs: req.jobs,
+    gpus,
+    reporter: req.reporter,
+    signal: req.signal,
+    hasher,
+    cache: new StageCache(cacheDir),
+    env: req.env,
+    graceMs: req.graceMs,
+    resumed,
+  });
+  if (hasher.dirty) writeJsonAtomic(hashesFile, hasher.snapshot());
+  writeRunRecord(runDir, { ...record, status: outcome.status, ended: new Date().toISOString() });
+  const counts: Record<string, number> = {};
+  for (const r of Object.values(outcome.records)) counts[r.status] = (counts[r.status] ?? 0) + 1;
+  req.reporter.emit({ event: "run-end", run_id: runId, run_dir: runDir, status: outcome.status, counts });
+  return { runDir, status: outcome.status, records: outcome.records };
+}

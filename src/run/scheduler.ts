@@ -1,0 +1,420 @@
+// Runs a graph: each stage instance once its upstream finished, CPU stages up to --jobs at a
+// time, GPU stages one per free device; cache hits are linked in instead of run. Every outcome
+// is recorded in evidence.json as it happens, so an interrupted run still says what it did.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import type { ValidateFunction } from "ajv";
+import {
+  type Evidence,
+  type KeyParts,
+  type StageRecord,
+  type StageStatus,
+  writeEvidence,
+} from "../evidence/evidence.js";
+import { type Hasher, hashJson, listFiles, sha256 } from "../evidence/hash.js";
+import type { Graph, StageNode } from "../graph/expand.js";
+import { ManifestError } from "../manifest/diagnostics.js";
+import type { Value } from "../manifest/expr.js";
+import type { PipelineSpec } from "../manifest/pipeline.js";
+import { ajv, schemaValidator } from "../manifest/schema.js";
+import { PROJECT_ROOT } from "../paths.js";
+import { toArgs } from "../skill-kit/args.js";
+import type { Skill } from "../skills/types.js";
+import { linkTree, type StageCache } from "./cache.js";
+import { keyParts } from "./cache-key.js";
+import type { Reporter } from "./events.js";
+import type { GpuPool } from "./gpus.js";
+import { type Namespace, type ResolvedInputs, resolveInputs, stageNamespace } from "./inputs.js";
+import { runProcess } from "./process.js";
+import { findPython } from "./python.js";
+import { stageDir } from "./run-dir.js";
+
+export interface RunContext {
+  spec: PipelineSpec;
+  graph: Graph;
+  runId: string;
+  runDir: string;
+  workspace: string;
+  jobs: number;
+  gpus: GpuPool;
+  reporter: Reporter;
+  signal: AbortSignal;
+  hasher: Hasher;
+  cache: StageCache;
+  env: Record<string, string | undefined>;
+  /** How long a stage gets between SIGTERM and SIGKILL. */
+  graceMs: number;
+  /** This run's own earlier records, when resuming it. */
+  resumed: Evidence | null;
+}
+
+export interface RunOutcome {
+  status: "succeeded" | "failed" | "interrupted";
+  records: Record<string, StageRecord>;
+}
+
+export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
+  const records: Record<string, StageRecord> = {};
+  const namespaces = new Map<string, Namespace>();
+  const state = new Map<string, "pending" | "running" | "done" | "failed">();
+  for (const n of ctx.graph.nodes) state.set(n.id, "pending");
+  const save = (): void =>
+    writeEvidence(ctx.runDir, {
+      schema_version: 1,
+      run_id: ctx.runId,
+      pipeline: ctx.spec.name,
+      stages: records,
+    });
+  const finish = (node: StageNode, rec: StageRecord, ns: Namespace | null): void => {
+    records[node.id] = rec;
+    if (ns) namespaces.set(node.id, ns);
+    state.set(node.id, ns ? "done" : "failed");
+    save();
+    ctx.reporter.emit({
+      event: "stage-end",
+      stage: node.id,
+      status: rec.status,
+      reason: rec.reason,
+      wall_s: rec.wall_s,
+      cached_from: rec.cached_from,
+    });
+  };
+
+  const running = new Map<string, Promise<void>>();
+  for (;;) {
+    for (const node of ctx.graph.nodes) {
+      if (state.get(node.id) !== "pending" || ctx.signal.aborted) continue;
+      const blocked = node.deps.find((d) => state.get(d) === "failed");
+      if (blocked) {
+        finish(node, record(node, "skipped", `upstream ${blocked} did not succeed`), null);
+        continue;
+      }
+      if (running.size >= ctx.jobs || !node.deps.every((d) => state.get(d) === "done")) continue;
+      state.set(node.id, "running");
+      const task = runNode(ctx, node, namespaces)
+        .then(({ rec, ns }) => finish(node, rec, ns))
+        .catch((err: unknown) =>
+          finish(node, record(node, "failed", `internal error: ${(err as Error).message}`), null),
+        )
+        .finally(() => running.delete(node.id));
+      running.set(node.id, task);
+    }
+    if (running.size === 0) break;
+    await Promise.race(running.values());
+  }
+  save();
+  // Left only when empty; a crashed engine's leftovers stay for inspection.
+  rmEmptyDir(join(ctx.runDir, "stages", ".tmp"));
+  const statuses = Object.values(records).map((r) => r.status);
+  const unfinished = ctx.graph.nodes.some((n) => state.get(n.id) === "pending");
+  const status =
+    ctx.signal.aborted || statuses.includes("interrupted")
+      ? "interrupted"
+      : statuses.some((s) => s === "failed" || s === "skipped") || unfinished
+        ? "failed"
+        : "succeeded";
+  return { status, records };
+}
+
+function record(node: StageNode, status: StageStatus, reason: string | null): StageRecord {
+  return {
+    stage: node.id,
+    skill: node.spec.skill.manifest.id,
+    skill_version: node.spec.skill.manifest.version,
+    status,
+    reason,
+    cache_key: null,
+    key_parts: null,
+    cached_from: null,
+    started: null,
+    ended: null,
+    wall_s: null,
+    exit_code: null,
+    signal: null,
+    attempts: 0,
+    peak_rss_mb: null,
+    device: null,
+    output_json_sha256: null,
+    artifacts: [],
+  };
+}
+
+async function runNode(
+  ctx: RunContext,
+  node: StageNode,
+  namespaces: Map<string, Namespace>,
+): Promise<{ rec: StageRecord; ns: Namespace | null }> {
+  const skill = node.spec.skill;
+  const started = new Date();
+  const base = { ...record(node, "failed", null), started: started.toISOString() };
+  const fail = (reason: string, extra: Partial<StageRecord> = {}): { rec: StageRecord; ns: null } => ({
+    rec: { ...base, ...extra, status: "failed", reason, ended: new Date().toISOString() },
+    ns: null,
+  });
+
+  let inputs: ResolvedInputs;
+  try {
+    inputs = resolveInputs(node, {
+      spec: ctx.spec,
+      graph: ctx.graph,
+      namespaces,
+      env: ctx.env,
+      workspace: ctx.workspace,
+    });
+  } catch (err) {
+    if (err instanceof ManifestError) return fail(err.message);
+    throw err;
+  }
+  let parts: KeyParts;
+  try {
+    parts = await keyParts({ hasher: ctx.hasher, env: ctx.env, mode: ctx.spec.mode }, skill, inputs);
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  const key = hashJson(parts);
+  const keyed = { ...base, cache_key: key, key_parts: parts };
+  const finalDir = stageDir(ctx.runDir, node.id);
+
+  // Resuming this very run: a stage that finished with the same key stays as it is.
+  const prev = ctx.resumed?.stages[node.id];
+  if (prev && (prev.status === "succeeded" || prev.status === "cached") && prev.cache_key === key) {
+    const out = join(finalDir, "output.json");
+    if (existsSync(out) && sha256(readFileSync(out)) === prev.output_json_sha256) {
+      return {
+        rec: { ...prev, status: "cached", cached_from: prev.cached_from ?? ctx.runId },
+        ns: stageNamespace(skill, finalDir, readOutput(out), key),
+      };
+    }
+  }
+  if (existsSync(finalDir)) moveAside(ctx.runDir, finalDir, node.id, "superseded");
+
+  const hit = await ctx.cache.lookup(key);
+  if (hit) {
+    const tmp = tmpDir(ctx.runDir, node.id);
+    linkTree(join(hit.run_dir, "stages", hit.stage), tmp);
+    renameSync(tmp, finalDir);
+    const artifacts = await digestTree(ctx.hasher, finalDir);
+    return {
+      rec: {
+        ...keyed,
+        status: "cached",
+        cached_from: `${relative(dirname(ctx.runDir), hit.run_dir)}/stages/${hit.stage}`,
+        ended: new Date().toISOString(),
+        wall_s: 0,
+        output_json_sha256: hit.output_json_sha256,
+        artifacts,
+      },
+      ns: stageNamespace(skill, finalDir, readOutput(join(finalDir, "output.json")), key),
+    };
+  }
+
+  let last: { rec: StageRecord; ns: Namespace | null } = fail("not run");
+  for (let attempt = 1; attempt <= node.spec.retries + 1; attempt++) {
+    last = await attemptStage(ctx, node, inputs, { ...keyed, attempts: attempt }, attempt);
+    if (last.ns || last.rec.status === "interrupted" || ctx.signal.aborted) break;
+  }
+  if (last.ns) {
+    ctx.cache.put(key, {
+      run_dir: ctx.runDir,
+      stage: node.id,
+      output_json_sha256: last.rec.output_json_sha256 as string,
+    });
+  }
+  return last;
+}
+
+async function attemptStage(
+  ctx: RunContext,
+  node: StageNode,
+  inputs: ResolvedInputs,
+  base: StageRecord,
+  attempt: number,
+): Promise<{ rec: StageRecord; ns: Namespace | null }> {
+  const skill = node.spec.skill;
+  const m = skill.manifest;
+  const end = (status: StageStatus, reason: string | null, extra: Partial<StageRecord> = {}) => ({
+    rec: { ...base, ...extra, status, reason, ended: new Date().toISOString() },
+    ns: null,
+  });
+
+  const gpuPolicy = node.spec.resources.gpu ?? "none";
+  if (gpuPolicy === "required" && ctx.gpus.size === 0)
+    return end(
+      "failed",
+      "needs a GPU (resources.gpu: required) but none is available (CUDA_VISIBLE_DEVICES is empty or unset and nvidia-smi lists none)",
+    );
+  let command = process.execPath;
+  if (m.entrypoint.interpreter === "python") {
+    const py = findPython(ctx.env as NodeJS.ProcessEnv).runtime;
+    if (!py) return end("failed", "no Python with torch and numpy found (run `pipeline doctor` for the fix)");
+    command = py.command;
+  }
+  const device = gpuPolicy !== "none" && ctx.gpus.size > 0 ? await ctx.gpus.acquire() : null;
+  const tmp = tmpDir(ctx.runDir, node.id);
+  mkdirSync(join(tmp, "logs"), { recursive: true });
+  ctx.reporter.emit({ event: "stage-start", stage: node.id, attempt, device });
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(ctx.env)) if (v !== undefined) env[k] = v;
+  Object.assign(env, {
+    MEDPIPE_STAGE: node.id,
+    MEDPIPE_MODE: ctx.spec.mode,
+    MEDPIPE_RUN_DIR: ctx.runDir,
+    MEDPIPE_WORKSPACE: ctx.workspace,
+    PYTHONUNBUFFERED: "1",
+    // A stage sees only the device it was given; a CPU stage sees none.
+    CUDA_VISIBLE_DEVICES: device ?? "",
+  });
+  const outcome = await runProcess({
+    command,
+    args: [skill.scriptPath, ...toArgs(tmp, inputs.exec)],
+    cwd: ctx.workspace,
+    env,
+    stdoutLog: join(tmp, "logs", "stdout.log"),
+    stderrLog: join(tmp, "logs", "stderr.log"),
+    timeoutMs: node.spec.timeoutMs,
+    signal: ctx.signal,
+    graceMs: ctx.graceMs,
+    onStdoutLine: (line) => {
+      const data = progressEvent(line);
+      if (data) ctx.reporter.emit({ event: "stage-progress", stage: node.id, data });
+    },
+  });
+  if (device !== null) ctx.gpus.release(device);
+  const measured: Partial<StageRecord> = {
+    wall_s: outcome.wallS,
+    exit_code: outcome.exitCode,
+    signal: outcome.signal,
+    peak_rss_mb: outcome.peakRssMb,
+    device,
+  };
+  const reject = (status: StageStatus, reason: string) => {
+    moveAside(ctx.runDir, tmp, node.id, `failed/attempt-${attempt}`);
+    return end(status, reason, measured);
+  };
+  if (outcome.interrupted) return reject("interrupted", "interrupted");
+  if (outcome.timedOut)
+    return reject("failed", `timeout after ${((node.spec.timeoutMs ?? 0) / 1000).toFixed(1)} s`);
+  if (outcome.spawnError) return reject("failed", `could not start ${command}: ${outcome.spawnError}`);
+  if (outcome.exitCode !== 0) {
+    const why = lastLine(outcome.stderrTail);
+    const how = outcome.signal ? `killed by ${outcome.signal}` : `exit code ${outcome.exitCode}`;
+    return reject("failed", why ? `${how}: ${why}` : how);
+  }
+  const outPath = join(tmp, "output.json");
+  if (!existsSync(outPath)) return reject("failed", "exited 0 but wrote no output.json");
+  let output: Record<string, Value>;
+  try {
+    output = readOutput(outPath);
+  } catch (err) {
+    return reject("failed", `output.json is not valid JSON: ${(err as Error).message}`);
+  }
+  const problem = checkOutput(skill, node.id, output);
+  if (problem) return reject("failed", problem);
+
+  const finalDir = stageDir(ctx.runDir, node.id);
+  renameSync(tmp, finalDir);
+  const artifacts = await digestTree(ctx.hasher, finalDir);
+  const outputSha = artifacts.find((a) => a.path === "output.json")?.sha256 ?? null;
+  return {
+    rec: {
+      ...base,
+      ...measured,
+      status: "succeeded",
+      reason: null,
+      ended: new Date().toISOString(),
+      output_json_sha256: outputSha,
+      artifacts,
+    },
+    ns: stageNamespace(skill, finalDir, output, base.cache_key as string),
+  };
+}
+
+const resultValidators = new WeakMap<Skill, ValidateFunction>();
+
+/** The envelope and the skill's own result schema; the message names the schema and its path. */
+function checkOutput(skill: Skill, stageId: string, output: Record<string, Value>): string | null {
+  const envelope = schemaValidator("https://medpipe.dev/schemas/evidence/output.schema.json");
+  if (!envelope(output)) return schemaMessage("schemas/evidence/output.schema.json", envelope);
+  let result = resultValidators.get(skill);
+  if (!result) {
+    const schema = JSON.parse(readFileSync(skill.resultSchemaPath, "utf8")) as Record<string, unknown>;
+    delete schema.$id;
+    result = ajv().compile(schema);
+    resultValidators.set(skill, result);
+  }
+  if (!result(output)) return schemaMessage(relative(PROJECT_ROOT, skill.resultSchemaPath), result);
+  if (output.skill !== skill.manifest.id)
+    return `output.json names skill '${String(output.skill)}', expected '${skill.manifest.id}'`;
+  if (output.stage !== stageId)
+    return `output.json names stage '${String(output.stage)}', expected '${stageId}'`;
+  if (output.status !== "succeeded") return `output.json reports status '${String(output.status)}'`;
+  return null;
+}
+
+function schemaMessage(file: string, v: ValidateFunction): string {
+  const e = v.errors?.[0];
+  if (!e) return `output.json does not match ${file}`;
+  return `output.json does not match ${file}: ${e.instancePath || "/"} ${e.message ?? "is invalid"} (schema path ${e.schemaPath})`;
+}
+
+async function digestTree(hasher: Hasher, dir: string): Promise<StageRecord["artifacts"]> {
+  const out: StageRecord["artifacts"] = [];
+  for (const rel of listFiles(dir)) {
+    const d = await hasher.file(join(dir, rel));
+    out.push({ path: rel, sha256: d.sha256, bytes: d.bytes });
+  }
+  return out;
+}
+
+function readOutput(path: string): Record<string, Value> {
+  return JSON.parse(readFileSync(path, "utf8")) as Record<string, Value>;
+}
+
+function rmEmptyDir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not there, or not empty
+  }
+}
+
+function tmpDir(runDir: string, id: string): string {
+  return join(runDir, "stages", ".tmp", `${id}-${randomBytes(4).toString("hex")}`);
+}
+
+/** Keeps what a failed or replaced attempt left, where it cannot be mistaken for a result. */
+function moveAside(runDir: string, dir: string, id: string, label: string): void {
+  let dest = join(
+    runDir,
+    label.startsWith("failed") ? "failed" : "superseded",
+    id,
+    label.replace(/^failed\//, ""),
+  );
+  if (existsSync(dest)) dest = `${dest}-${randomBytes(3).toString("hex")}`;
+  mkdirSync(dirname(dest), { recursive: true });
+  const out = join(dir, "output.json");
+  if (label.startsWith("failed") && existsSync(out)) renameSync(out, `${out}.rejected`);
+  try {
+    renameSync(dir, dest);
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function progressEvent(line: string): Record<string, Value> | null {
+  if (!line.startsWith("{")) return null;
+  try {
+    const v = JSON.parse(line) as unknown;
+    return v !== null && typeof v === "object" && !Array.isArray(v) && "event" in v
+      ? (v as Record<string, Value>)
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split("\n");
+  return (lines[lines.length - 1] ?? "").trim().slice(0, 500);
+}
