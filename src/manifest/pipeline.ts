@@ -67,6 +67,7 @@ export interface StageSpec {
 
 export interface PipelineSpec {
   name: string;
+  /** Resolved on first read; see materialize() for a plain copy. */
   description: string;
   file: string;
   source: SourceDoc;
@@ -140,6 +141,7 @@ export function compilePipeline(
           ["profiles", opts.profile as string, "params", k],
           `profile sets unknown param '${k}'`,
           knownList(paramSources),
+          { key: true },
         ),
       );
     }
@@ -330,7 +332,7 @@ export function compilePipeline(
     source: doc,
     profile: opts.profile,
     mode,
-    params: materialize(params),
+    params,
     profileValues,
     stages,
   };
@@ -442,7 +444,8 @@ function lazyParams(
   return out;
 }
 
-function materialize(params: Record<string, Value>): Record<string, Value> {
+/** The params that resolve, as plain values (for the run record). */
+export function materialize(params: Record<string, Value>): Record<string, Value> {
   const out: Record<string, Value> = {};
   for (const k of Object.keys(params)) {
     try {

@@ -17,7 +17,7 @@ let shared: Ajv | undefined;
 /** One Ajv for the process: the project's schemas are registered once and compiled lazily. */
 export function ajv(): Ajv {
   if (shared) return shared;
-  const instance = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+  const instance = new Ajv({ allErrors: true, strict: false, useDefaults: false, verbose: true });
   addFormats(instance);
   // `path` marks inputs that name files or folders; any string is a valid path here.
   instance.addFormat("path", true);
@@ -74,6 +74,11 @@ export function findings(errors: ErrorObject[] | null | undefined, base: Path = 
 function finding(e: ErrorObject, path: Path): Finding {
   const where = path.length ? `'${path.join(".")}'` : "the document";
   const p = e.params as Record<string, unknown>;
+  // A key that breaks propertyNames: point at the key itself.
+  if (e.propertyName !== undefined) {
+    const { propertyName, ...rest } = e;
+    return finding({ ...rest, keyword: "propertyNames", params: { propertyName } }, path);
+  }
   const schema = e.parentSchema as { properties?: Record<string, unknown>; description?: string } | undefined;
   switch (e.keyword) {
     case "additionalProperties": {
@@ -121,6 +126,21 @@ function finding(e: ErrorObject, path: Path): Finding {
         key: false,
         message: `invalid value for ${where}`,
         expected: schema?.description ?? `text matching ${String(p.pattern)}`,
+      };
+    case "minimum":
+    case "maximum":
+    case "exclusiveMinimum":
+    case "exclusiveMaximum":
+    case "minItems":
+    case "maxItems":
+    case "minLength":
+    case "maxLength":
+    case "minProperties":
+      return {
+        path,
+        key: false,
+        message: `${where} ${e.message ?? "is out of range"}`,
+        expected: `a value that ${e.message?.replace(/^must (be )?/, "is ") ?? "is in range"}`,
       };
     case "oneOf":
     case "anyOf":

@@ -5,6 +5,7 @@ import { writeJsonAtomic } from "../evidence/atomic.js";
 import { type Evidence, readEvidence, type StageRecord } from "../evidence/evidence.js";
 import { Hasher, sha256 } from "../evidence/hash.js";
 import { UsageError } from "../manifest/diagnostics.js";
+import { materialize } from "../manifest/pipeline.js";
 import { StageCache } from "./cache.js";
 import type { Reporter } from "./events.js";
 import { detectGpus, GpuPool } from "./gpus.js";
@@ -60,7 +61,7 @@ export async function runPipeline(req: RunRequest): Promise<RunResult> {
     manifest_sha256: sha256(readFileSync(manifestPath)),
     profile: spec.profile,
     mode: spec.mode,
-    params: spec.params,
+    params: materialize(spec.params),
     status: "running",
     started,
     ended: null,

@@ -1,0 +1,239 @@
+// Malformed manifests through the real CLI: each error names file:line:col, says what was
+// expected, exits 2 and shows no stack trace. Positions are those of the offending text.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { cli, positionOf, TEST_SKILLS } from "./support/cli.js";
+
+interface Case {
+  name: string;
+  yaml: string;
+  /** Text whose first occurrence is where the error must point. */
+  at: string;
+  message: RegExp;
+  expected: RegExp;
+  args?: string[];
+}
+
+const cases: Case[] = [
+  {
+    name: "bad YAML",
+    yaml: "name: t\nstages:\n  a: { skill: emit, with: { value: [1, 2 }\n",
+    at: "}\n",
+    message: /Flow sequence|flow|Missing|Unexpected/i,
+    expected: /valid YAML/,
+  },
+  {
+    name: "unknown skill",
+    yaml: "name: t\nstages:\n  a:\n    skill: emitt\n    with: { value: 1 }\n",
+    at: "emitt",
+    message: /unknown skill 'emitt'/,
+    expected: /one of: .*emit/,
+  },
+  {
+    name: "unknown input",
+    yaml: "name: t\nstages:\n  a:\n    skill: emit\n    with:\n      value: 1\n      colour: red\n",
+    at: "colour",
+    message: /unknown input 'colour' for skill 'emit'/,
+    expected: /one of: value, source, count, sleep_ms/,
+  },
+  {
+    name: "wrong type",
+    yaml: "name: t\nstages:\n  a:\n    skill: emit\n    with:\n      value: 1\n      count: many\n",
+    at: "many",
+    message: /input 'count'.*"many"/,
+    expected: /an integer/,
+  },
+  {
+    name: "wrong type through a param",
+    yaml: 'name: t\nparams:\n  n: "3x"\nstages:\n  a:\n    skill: emit\n    with: { value: 1, count: "${params.n}" }\n',
+    at: '"${params.n}"',
+    message: /input 'count'.*"3x"/,
+    expected: /an integer/,
+  },
+  {
+    name: "dangling reference",
+    yaml: 'name: t\nstages:\n  a:\n    skill: emit\n    with: { value: "${nosuch.value}" }\n',
+    at: "nosuch",
+    message: /unknown name 'nosuch'/,
+    expected: /a stage id \(a\)/,
+  },
+  {
+    name: "unknown output of a stage",
+    yaml: 'name: t\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  b:\n    skill: emit\n    with: { value: "${a.nope}" }\n',
+    at: "a.nope",
+    message: /stage 'a' \(skill emit\) has no output 'nope'/,
+    expected: /one of: text, value, source_bytes/,
+  },
+  {
+    name: "cycle",
+    yaml: 'name: t\nstages:\n  a:\n    skill: emit\n    with: { value: "${b.value}" }\n  b:\n    skill: emit\n    with: { value: "${a.value}" }\n',
+    at: "a.value",
+    message: /dependency cycle: a → b → a/,
+    expected: /only one way/,
+  },
+  {
+    name: "foreach that is not a list",
+    yaml: 'name: t\nparams: { folds: 3 }\nstages:\n  a:\n    skill: emit\n    foreach: { fold: "${params.folds}" }\n    with: { value: "${fold}" }\n',
+    at: '"${params.folds}"',
+    message: /foreach 'fold' must give a non-empty list.*number 3/,
+    expected: /range\(params.folds\)/,
+  },
+  {
+    name: "foreach with repeated values",
+    yaml: 'name: t\nstages:\n  a:\n    skill: emit\n    foreach: { fold: [1, 1] }\n    with: { value: "${fold}" }\n',
+    at: "[1, 1]",
+    message: /repeats the value 1/,
+    expected: /distinct values/,
+  },
+  {
+    name: "duplicate stage id",
+    yaml: "name: t\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  a: { skill: emit, with: { value: 2 } }\n",
+    at: "a: { skill: emit, with: { value: 2",
+    message: /duplicate key/,
+    expected: /a unique key/,
+  },
+  {
+    name: "missing required input",
+    yaml: "name: t\nstages:\n  a:\n    skill: combine\n    with:\n      files: []\n",
+    at: "with",
+    message: /missing required input 'values' of skill 'combine'/,
+    expected: /values: \.\.\./,
+  },
+  {
+    name: "unknown top-level field",
+    yaml: "name: t\nstagez: {}\nstages:\n  a: { skill: emit, with: { value: 1 } }\n",
+    at: "stagez",
+    message: /unknown field 'stagez'/,
+    expected: /one of: name, description, params, profiles, stages/,
+  },
+  {
+    name: "missing stages",
+    yaml: "name: t\nparams: {}\n",
+    at: "name",
+    message: /missing field 'stages'/,
+    expected: /a 'stages' field/,
+  },
+  {
+    name: "unknown param",
+    yaml: 'name: t\nparams: { epochs: 2 }\nstages:\n  a: { skill: emit, with: { value: "${params.epoch}" } }\n',
+    at: "params.epoch}",
+    message: /unknown param 'epoch'/,
+    expected: /one of: epochs/,
+  },
+  {
+    name: "bad expression",
+    yaml: 'name: t\nstages:\n  a: { skill: emit, with: { value: "${1 + }" } }\n',
+    at: '}" }',
+    message: /expression ends too early/,
+    expected: /a name, number, string/,
+  },
+  {
+    name: "invalid stage id",
+    yaml: "name: t\nstages:\n  Bad-Id: { skill: emit, with: { value: 1 } }\n",
+    at: "Bad-Id",
+    message: /invalid name 'Bad-Id'/,
+    expected: /lower-case letters/,
+  },
+  {
+    name: "needs an unknown stage",
+    yaml: "name: t\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  b:\n    skill: emit\n    needs: [a, z]\n    with: { value: 2 }\n",
+    at: "z]",
+    message: /needs unknown stage 'z'/,
+    expected: /one of: a, b/,
+  },
+  {
+    name: "unset environment variable",
+    yaml: 'name: t\nparams:\n  root: "${env.MEDPIPE_TEST_UNSET}/data"\nstages:\n  a: { skill: emit, with: { value: "${params.root}" } }\n',
+    at: "MEDPIPE_TEST_UNSET}",
+    message: /environment variable MEDPIPE_TEST_UNSET is not set/,
+    expected: /.*/,
+  },
+  {
+    name: "bad timeout",
+    yaml: "name: t\nstages:\n  a:\n    skill: emit\n    timeout: 10 minutes\n    with: { value: 1 }\n",
+    at: "10 minutes",
+    message: /invalid value for 'stages.a.timeout'/,
+    expected: /seconds, or a duration like 90s/,
+  },
+  {
+    name: "foreach variable outside its stage",
+    yaml: 'name: t\nstages:\n  a:\n    skill: emit\n    foreach: { fold: [0, 1] }\n    with: { value: "${fold}" }\n  b: { skill: emit, with: { value: "${fold}" } }\n',
+    at: 'fold}" } }',
+    message: /unknown name 'fold'/,
+    expected: /a stage id/,
+  },
+  {
+    name: "negative retries",
+    yaml: "name: t\nstages:\n  a:\n    skill: emit\n    retries: -1\n    with: { value: 1 }\n",
+    at: "-1",
+    message: /'stages.a.retries' must be >= 0/,
+    expected: /a value that is >= 0/,
+  },
+  {
+    name: "reserved stage id",
+    yaml: "name: t\nstages:\n  params: { skill: emit, with: { value: 1 } }\n",
+    at: "params:",
+    message: /'params' is reserved/,
+    expected: /another stage id/,
+  },
+  {
+    name: "profile param that does not exist",
+    yaml: "name: t\nparams: { a: 1 }\nprofiles:\n  smoke: { params: { b: 2 } }\nstages:\n  s: { skill: emit, with: { value: 1 } }\n",
+    at: "b: 2",
+    message: /profile sets unknown param 'b'/,
+    expected: /one of: a/,
+    args: ["--smoke"],
+  },
+];
+
+describe("malformed manifests", () => {
+  const dir = mkdtempSync(join(tmpdir(), "medpipe-bad-"));
+  it.each(cases)("$name", (c) => {
+    const file = join(dir, `${c.name.replace(/\W+/g, "-")}.yaml`);
+    writeFileSync(file, c.yaml);
+    const r = cli(["validate", file, "--skills-dir", TEST_SKILLS, ...(c.args ?? [])], {
+      cwd: dir,
+    });
+    expect(r.code).toBe(2);
+    const first = r.stderr.split("\n")[0] as string;
+    const pos = positionOf(c.yaml, c.at);
+    expect(first).toMatch(new RegExp(`^${escape(file)}:${pos.line}:${pos.col}: error: `));
+    expect(first).toMatch(c.message);
+    expect(r.stderr).toMatch(/expected: /);
+    expect(r.stderr.match(/expected: (.*)/)?.[1]).toMatch(c.expected);
+    expect(r.stderr).toMatch(new RegExp(`> +${pos.line} \\|`)); // the offending line is shown
+    expect(r.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/); // no stack trace
+  });
+
+  it("--json gives the same diagnostics as JSON", () => {
+    const file = join(dir, "json.yaml");
+    const yaml = "name: t\nstages:\n  a: { skill: emitt }\n";
+    writeFileSync(file, yaml);
+    const r = cli(["validate", file, "--json", "--skills-dir", TEST_SKILLS], { cwd: dir });
+    expect(r.code).toBe(2);
+    const out = JSON.parse(r.stdout) as {
+      ok: boolean;
+      error: { diagnostics: { line: number; col: number; file: string }[] };
+    };
+    expect(out.ok).toBe(false);
+    const pos = positionOf(yaml, "emitt");
+    expect(out.error.diagnostics[0]).toMatchObject({ file, line: pos.line, col: pos.col });
+  });
+
+  it("an unknown profile and an unknown --set param are usage errors", () => {
+    const file = join(dir, "ok.yaml");
+    writeFileSync(file, "name: t\nparams: { a: 1 }\nstages:\n  s: { skill: emit, with: { value: 1 } }\n");
+    const p = cli(["validate", file, "--profile", "nope", "--skills-dir", TEST_SKILLS], { cwd: dir });
+    expect(p.code).toBe(2);
+    expect(p.stderr).toMatch(/no profile 'nope'/);
+    const s = cli(["validate", file, "--set", "b=2", "--skills-dir", TEST_SKILLS], { cwd: dir });
+    expect(s.code).toBe(2);
+    expect(s.stderr).toMatch(/--set b=2: no param 'b'; expected one of: a/);
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
