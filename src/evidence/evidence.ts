@@ -15,6 +15,8 @@ export interface KeyParts {
   code: Record<string, string>;
   inputs: Record<string, Value>;
   hashes: Record<string, string>;
+  /** Keys of the stages listed in `needs`: ordering after a stage also means depending on it. */
+  needs: Record<string, string>;
   environment: Record<string, string>;
 }
 

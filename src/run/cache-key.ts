@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { KeyParts } from "../evidence/evidence.js";
 import { type Hasher, hashJson, listFiles } from "../evidence/hash.js";
+import type { Graph, StageNode } from "../graph/expand.js";
 import { PROJECT_ROOT } from "../paths.js";
 import type { Mode, Skill } from "../skills/types.js";
 import type { ResolvedInputs } from "./inputs.js";
@@ -17,7 +18,12 @@ export interface KeyContext {
 }
 
 /** What a stage's cache key is made of: skill, its code, resolved inputs, input contents, environment. */
-export async function keyParts(ctx: KeyContext, skill: Skill, inputs: ResolvedInputs): Promise<KeyParts> {
+export async function keyParts(
+  ctx: KeyContext,
+  skill: Skill,
+  inputs: ResolvedInputs,
+  needs: Record<string, string> = {},
+): Promise<KeyParts> {
   let code = codeDigests.get(skill);
   if (!code) {
     code = {};
@@ -50,6 +56,21 @@ export async function keyParts(ctx: KeyContext, skill: Skill, inputs: ResolvedIn
     code,
     inputs: inputs.key,
     hashes,
+    needs,
     environment,
   };
+}
+
+/** The keys of the instances of every stage a node `needs`, by instance id. */
+export function needsKeys(
+  node: StageNode,
+  graph: Graph,
+  keyOf: (id: string) => string | null,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const ref of node.spec.refs) {
+    if (ref.via !== "needs") continue;
+    for (const id of graph.instances.get(ref.stage) ?? []) out[id] = keyOf(id) ?? "";
+  }
+  return out;
 }

@@ -6,7 +6,7 @@ import { Hasher, hashJson } from "../evidence/hash.js";
 import { ManifestError } from "../manifest/diagnostics.js";
 import type { Value } from "../manifest/expr.js";
 import { StageCache } from "./cache.js";
-import { keyParts } from "./cache-key.js";
+import { keyParts, needsKeys } from "./cache-key.js";
 import { type Namespace, resolveInputs, stageNamespace } from "./inputs.js";
 import type { LoadedPipeline } from "./load.js";
 import { latestRun } from "./run-dir.js";
@@ -35,6 +35,7 @@ export async function planRun(
   const namespaces = new Map<string, Namespace>();
   const entries: PlanEntry[] = [];
   const willRun = new Set<string>();
+  const keys = new Map<string, string>();
   for (const node of graph.nodes) {
     const base = { stage: node.id, skill: node.spec.skill.manifest.id, deps: node.deps };
     const upstream = node.deps.find((d) => willRun.has(d));
@@ -53,8 +54,14 @@ export async function planRun(
         env: opts.env,
         workspace: opts.workspace,
       });
-      parts = await keyParts({ hasher, env: opts.env, mode: spec.mode }, node.spec.skill, inputs);
+      parts = await keyParts(
+        { hasher, env: opts.env, mode: spec.mode },
+        node.spec.skill,
+        inputs,
+        needsKeys(node, graph, (id) => keys.get(id) ?? null),
+      );
       key = hashJson(parts);
+      keys.set(node.id, key);
     } catch (err) {
       if (!(err instanceof ManifestError) && !(err instanceof Error)) throw err;
       willRun.add(node.id);

@@ -23,8 +23,10 @@ export interface RunRecord {
   environment: Record<string, string | null>;
 }
 
+/** UTC time to the millisecond, then random: ids sort in the order runs started. */
 export function newRunId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  const iso = now.toISOString(); // 2026-11-23T12:31:26.481Z
+  const stamp = `${iso.slice(0, 10).replace(/-/g, "")}-${iso.slice(11, 19).replace(/:/g, "")}-${iso.slice(20, 23)}`;
   return `${stamp}-${randomBytes(2).toString("hex")}`;
 }
 

@@ -22,7 +22,7 @@ import { PROJECT_ROOT } from "../paths.js";
 import { toArgs } from "../skill-kit/args.js";
 import type { Skill } from "../skills/types.js";
 import { linkTree, type StageCache } from "./cache.js";
-import { keyParts } from "./cache-key.js";
+import { keyParts, needsKeys } from "./cache-key.js";
 import type { Reporter } from "./events.js";
 import type { GpuPool } from "./gpus.js";
 import { type Namespace, type ResolvedInputs, resolveInputs, stageNamespace } from "./inputs.js";
@@ -92,7 +92,7 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
       }
       if (running.size >= ctx.jobs || !node.deps.every((d) => state.get(d) === "done")) continue;
       state.set(node.id, "running");
-      const task = runNode(ctx, node, namespaces)
+      const task = runNode(ctx, node, namespaces, records)
         .then(({ rec, ns }) => finish(node, rec, ns))
         .catch((err: unknown) =>
           finish(node, record(node, "failed", `internal error: ${(err as Error).message}`), null),
@@ -144,6 +144,7 @@ async function runNode(
   ctx: RunContext,
   node: StageNode,
   namespaces: Map<string, Namespace>,
+  records: Record<string, StageRecord>,
 ): Promise<{ rec: StageRecord; ns: Namespace | null }> {
   const skill = node.spec.skill;
   const started = new Date();
@@ -168,7 +169,12 @@ async function runNode(
   }
   let parts: KeyParts;
   try {
-    parts = await keyParts({ hasher: ctx.hasher, env: ctx.env, mode: ctx.spec.mode }, skill, inputs);
+    parts = await keyParts(
+      { hasher: ctx.hasher, env: ctx.env, mode: ctx.spec.mode },
+      skill,
+      inputs,
+      needsKeys(node, ctx.graph, (id) => records[id]?.cache_key ?? null),
+    );
   } catch (err) {
     return fail((err as Error).message);
   }

@@ -2,7 +2,7 @@
 import type { KeyParts } from "../evidence/evidence.js";
 import type { Value } from "../manifest/expr.js";
 
-const UPSTREAM = /^@([0-9a-f]{64})\/(.*)$/;
+const UPSTREAM_KEY = /@[0-9a-f]{64}\//g;
 
 export function diffKeyParts(before: KeyParts, after: KeyParts): string[] {
   const out: string[] = [];
@@ -25,6 +25,9 @@ export function diffKeyParts(before: KeyParts, after: KeyParts): string[] {
     if (a !== b && a !== undefined && b !== undefined)
       out.push(`content of input '${name}' changed (sha256 ${a.slice(0, 12)}… → ${b.slice(0, 12)}…)`);
   }
+  for (const id of union(before.needs ?? {}, after.needs ?? {})) {
+    if (before.needs?.[id] !== after.needs?.[id]) out.push(`stage '${id}' it needs was rerun or changed`);
+  }
   for (const k of union(before.environment, after.environment)) {
     if (before.environment[k] !== after.environment[k])
       out.push(
@@ -35,11 +38,14 @@ export function diffKeyParts(before: KeyParts, after: KeyParts): string[] {
 }
 
 function describeInputChange(name: string, a: Value | undefined, b: Value | undefined): string {
-  if (typeof a === "string" && typeof b === "string" && UPSTREAM.test(a) && UPSTREAM.test(b))
-    return `input '${name}': the upstream output it reads changed (${b.replace(UPSTREAM, "$2")})`;
-  const show = (v: Value | undefined): string =>
-    v === undefined ? "(unset)" : JSON.stringify(v).replace(/@[0-9a-f]{64}\//g, "@…/");
-  return `input '${name}' changed: ${show(a)} → ${show(b)}`;
+  const masked = (v: Value | undefined): string =>
+    v === undefined ? "(unset)" : JSON.stringify(v).replace(UPSTREAM_KEY, "@…/");
+  // Same shape with other upstream keys: what changed is the upstream stage, not this input.
+  if (masked(a) === masked(b)) {
+    const files = [...new Set([...JSON.stringify(b).matchAll(/@[0-9a-f]{64}\/([^"]*)/g)].map((m) => m[1]))];
+    return `input '${name}': the upstream output it reads changed (${files.join(", ")})`;
+  }
+  return `input '${name}' changed: ${masked(a)} → ${masked(b)}`;
 }
 
 function union(a: object, b: object): string[] {

@@ -1,0 +1,115 @@
+// The cache matrix on real runs of the test skills: exactly the stages whose key changed rerun.
+import { createHash } from "node:crypto";
+import { appendFileSync, existsSync, readFileSync, utimesSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { cli } from "./support/cli.js";
+import { makeWorkspace, type Workspace } from "./support/workspace.js";
+
+const MANIFEST = `
+name: matrix
+params: { a: 1, b: 2, source: data/input.txt }
+stages:
+  left: { skill: emit, with: { value: "\${params.a}" } }
+  right: { skill: emit, with: { value: "\${params.b}", source: "\${params.source}" } }
+  join: { skill: combine, with: { values: ["\${left.value}", "\${right.value}"], files: ["\${right.text}"] } }
+  tail: { skill: emit, with: { value: "\${join.sum}" } }
+  other: { skill: combine, with: { values: [1, 2] } }
+`;
+
+describe("cache matrix", () => {
+  let ws: Workspace;
+  let manifest: string;
+  const run = (...extra: string[]) => {
+    const r = cli(["run", manifest, "--skills-dir", ws.skills, ...extra], { cwd: ws.dir });
+    expect(r.stderr).not.toMatch(/internal error/);
+    return r;
+  };
+  const ran = (runDir: string) =>
+    Object.entries(ws.statuses(runDir))
+      .filter(([, s]) => s === "succeeded")
+      .map(([k]) => k)
+      .sort();
+
+  beforeAll(() => {
+    ws = makeWorkspace();
+    manifest = ws.write("pipelines/matrix.yaml", MANIFEST);
+    ws.write("data/input.txt", "first\n");
+    const r = run();
+    expect(r.code).toBe(0);
+  });
+
+  it("a first run runs everything; the last stdout line is the run folder", () => {
+    const first = ws.latestRun("matrix");
+    expect(ran(first)).toEqual(["join", "left", "other", "right", "tail"]);
+    const tail = JSON.parse(readFileSync(join(first, "stages/tail/output.json"), "utf8"));
+    expect(tail.value).toBe(3); // 1 + 2, computed by the stages themselves
+  });
+
+  it("an unchanged rerun runs nothing", () => {
+    const r = run();
+    expect(r.code).toBe(0);
+    const dir = r.stdout.trim().split("\n").pop() as string;
+    expect(dir).toBe(ws.latestRun("matrix"));
+    expect(ran(dir)).toEqual([]);
+    expect(Object.values(ws.statuses(dir)).every((s) => s === "cached")).toBe(true);
+    // cached stages are complete copies in the new run folder
+    expect(existsSync(join(dir, "stages/join/joined.txt"))).toBe(true);
+  });
+
+  it("a changed param reruns that stage and the dependents whose inputs change", () => {
+    const plan = cli(["plan", manifest, "--set", "a=5", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(plan.code).toBe(0);
+    expect(plan.stdout).toMatch(/^run +left .*input 'value' changed: 1 → 5$/m);
+    expect(plan.stdout).toMatch(/^cached +right /m);
+    expect(plan.stdout).toMatch(/^run +join .*after left runs$/m);
+    expect(run("--set", "a=5").code).toBe(0);
+    const dir = ws.latestRun("matrix");
+    expect(ran(dir)).toEqual(["join", "left", "tail"]);
+    const why = cli(["why", dir, "tail"], { cwd: ws.dir });
+    expect(why.stdout).toMatch(/input 'value' changed: 3 → 7/);
+  });
+
+  it("touching an input file without changing it reruns nothing", () => {
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(ws.dir, "data/input.txt"), later, later);
+    expect(run().code).toBe(0);
+    expect(ran(ws.latestRun("matrix"))).toEqual([]);
+  });
+
+  it("changing an input file's content reruns its consumer and what reads its files", () => {
+    ws.write("data/input.txt", "second\n");
+    expect(run().code).toBe(0);
+    const dir = ws.latestRun("matrix");
+    expect(ran(dir)).toEqual(["join", "right"]); // tail reads join.sum, which did not change
+    const why = cli(["why", dir, "right"], { cwd: ws.dir });
+    expect(why.stdout).toMatch(/content of input 'source' changed/);
+    const whyJoin = cli(["why", dir, "join"], { cwd: ws.dir });
+    expect(whyJoin.stdout).toMatch(/input 'files': the upstream output it reads changed/);
+  });
+
+  it("editing a skill's code reruns that skill's stages", () => {
+    appendFileSync(join(ws.skills, "combine/scripts/run.js"), "\n// an edit\n");
+    expect(run().code).toBe(0);
+    const dir = ws.latestRun("matrix");
+    expect(ran(dir)).toEqual(["join", "other"]);
+    const why = cli(["why", dir, "other", "--json"], { cwd: ws.dir });
+    expect(JSON.parse(why.stdout).reasons).toEqual(["skill code changed: scripts/run.js"]);
+  });
+
+  it("evidence.json records digests and a root hash that covers them", () => {
+    const e = ws.evidence(ws.latestRun("matrix"));
+    const join1 = e.stages.join;
+    expect(join1?.artifacts.map((a) => a.path).sort()).toEqual([
+      "joined.txt",
+      "logs/stderr.log",
+      "logs/stdout.log",
+      "output.json",
+    ]);
+    expect(e.root_hash).toMatch(/^[0-9a-f]{64}$/);
+    const joined = readFileSync(join(ws.latestRun("matrix"), "stages/join/joined.txt"));
+    expect(join1?.artifacts.find((a) => a.path === "joined.txt")?.sha256).toBe(
+      createHash("sha256").update(joined).digest("hex"),
+    );
+  });
+});

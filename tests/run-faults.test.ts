@@ -1,0 +1,158 @@
+// Faults with real processes: a stage killed with -9, Ctrl-C on the engine, a timeout, an
+// output.json that breaks its schema, a GPU that is not there.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { describe, expect, it } from "vitest";
+import { cli, cliAsync, ROOT } from "./support/cli.js";
+import { alive, makeWorkspace } from "./support/workspace.js";
+
+async function waitFor<T>(f: () => T | undefined, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function pids(dir: string, stage: string): [number, number] | undefined {
+  const f = join(dir, `${stage}.pids`);
+  if (!existsSync(f)) return undefined;
+  const parts = readFileSync(f, "utf8").trim().split(" ").map(Number);
+  return parts.length === 2 ? (parts as [number, number]) : undefined;
+}
+
+const SLOW = (sleepMs: number, extra = "") => `
+name: slow
+params: { sleep: ${sleepMs} }
+stages:
+  a: { skill: emit, with: { value: 1 } }
+  slow:
+    skill: sleeper
+    ${extra}
+    with: { pid_dir: pids, sleep_ms: "\${params.sleep}" }
+  after: { skill: emit, needs: [slow], with: { value: "\${a.value}" } }
+`;
+
+describe("faults", () => {
+  it("kill -9 of a stage: no output.json, run failed; --resume reruns only it and its dependents", async () => {
+    const ws = makeWorkspace();
+    ws.write("pids/.keep", "");
+    const manifest = ws.write("slow.yaml", SLOW(2500));
+    const run = cliAsync(["run", manifest, "--skills-dir", ws.skills], { cwd: ws.dir });
+    const [stagePid, grandchild] = await waitFor(() => pids(join(ws.dir, "pids"), "slow"));
+    process.kill(stagePid, "SIGKILL");
+    const r = await run.done;
+    expect(r.code).toBe(1);
+    const dir = ws.latestRun("slow");
+    expect(JSON.parse(readFileSync(join(dir, "run.json"), "utf8")).status).toBe("failed");
+    const rec = ws.evidence(dir).stages.slow;
+    expect(rec?.status).toBe("failed");
+    expect(rec?.reason).toBe("killed by SIGKILL");
+    expect(existsSync(join(dir, "stages/slow"))).toBe(false);
+    expect(readdirSync(join(dir, "failed/slow"))).toEqual(["attempt-1"]);
+    expect(existsSync(join(dir, "failed/slow/attempt-1/output.json"))).toBe(false);
+    expect(ws.statuses(dir).after).toBe("skipped");
+    await waitFor(() => (alive(grandchild) ? undefined : true), 5000); // its group went with it
+
+    const resumed = cli(["run", manifest, "--resume", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout.trim().split("\n").pop()).toBe(dir); // the same run, continued
+    expect(ws.statuses(dir)).toEqual({ a: "cached", slow: "succeeded", after: "succeeded" });
+    expect(existsSync(join(dir, "stages/slow/output.json"))).toBe(true);
+  });
+
+  it("Ctrl-C: every stage process group ends (SIGKILL after the grace period), run interrupted, exit 130", async () => {
+    const ws = makeWorkspace();
+    ws.write("pids/.keep", "");
+    const manifest = ws.write("slow.yaml", SLOW(60_000).replace("ignore_sigterm", "x"));
+    const stubborn = manifest.replace(".yaml", "-stubborn.yaml");
+    ws.write(
+      "slow-stubborn.yaml",
+      SLOW(60_000).replace(
+        'sleep_ms: "${params.sleep}" }',
+        'sleep_ms: "${params.sleep}", ignore_sigterm: true }',
+      ),
+    );
+    const run = cliAsync(["run", stubborn, "--skills-dir", ws.skills], {
+      cwd: ws.dir,
+      env: { MEDPIPE_KILL_GRACE_MS: "500" },
+    });
+    const [stagePid, grandchild] = await waitFor(() => pids(join(ws.dir, "pids"), "slow"));
+    run.child.kill("SIGINT");
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    expect(alive(stagePid)).toBe(false);
+    await waitFor(() => (alive(grandchild) ? undefined : true), 5000);
+    const dir = ws.latestRun("slow");
+    expect(JSON.parse(readFileSync(join(dir, "run.json"), "utf8")).status).toBe("interrupted");
+    expect(ws.statuses(dir).slow).toBe("interrupted");
+    expect(existsSync(join(dir, "stages/slow"))).toBe(false);
+  });
+
+  it("a timeout fails the stage with reason 'timeout'", () => {
+    const ws = makeWorkspace();
+    ws.write("pids/.keep", "");
+    const manifest = ws.write("slow.yaml", SLOW(60_000, "timeout: 1s"));
+    const started = Date.now();
+    const r = cli(["run", manifest, "--skills-dir", ws.skills], {
+      cwd: ws.dir,
+      env: { MEDPIPE_KILL_GRACE_MS: "500" },
+    });
+    expect(r.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const rec = ws.evidence(ws.latestRun("slow")).stages.slow;
+    expect(rec?.reason).toMatch(/^timeout after 1\.0 s$/);
+    const [, grandchild] = pids(join(ws.dir, "pids"), "slow") as [number, number];
+    expect(alive(grandchild)).toBe(false);
+  });
+
+  it("an output.json that breaks its schema fails the stage, naming the schema path; retries are recorded", () => {
+    const ws = makeWorkspace();
+    const manifest = ws.write(
+      "liar.yaml",
+      'name: liar\nstages:\n  lie: { skill: liar, retries: 1, with: { dice: "high" } }\n',
+    );
+    const r = cli(["run", manifest, "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(r.code).toBe(1);
+    const dir = ws.latestRun("liar");
+    const rec = ws.evidence(dir).stages.lie;
+    expect(rec?.status).toBe("failed");
+    expect(rec?.attempts).toBe(2);
+    expect(rec?.reason).toBe(
+      "output.json does not match tests/skills/liar/liar.output.schema.json: /metrics/dice must be number (schema path #/properties/metrics/properties/dice/type)".replace(
+        "tests/skills",
+        rel(ws.skills),
+      ),
+    );
+    expect(existsSync(join(dir, "stages/lie"))).toBe(false);
+    expect(readdirSync(join(dir, "failed/lie")).sort()).toEqual(["attempt-1", "attempt-2"]);
+    expect(existsSync(join(dir, "failed/lie/attempt-1/output.json.rejected"))).toBe(true);
+    expect(r.stderr).toMatch(/✖ lie {2}failed/);
+  });
+
+  it("gpu: required fails clearly without a GPU and gets the one CUDA_VISIBLE_DEVICES offers", () => {
+    const ws = makeWorkspace();
+    const manifest = ws.write("gpu.yaml", "name: gpu\nstages:\n  g: { skill: gpu-needy }\n");
+    const none = cli(["run", manifest, "--skills-dir", ws.skills], {
+      cwd: ws.dir,
+      env: { CUDA_VISIBLE_DEVICES: "" },
+    });
+    expect(none.code).toBe(1);
+    expect(ws.evidence(ws.latestRun("gpu")).stages.g?.reason).toMatch(
+      /^needs a GPU \(resources.gpu: required\)/,
+    );
+    const one = cli(["run", manifest, "--skills-dir", ws.skills], {
+      cwd: ws.dir,
+      env: { CUDA_VISIBLE_DEVICES: "3" },
+    });
+    expect(one.code).toBe(0);
+    const out = JSON.parse(readFileSync(join(ws.latestRun("gpu"), "stages/g/output.json"), "utf8"));
+    expect(out.value).toBe("3");
+  });
+});
+
+function rel(abs: string): string {
+  return relative(ROOT, abs);
+}
