@@ -199,7 +199,7 @@ describe("malformed manifests", () => {
     expect(r.code).toBe(2);
     const first = r.stderr.split("\n")[0] as string;
     const pos = positionOf(c.yaml, c.at);
-    expect(first).toMatch(new RegExp(`^${escape(file)}:${pos.line}:${pos.col}: error: `));
+    expect(first).toMatch(new RegExp(`^${escapeRegExp(file)}:${pos.line}:${pos.col}: error: `));
     expect(first).toMatch(c.message);
     expect(r.stderr).toMatch(/expected: /);
     expect(r.stderr.match(/expected: (.*)/)?.[1]).toMatch(c.expected);
@@ -234,6 +234,6 @@ describe("malformed manifests", () => {
   });
 });
 
-function escape(s: string): string {
+function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -55,8 +55,9 @@ export interface FileDigest {
 }
 
 /**
- * Hashes files, remembering (size, mtime, inode) → digest so that unchanged files are not
- * read again; a touched file is re-read, and its digest (so any cache key) stays the same.
+ * Hashes files, remembering (device, inode, size, mtime) → digest so that unchanged files are
+ * not read again — hard-linked copies of cached stages included; a touched file is re-read,
+ * and its digest (so any cache key) stays the same.
  */
 export class Hasher {
   private readonly memo = new Map<string, { size: number; mtimeMs: number; ino: number; sha256: string }>();
@@ -68,11 +69,12 @@ export class Hasher {
 
   async file(path: string): Promise<FileDigest> {
     const st = statSync(path);
-    const hit = this.memo.get(path);
+    const id = `${st.dev}:${st.ino}`;
+    const hit = this.memo.get(id);
     if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ino === st.ino)
       return { path, sha256: hit.sha256, bytes: st.size };
     const digest = await sha256File(path);
-    this.memo.set(path, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256: digest });
+    this.memo.set(id, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256: digest });
     this.dirty = true;
     return { path, sha256: digest, bytes: st.size };
   }

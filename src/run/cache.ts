@@ -3,7 +3,7 @@
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../evidence/atomic.js";
-import { sha256File } from "../evidence/hash.js";
+import type { Hasher } from "../evidence/hash.js";
 
 export interface CacheEntry {
   run_dir: string;
@@ -19,13 +19,13 @@ export class StageCache {
   }
 
   /** A usable entry: its folder still exists and its output.json is the one recorded. */
-  async lookup(key: string): Promise<CacheEntry | null> {
+  async lookup(key: string, hasher: Hasher): Promise<CacheEntry | null> {
     const p = this.entryPath(key);
     if (!existsSync(p)) return null;
     const e = JSON.parse(readFileSync(p, "utf8")) as CacheEntry;
     const out = join(e.run_dir, "stages", e.stage, "output.json");
     if (!existsSync(out)) return null;
-    if ((await sha256File(out)) !== e.output_json_sha256) return null;
+    if ((await hasher.file(out)).sha256 !== e.output_json_sha256) return null;
     return e;
   }
 

@@ -68,7 +68,7 @@ export async function planRun(
       entries.push({ ...base, decision: "run", reason: `will fail: ${err.message}`, cache_key: null });
       continue;
     }
-    const hit = await cache.lookup(key);
+    const hit = await cache.lookup(key, hasher);
     if (hit) {
       const dir = join(hit.run_dir, "stages", hit.stage);
       const output = JSON.parse(readFileSync(join(dir, "output.json"), "utf8")) as Record<string, Value>;

@@ -195,7 +195,7 @@ async function runNode(
   }
   if (existsSync(finalDir)) moveAside(ctx.runDir, finalDir, node.id, "superseded");
 
-  const hit = await ctx.cache.lookup(key);
+  const hit = await ctx.cache.lookup(key, ctx.hasher);
   if (hit) {
     const tmp = tmpDir(ctx.runDir, node.id);
     linkTree(join(hit.run_dir, "stages", hit.stage), tmp);
