@@ -59,18 +59,20 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
   const namespaces = new Map<string, Namespace>();
   const state = new Map<string, "pending" | "running" | "done" | "failed">();
   for (const n of ctx.graph.nodes) state.set(n.id, "pending");
-  const save = (): void =>
-    writeEvidence(ctx.runDir, {
-      schema_version: 1,
-      run_id: ctx.runId,
-      pipeline: ctx.spec.name,
-      stages: records,
-    });
+  let savedAt = 0;
+  const save = (): void => {
+    // In graph order, whatever order the stages finished in.
+    const stages: Record<string, StageRecord> = {};
+    for (const n of ctx.graph.nodes) if (records[n.id]) stages[n.id] = records[n.id] as StageRecord;
+    writeEvidence(ctx.runDir, { schema_version: 1, run_id: ctx.runId, pipeline: ctx.spec.name, stages });
+    savedAt = performance.now();
+  };
   const finish = (node: StageNode, rec: StageRecord, ns: Namespace | null): void => {
     records[node.id] = rec;
     if (ns) namespaces.set(node.id, ns);
     state.set(node.id, ns ? "done" : "failed");
-    save();
+    // A stage that ran is recorded at once; cache hits (cheap to redo) are batched.
+    if (rec.status !== "cached" || performance.now() - savedAt > 250) save();
     ctx.reporter.emit({
       event: "stage-end",
       stage: node.id,
