@@ -1,0 +1,89 @@
+// The smaller commands: skills, graph, plan --json, run --json (NDJSON events), doctor, usage errors.
+import { describe, expect, it } from "vitest";
+import { cli, ROOT, TEST_SKILLS } from "./support/cli.js";
+import { python } from "./support/oracle.js";
+import { makeWorkspace } from "./support/workspace.js";
+
+const CHAIN = `${ROOT}tests/pipelines/chain.yaml`;
+
+describe("cli", () => {
+  it("skills lists the project's and the extra folder's skills; show prints inputs and outputs", () => {
+    const list = cli(["skills", "--skills-dir", TEST_SKILLS], { cwd: ROOT });
+    expect(list.code).toBe(0);
+    for (const id of ["selftest", "emit", "combine", "sleeper", "liar", "gpu-needy"])
+      expect(list.stdout).toMatch(new RegExp(`^${id} `, "m"));
+    const show = cli(["skills", "show", "emit", "--skills-dir", TEST_SKILLS], { cwd: ROOT });
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/--count {2}\{"type":"integer","minimum":0\} {2}\(default 0\)/);
+    expect(show.stdout).toMatch(/text: out\.txt/);
+    const unknown = cli(["skills", "show", "nope"], { cwd: ROOT });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^error: unknown skill 'nope'; expected one of: selftest/);
+  });
+
+  it("graph prints Mermaid; validate --json lists the instances", () => {
+    const g = cli(["graph", CHAIN, "--smoke", "--skills-dir", TEST_SKILLS], { cwd: ROOT });
+    expect(g.code).toBe(0);
+    expect(g.stdout).toContain("first --> fan_all");
+    const v = cli(["validate", CHAIN, "--json", "--skills-dir", TEST_SKILLS], { cwd: ROOT });
+    expect(JSON.parse(v.stdout)).toEqual({
+      ok: true,
+      pipeline: "chain",
+      mode: "full",
+      profile: null,
+      stages: ["first", "fan[fold=0]", "fan[fold=1]", "fan[fold=2]", "gather", "last"],
+    });
+  });
+
+  it("run --json streams NDJSON events, and the gathered values are right", () => {
+    const ws = makeWorkspace();
+    ws.write("data/input.txt", "12345\n");
+    const r = cli(["run", CHAIN, "--json", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(r.code).toBe(0);
+    const events = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(events[0]).toMatchObject({ event: "run-start", pipeline: "chain", resumed: false });
+    expect(events.at(-1)).toMatchObject({ event: "run-end", status: "succeeded", counts: { succeeded: 6 } });
+    const progress = events.filter((e) => e.event === "stage-progress" && e.stage === "fan[fold=2]");
+    expect(progress.map((e) => e.data)).toEqual([
+      { event: "step", epoch: 1, of: 2, loss: 1 },
+      { event: "step", epoch: 2, of: 2, loss: 0.5 },
+    ]);
+    const ends = Object.fromEntries(
+      events.filter((e) => e.event === "stage-end").map((e) => [e.stage, e.status]),
+    );
+    expect(Object.values(ends).every((s) => s === "succeeded")).toBe(true);
+    // first.value = scale = 10; fan[fold=k] = 10k; gather = 0 + 10 + 20; last = 31; source has 6 bytes.
+    const runDir = events.at(-1).run_dir as string;
+    const out = (stage: string) =>
+      JSON.parse(python<string>(`OUTPUT = open(INPUT).read()`, `${runDir}/stages/${stage}/output.json`));
+    expect(out("first")).toMatchObject({ value: 10, source_bytes: 6 });
+    expect(out("gather")).toMatchObject({ sum: 30, count: 3 });
+    expect(out("last").value).toBe(31);
+  });
+
+  it("doctor reports the Python runtime and exits 0 when torch is there", () => {
+    const r = cli(["doctor", "--json"], { cwd: ROOT });
+    const report = JSON.parse(r.stdout) as {
+      checks: { name: string; ok: boolean; detail: string; fix?: string }[];
+    };
+    const py = report.checks.find((c) => c.name === "python (torch + numpy)");
+    expect(py?.ok).toBe(true);
+    expect(py?.detail).toMatch(/torch \d/);
+    expect(r.code).toBe(0);
+  });
+    // /usr/bin/python3 is found by its absolute path even without PATH
+    expect(missing.stdout).toMatch(/python \(torch \+ numpy\)/);
+  });
+
+  it("usage errors exit 2", () => {
+    expect(cli(["run"], { cwd: ROOT }).code).toBe(2);
+    expect(cli(["frobnicate"], { cwd: ROOT }).code).toBe(2);
+    const jobs = cli(["run", CHAIN, "--jobs", "0", "--skills-dir", TEST_SKILLS], { cwd: ROOT });
+    expect(jobs.code).toBe(2);
+    expect(jobs.stderr).toMatch(/--jobs 0: expected a positive integer/);
+    expect(cli(["--help"], { cwd: ROOT }).code).toBe(0);
+  });
+});
