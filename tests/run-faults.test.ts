@@ -61,6 +61,15 @@ describe("faults", () => {
     expect(resumed.stdout.trim().split("\n").pop()).toBe(dir); // the same run, continued
     expect(ws.statuses(dir)).toEqual({ a: "cached", slow: "succeeded", after: "succeeded" });
     expect(existsSync(join(dir, "stages/slow/output.json"))).toBe(true);
+
+    // Resuming with a changed param replaces the stage, keeping the old result aside.
+    const again = cli(["run", manifest, "--resume", "--set", "sleep=10", "--skills-dir", ws.skills], {
+      cwd: ws.dir,
+    });
+    expect(again.code).toBe(0);
+    expect(ws.statuses(dir)).toEqual({ a: "cached", slow: "succeeded", after: "succeeded" });
+    expect(readdirSync(join(dir, "superseded/slow"))).toHaveLength(1);
+    expect(JSON.parse(readFileSync(join(dir, "stages/slow/output.json"), "utf8")).slept_ms).toBe(10);
   });
 
   it("Ctrl-C: every stage process group ends (SIGKILL after the grace period), run interrupted, exit 130", async () => {

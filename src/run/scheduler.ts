@@ -2,7 +2,7 @@
 // time, GPU stages one per free device; cache hits are linked in instead of run. Every outcome
 // is recorded in evidence.json as it happens, so an interrupted run still says what it did.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import type { ValidateFunction } from "ajv";
 import {
@@ -195,7 +195,8 @@ async function runNode(
       };
     }
   }
-  if (existsSync(finalDir)) moveAside(ctx.runDir, finalDir, node.id, "superseded");
+  if (existsSync(finalDir))
+    moveAside(finalDir, join(ctx.runDir, "superseded", node.id, new Date().toISOString()));
 
   const hit = await ctx.cache.lookup(key, ctx.hasher);
   if (hit) {
@@ -259,6 +260,10 @@ async function attemptStage(
     command = py.command;
   }
   const device = gpuPolicy !== "none" && ctx.gpus.size > 0 ? await ctx.gpus.acquire() : null;
+  if (ctx.signal.aborted) {
+    if (device !== null) ctx.gpus.release(device);
+    return end("interrupted", "interrupted before it started");
+  }
   const tmp = tmpDir(ctx.runDir, node.id);
   mkdirSync(join(tmp, "logs"), { recursive: true });
   ctx.reporter.emit({ event: "stage-start", stage: node.id, attempt, device });
@@ -297,7 +302,7 @@ async function attemptStage(
     device,
   };
   const reject = (status: StageStatus, reason: string) => {
-    moveAside(ctx.runDir, tmp, node.id, `failed/attempt-${attempt}`);
+    moveAside(tmp, join(ctx.runDir, "failed", node.id, `attempt-${attempt}`), { reject: true });
     return end(status, reason, measured);
   };
   if (outcome.interrupted) return reject("interrupted", "interrupted");
@@ -392,22 +397,12 @@ function tmpDir(runDir: string, id: string): string {
 }
 
 /** Keeps what a failed or replaced attempt left, where it cannot be mistaken for a result. */
-function moveAside(runDir: string, dir: string, id: string, label: string): void {
-  let dest = join(
-    runDir,
-    label.startsWith("failed") ? "failed" : "superseded",
-    id,
-    label.replace(/^failed\//, ""),
-  );
+function moveAside(dir: string, dest: string, opts: { reject?: boolean } = {}): void {
   if (existsSync(dest)) dest = `${dest}-${randomBytes(3).toString("hex")}`;
   mkdirSync(dirname(dest), { recursive: true });
   const out = join(dir, "output.json");
-  if (label.startsWith("failed") && existsSync(out)) renameSync(out, `${out}.rejected`);
-  try {
-    renameSync(dir, dest);
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  if (opts.reject && existsSync(out)) renameSync(out, `${out}.rejected`);
+  renameSync(dir, dest);
 }
 
 function progressEvent(line: string): Record<string, Value> | null {
