@@ -8,6 +8,7 @@ import { UsageError } from "../manifest/diagnostics.js";
 import { materialize } from "../manifest/pipeline.js";
 import { StageCache } from "./cache.js";
 import type { Reporter } from "./events.js";
+import { localExecutor } from "./executor.js";
 import { detectGpus, GpuPool } from "./gpus.js";
 import { type LoadRequest, loadPipeline } from "./load.js";
 import {
@@ -101,6 +102,7 @@ export async function runPipeline(req: RunRequest): Promise<RunResult> {
     env: req.env,
     graceMs: req.graceMs,
     resumed,
+    executor: localExecutor,
   });
   if (hasher.dirty) writeJsonAtomic(hashesFile, hasher.snapshot());
   writeRunRecord(runDir, { ...record, status: outcome.status, ended: new Date().toISOString() });

@@ -24,9 +24,9 @@ import type { Skill } from "../skills/types.js";
 import { linkTree, type StageCache } from "./cache.js";
 import { keyParts, needsKeys } from "./cache-key.js";
 import type { Reporter } from "./events.js";
+import type { Executor } from "./executor.js";
 import type { GpuPool } from "./gpus.js";
 import { type Namespace, type ResolvedInputs, resolveInputs, stageNamespace } from "./inputs.js";
-import { runProcess } from "./process.js";
 import { findPython } from "./python.js";
 import { stageDir } from "./run-dir.js";
 
@@ -45,6 +45,7 @@ export interface RunContext {
   env: Record<string, string | undefined>;
   /** How long a stage gets between SIGTERM and SIGKILL. */
   graceMs: number;
+  executor: Executor;
   /** This run's own earlier records, when resuming it. */
   resumed: Evidence | null;
 }
@@ -278,7 +279,8 @@ async function attemptStage(
     // A stage sees only the device it was given; a CPU stage sees none.
     CUDA_VISIBLE_DEVICES: device ?? "",
   });
-  const outcome = await runProcess({
+  const outcome = await ctx.executor.run({
+    stage: node.id,
     command,
     args: [skill.scriptPath, ...toArgs(tmp, inputs.exec)],
     cwd: ctx.workspace,
