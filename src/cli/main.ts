@@ -218,6 +218,18 @@ program
   );
 
 program
+  .command("verify <run>")
+  .description("audit a finished run as data: digests, schemas, claims; exit 1 on any failed check")
+  .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
+  .option("--json", "machine-readable output")
+  .action(
+    action(async (run: string, o: { skillsDir: string[]; json?: boolean }) => {
+      const { verifyCommand } = await import("./verify.js");
+      return verifyCommand(run, o);
+    }),
+  );
+
+program
   .command("doctor")
   .description("check Node, Python, torch, CUDA, GPUs and onnxruntime, with the fix for anything missing")
   .option("--json", "machine-readable output")

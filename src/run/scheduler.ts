@@ -4,7 +4,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import type { ValidateFunction } from "ajv";
 import {
   type Evidence,
   type KeyParts,
@@ -13,14 +12,12 @@ import {
   writeEvidence,
 } from "../evidence/evidence.js";
 import { type Hasher, hashJson, listFiles, sha256 } from "../evidence/hash.js";
+import { checkOutput } from "../evidence/output-check.js";
 import type { Graph, StageNode } from "../graph/expand.js";
 import { ManifestError } from "../manifest/diagnostics.js";
 import type { Value } from "../manifest/expr.js";
 import type { PipelineSpec } from "../manifest/pipeline.js";
-import { ajv, schemaValidator } from "../manifest/schema.js";
-import { PROJECT_ROOT } from "../paths.js";
 import { toArgs } from "../skill-kit/args.js";
-import type { Skill } from "../skills/types.js";
 import { linkTree, type StageCache } from "./cache.js";
 import { keyParts, needsKeys } from "./cache-key.js";
 import type { Reporter } from "./events.js";
@@ -343,34 +340,6 @@ async function attemptStage(
     },
     ns: stageNamespace(skill, finalDir, output, base.cache_key as string),
   };
-}
-
-const resultValidators = new WeakMap<Skill, ValidateFunction>();
-
-/** The envelope and the skill's own result schema; the message names the schema and its path. */
-function checkOutput(skill: Skill, stageId: string, output: Record<string, Value>): string | null {
-  const envelope = schemaValidator("https://medpipe.dev/schemas/evidence/output.schema.json");
-  if (!envelope(output)) return schemaMessage("schemas/evidence/output.schema.json", envelope);
-  let result = resultValidators.get(skill);
-  if (!result) {
-    const schema = JSON.parse(readFileSync(skill.resultSchemaPath, "utf8")) as Record<string, unknown>;
-    delete schema.$id;
-    result = ajv().compile(schema);
-    resultValidators.set(skill, result);
-  }
-  if (!result(output)) return schemaMessage(relative(PROJECT_ROOT, skill.resultSchemaPath), result);
-  if (output.skill !== skill.manifest.id)
-    return `output.json names skill '${String(output.skill)}', expected '${skill.manifest.id}'`;
-  if (output.stage !== stageId)
-    return `output.json names stage '${String(output.stage)}', expected '${stageId}'`;
-  if (output.status !== "succeeded") return `output.json reports status '${String(output.status)}'`;
-  return null;
-}
-
-function schemaMessage(file: string, v: ValidateFunction): string {
-  const e = v.errors?.[0];
-  if (!e) return `output.json does not match ${file}`;
-  return `output.json does not match ${file}: ${e.instancePath || "/"} ${e.message ?? "is invalid"} (schema path ${e.schemaPath})`;
 }
 
 async function digestTree(hasher: Hasher, dir: string): Promise<StageRecord["artifacts"]> {

@@ -1,0 +1,102 @@
+// integrity.*: the files of the run are exactly those evidence.json records, with the recorded
+// digests, and evidence.json itself is unaltered (its root hash recomputes).
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Evidence, rootHash } from "../evidence/evidence.js";
+import type { Pack } from "./pack.js";
+import type { CheckResult } from "./types.js";
+
+const FINISHED = new Set(["succeeded", "cached"]);
+
+export function checkIntegrity(pack: Pack, evidence: Evidence): CheckResult[] {
+  const out: CheckResult[] = [];
+  const recomputed = rootHash(evidence.stages);
+  out.push(
+    recomputed === evidence.root_hash
+      ? {
+          id: "integrity.root-hash",
+          verdict: "pass",
+          message: "root hash recomputes",
+          evidence: ["evidence.json#/root_hash"],
+        }
+      : {
+          id: "integrity.root-hash",
+          verdict: "fail",
+          message: `evidence.json was altered: root hash ${evidence.root_hash.slice(0, 12)}… recomputes as ${recomputed.slice(0, 12)}…`,
+          evidence: ["evidence.json#/root_hash"],
+        },
+  );
+
+  const problems: string[] = [];
+  const pointers: string[] = [];
+  let checked = 0;
+  for (const [id, rec] of Object.entries(evidence.stages)) {
+    const dir = `stages/${id}`;
+    if (!FINISHED.has(rec.status)) {
+      if (pack.exists(dir)) {
+        problems.push(`${dir} exists but the stage ${rec.status}`);
+        pointers.push(dir);
+      }
+      continue;
+    }
+    const listed = new Map(rec.artifacts.map((a) => [`${dir}/${a.path}`, a]));
+    const present = pack.files(dir);
+    for (const f of present) {
+      const a = listed.get(f);
+      if (!a) {
+        problems.push(`${f} is not in evidence.json`);
+        pointers.push(f);
+        continue;
+      }
+      checked++;
+      const bytes = pack.bytes(f);
+      const digest = pack.judged[f] as string;
+      if (digest !== a.sha256 || bytes.length !== a.bytes) {
+        problems.push(`${f} differs from its recorded sha256`);
+        pointers.push(f);
+      }
+    }
+    for (const f of listed.keys()) {
+      if (!present.includes(f)) {
+        problems.push(`${f} is missing`);
+        pointers.push(f);
+      }
+    }
+    const out = `${dir}/output.json`;
+    if (present.includes(out) && rec.output_json_sha256 !== pack.judged[out]) {
+      problems.push(`${out} differs from output_json_sha256`);
+      pointers.push(out);
+    }
+  }
+  // Stage folders that evidence.json does not know at all.
+  for (const name of safeList(join(pack.dir, "stages"))) {
+    if (name !== ".tmp" && !(name in evidence.stages)) {
+      problems.push(`stages/${name} is not a stage of this run`);
+      pointers.push(`stages/${name}`);
+    }
+  }
+  out.push(
+    problems.length
+      ? {
+          id: "integrity.artifacts",
+          verdict: "fail",
+          message: `${problems.length} problem(s): ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? "; …" : ""}`,
+          evidence: pointers,
+        }
+      : {
+          id: "integrity.artifacts",
+          verdict: "pass",
+          message: `${checked} files match their recorded sha256; nothing missing or added`,
+          evidence: ["evidence.json#/stages"],
+        },
+  );
+  return out;
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,98 @@
+// outputs.*: every finished stage's output.json is valid evidence of that stage (schemas from
+// the installed skills, not from the pack), agrees with the run's mode, and the digests it
+// claims for its own artifacts are those of the files.
+import type { Evidence } from "../evidence/evidence.js";
+import { checkOutput } from "../evidence/output-check.js";
+import type { Value } from "../manifest/expr.js";
+import type { Skill } from "../skills/types.js";
+import type { Pack } from "./pack.js";
+import type { CheckResult } from "./types.js";
+
+interface OutputEnvelope {
+  mode?: string;
+  artifacts?: { path: string; sha256: string; bytes: number }[];
+}
+
+export function checkOutputs(
+  pack: Pack,
+  evidence: Evidence,
+  skills: Map<string, Skill>,
+  mode: string | null,
+): CheckResult[] {
+  const schemaProblems: string[] = [];
+  const schemaPointers: string[] = [];
+  const claimProblems: string[] = [];
+  const claimPointers: string[] = [];
+  let n = 0;
+  for (const [id, rec] of Object.entries(evidence.stages)) {
+    if (rec.status !== "succeeded" && rec.status !== "cached") continue;
+    const rel = `stages/${id}/output.json`;
+    if (!pack.exists(rel)) continue; // integrity.artifacts reports it
+    n++;
+    let output: Record<string, Value>;
+    try {
+      output = pack.json<Record<string, Value>>(rel);
+    } catch (err) {
+      schemaProblems.push(`${rel}: not JSON (${(err as Error).message})`);
+      schemaPointers.push(rel);
+      continue;
+    }
+    const skill = skills.get(rec.skill);
+    if (!skill) {
+      schemaProblems.push(`${rel}: skill '${rec.skill}' is not installed here, so its schema is unknown`);
+      schemaPointers.push(rel);
+      continue;
+    }
+    const problem = checkOutput(skill, id, output);
+    if (problem) {
+      schemaProblems.push(`${rel}: ${problem}`);
+      schemaPointers.push(rel);
+    }
+    const env = output as OutputEnvelope;
+    if (mode && env.mode !== mode) {
+      schemaProblems.push(`${rel}: mode '${String(env.mode)}' but the run is '${mode}'`);
+      schemaPointers.push(`${rel}#/mode`);
+    }
+    // The stage's own claims about its files must agree with what the engine recorded; a file
+    // that no longer matches the record is integrity.artifacts' finding, not this one's.
+    const recorded = new Map(rec.artifacts.map((a) => [a.path, a.sha256]));
+    for (const [i, a] of (env.artifacts ?? []).entries()) {
+      const digest = recorded.get(a.path);
+      if (digest === undefined) {
+        claimProblems.push(`${rel} lists ${a.path}, which the run never recorded`);
+        claimPointers.push(`${rel}#/artifacts/${i}`);
+      } else if (digest !== a.sha256) {
+        claimProblems.push(`${rel} claims a sha256 for ${a.path} that differs from the recorded one`);
+        claimPointers.push(`${rel}#/artifacts/${i}`);
+      }
+    }
+  }
+  return [
+    schemaProblems.length
+      ? {
+          id: "outputs.schema",
+          verdict: "fail",
+          message: schemaProblems.slice(0, 5).join("; "),
+          evidence: schemaPointers,
+        }
+      : {
+          id: "outputs.schema",
+          verdict: "pass",
+          message: `${n} output.json files match the envelope and their skills' result schemas`,
+          evidence: ["stages/*/output.json"],
+        },
+    claimProblems.length
+      ? {
+          id: "outputs.artifact-claims",
+          verdict: "fail",
+          message: claimProblems.slice(0, 5).join("; "),
+          evidence: claimPointers,
+        }
+      : {
+          id: "outputs.artifact-claims",
+          verdict: "pass",
+          message: "every artifact digest a stage claims matches its file",
+          evidence: ["stages/*/output.json#/artifacts"],
+        },
+  ];
+}
