@@ -13,7 +13,7 @@ describe("quick start", () => {
     const r = cli(["run", join(ROOT, "pipelines/heart-cv.yaml"), "--smoke", "--workdir", ws.dir], {
       cwd: ROOT,
     });
-    expect(r.stderr).toMatch(/succeeded: 2 succeeded/);
+    expect(r.stderr).toMatch(/succeeded: 3 succeeded/);
     expect(r.code).toBe(0);
     const runDir = r.stdout.trim().split("\n").pop() as string;
     expect(runDir.startsWith(join(ws.dir, "runs/heart-cv/"))).toBe(true);
@@ -25,7 +25,7 @@ describe("quick start", () => {
       params: { folds: 2, size: 16 },
     });
     const evidence = ws.evidence(runDir);
-    expect(Object.keys(evidence.stages)).toEqual(["cv[fold=0]", "cv[fold=1]"]);
+    expect(Object.keys(evidence.stages)).toEqual(["cv[fold=0]", "cv[fold=1]", "verify"]);
     // Digests recomputed by an independent implementation (Python's hashlib) over the files.
     const files = Object.values(evidence.stages).flatMap((s) =>
       s.artifacts.map((a) => ({ path: join(runDir, "stages", s.stage, a.path), sha256: a.sha256 })),
@@ -39,5 +39,13 @@ describe("quick start", () => {
     expect(out).toMatchObject({ skill: "selftest", stage: "cv[fold=1]", mode: "smoke", ok: true });
     expect(out.environment.torch).toMatch(/^\d+\.\d+/);
     expect(out.matmul_max_abs_diff).toBeLessThan(1e-9);
+    // The verify stage ran last and passed; so does the verifier from outside, its output included.
+    const verdict = JSON.parse(readFileSync(join(runDir, "stages/verify/output.json"), "utf8"));
+    expect(verdict.verdict).toBe("pass");
+    const outside = cli(["verify", runDir, "--json"], { cwd: ROOT });
+    expect(outside.code).toBe(0);
+    expect(
+      JSON.parse(outside.stdout).checks.find((c: { id: string }) => c.id === "outputs.schema").message,
+    ).toMatch(/^3 output.json files/);
   });
 });

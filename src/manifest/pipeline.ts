@@ -310,6 +310,15 @@ export function compilePipeline(
       else refs.push({ stage: n, output: null, via: "needs", path: [...base, "needs", i], offset: 0 });
     });
 
+    // A run-scoped stage (the verifier) audits the whole run: it comes after every other stage.
+    if (skill.manifest.scope === "run") {
+      for (const other of stageIds) {
+        const o = raw.stages[other] as RawStage;
+        if (other !== id && skills.get(o.skill)?.manifest.scope !== "run" && !refs.some((r) => r.stage === other))
+          refs.push({ stage: other, output: null, via: "needs", path: [...base, "skill"], offset: 0 });
+      }
+    }
+
     let timeoutMs: number | null = null;
     if (rs.timeout !== undefined) timeoutMs = parseDuration(rs.timeout);
     stages.push({

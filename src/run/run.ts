@@ -6,6 +6,7 @@ import { type Evidence, readEvidence, type StageRecord } from "../evidence/evide
 import { Hasher, sha256 } from "../evidence/hash.js";
 import { UsageError } from "../manifest/diagnostics.js";
 import { materialize } from "../manifest/pipeline.js";
+import { skillDirs } from "../skills/registry.js";
 import { StageCache } from "./cache.js";
 import type { Reporter } from "./events.js";
 import { localExecutor } from "./executor.js";
@@ -99,7 +100,8 @@ export async function runPipeline(req: RunRequest): Promise<RunResult> {
     signal: req.signal,
     hasher,
     cache: new StageCache(cacheDir),
-    env: req.env,
+    // Stages that load skills themselves (the verifier) see the same skill folders as the engine.
+    env: { ...req.env, PIPELINE_SKILLS_PATH: skillDirs(req.skillsDirs, req.env as NodeJS.ProcessEnv).join(":") },
     graceMs: req.graceMs,
     resumed,
     executor: localExecutor,

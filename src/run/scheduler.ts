@@ -58,7 +58,9 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
   const state = new Map<string, "pending" | "running" | "done" | "failed">();
   for (const n of ctx.graph.nodes) state.set(n.id, "pending");
   let savedAt = 0;
+  let unsaved = false;
   const save = (): void => {
+    unsaved = false;
     // In graph order, whatever order the stages finished in.
     const stages: Record<string, StageRecord> = {};
     for (const n of ctx.graph.nodes) if (records[n.id]) stages[n.id] = records[n.id] as StageRecord;
@@ -71,6 +73,7 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
     state.set(node.id, ns ? "done" : "failed");
     // A stage that ran is recorded at once; cache hits (cheap to redo) are batched.
     if (rec.status !== "cached" || performance.now() - savedAt > 250) save();
+    else unsaved = true;
     ctx.reporter.emit({
       event: "stage-end",
       stage: node.id,
@@ -92,6 +95,8 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
       }
       if (running.size >= ctx.jobs || !node.deps.every((d) => state.get(d) === "done")) continue;
       state.set(node.id, "running");
+      // A stage may read evidence.json (the verifier does): it sees every finished stage.
+      if (unsaved) save();
       const task = runNode(ctx, node, namespaces, records)
         .then(({ rec, ns }) => finish(node, rec, ns))
         .catch((err: unknown) =>

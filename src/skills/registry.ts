@@ -12,7 +12,7 @@ export const MANIFEST_FILE = "skill_manifest.yaml";
 /** The project's own skills, then any extra folders (PIPELINE_SKILLS_PATH, --skills-dir). */
 export function skillDirs(extra: string[] = [], env: NodeJS.ProcessEnv = process.env): string[] {
   const fromEnv = (env.PIPELINE_SKILLS_PATH ?? "").split(":").filter(Boolean);
-  return [join(PROJECT_ROOT, "skills"), ...fromEnv, ...extra].map((d) => resolve(d));
+  return [...new Set([join(PROJECT_ROOT, "skills"), ...fromEnv, ...extra].map((d) => resolve(d)))];
 }
 
 export function loadSkills(dirs: string[]): Map<string, Skill> {

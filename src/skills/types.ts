@@ -28,6 +28,8 @@ export interface SkillManifest {
   outputs: { result_json: { schema: string }; files?: Record<string, string> };
   resources?: Resources;
   requires?: { python_modules?: string[] };
+  /** `run`: the stage audits the whole run and runs after every other stage. */
+  scope?: "stage" | "run";
   modes?: Partial<
     Record<"smoke" | "sanity", { fixture?: string; reference?: string; with?: Record<string, Value> }>
   >;
