@@ -73,6 +73,7 @@ const program = new Command("pipeline")
   .description("medpipe: YAML-driven pipelines for 3D/2D medical image segmentation, with checked evidence")
   .version("0.1.0")
   .showHelpAfterError()
+  .enablePositionalOptions()
   .exitOverride();
 
 pipelineOptions(
@@ -127,6 +128,42 @@ pipelineOptions(
         : EXIT.failed;
   }),
 );
+
+program
+  .command("run-script <script> [args...]")
+  .description(
+    "run one skill script as the engine runs a stage (validation, run folder, evidence); args: --input value ...",
+  )
+  .option("--smoke", "smoke mode (the skill's smoke defaults apply)")
+  .option("--timeout <seconds>", "stop the script after this many seconds")
+  .option(
+    "--workdir <dir>",
+    "workspace: paths must stay inside it; runs/ lives there (default: current folder)",
+  )
+  .option("--runs-dir <dir>", "where runs go (default: <workdir>/runs)")
+  .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
+  .option("--json", "NDJSON progress events and a final JSON line")
+  .passThroughOptions()
+  .allowUnknownOption()
+  .action(
+    action(
+      async (
+        script: string,
+        args: string[],
+        o: {
+          smoke?: boolean;
+          timeout?: string;
+          workdir?: string;
+          runsDir?: string;
+          skillsDir: string[];
+          json?: boolean;
+        },
+      ) => {
+        const { runScriptCommand } = await import("./run-script.js");
+        return runScriptCommand(script, args, o);
+      },
+    ),
+  );
 
 pipelineOptions(
   program.command("validate <manifest>").description("check a manifest and its skills without running"),

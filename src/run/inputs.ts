@@ -127,7 +127,7 @@ function checkTypes(spec: PipelineSpec, node: StageNode, values: Record<string, 
       ...(src
         ? location(spec.source.diagnostic(src.path, ""))
         : { file: node.spec.skill.manifestPath, line: 1, col: 1 }),
-      message: `stage '${node.id}': input ${f.message.replace(/^[a-z ]+ for /, "")}${got} for skill '${doc.id}'`,
+      message: `stage '${node.id}' (skill ${doc.id}): ${f.message.replace(/'([^']+)'/, "input '$1'")}${got}`,
       ...(f.expected ? { expected: f.expected } : {}),
     };
   });

@@ -11,7 +11,7 @@ import { StageCache } from "./cache.js";
 import type { Reporter } from "./events.js";
 import { localExecutor } from "./executor.js";
 import { detectGpus, GpuPool } from "./gpus.js";
-import { type LoadRequest, loadPipeline } from "./load.js";
+import { type LoadedPipeline, type LoadRequest, loadPipeline } from "./load.js";
 import {
   createRunDir,
   latestRun,
@@ -22,7 +22,7 @@ import {
 } from "./run-dir.js";
 import { executeRun } from "./scheduler.js";
 
-export interface RunRequest extends LoadRequest {
+export interface RunOptions extends Pick<LoadRequest, "workspace" | "env" | "skillsDirs"> {
   runsDir: string;
   jobs: number;
   resume: boolean;
@@ -32,14 +32,21 @@ export interface RunRequest extends LoadRequest {
   argv: string[];
 }
 
+export interface RunRequest extends LoadRequest, RunOptions {}
+
 export interface RunResult {
   runDir: string;
   status: "succeeded" | "failed" | "interrupted";
   records: Record<string, StageRecord>;
 }
 
-export async function runPipeline(req: RunRequest): Promise<RunResult> {
-  const { spec, graph, manifestPath } = loadPipeline(req);
+export function runPipeline(req: RunRequest): Promise<RunResult> {
+  return runLoaded(loadPipeline(req), req);
+}
+
+/** Runs a compiled pipeline (from a manifest file, or built in memory by run-script). */
+export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promise<RunResult> {
+  const { spec, graph, manifestPath } = loaded;
   let runDir: string;
   let runId: string;
   let resumed: Evidence | null = null;
@@ -60,7 +67,7 @@ export async function runPipeline(req: RunRequest): Promise<RunResult> {
     run_id: runId,
     pipeline: spec.name,
     manifest: manifestPath,
-    manifest_sha256: sha256(readFileSync(manifestPath)),
+    manifest_sha256: sha256(spec.source.text),
     profile: spec.profile,
     mode: spec.mode,
     params: materialize(spec.params),
@@ -101,7 +108,10 @@ export async function runPipeline(req: RunRequest): Promise<RunResult> {
     hasher,
     cache: new StageCache(cacheDir),
     // Stages that load skills themselves (the verifier) see the same skill folders as the engine.
-    env: { ...req.env, PIPELINE_SKILLS_PATH: skillDirs(req.skillsDirs, req.env as NodeJS.ProcessEnv).join(":") },
+    env: {
+      ...req.env,
+      PIPELINE_SKILLS_PATH: skillDirs(req.skillsDirs, req.env as NodeJS.ProcessEnv).join(":"),
+    },
     graceMs: req.graceMs,
     resumed,
     executor: localExecutor,
