@@ -314,7 +314,11 @@ export function compilePipeline(
     if (skill.manifest.scope === "run") {
       for (const other of stageIds) {
         const o = raw.stages[other] as RawStage;
-        if (other !== id && skills.get(o.skill)?.manifest.scope !== "run" && !refs.some((r) => r.stage === other))
+        if (
+          other !== id &&
+          skills.get(o.skill)?.manifest.scope !== "run" &&
+          !refs.some((r) => r.stage === other)
+        )
           refs.push({ stage: other, output: null, via: "needs", path: [...base, "skill"], offset: 0 });
       }
     }
