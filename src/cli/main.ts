@@ -255,47 +255,6 @@ program
   );
 
 program
-  .command("evaluate")
-  .description(
-    "score predicted segmentations against references: overlap, volume, lesion and surface metrics",
-  )
-  .requiredOption("--pred <path>", "prediction: a .nii.gz/.nii/.npy file, or a folder of them")
-  .requiredOption(
-    "--gt <path>",
-    "reference: a file or folder like --pred; cases pair by name (_0000 ignored)",
-  )
-  .option("--labels <list>", "labels to score, e.g. 1,2 (default: every nonzero label in the references)")
-  .option("--tolerances <mm>", "NSD tolerances in mm (default 0.5,1,2)")
-  .option(
-    "--json",
-    'one JSON object {cases, summary, definition}; NaN/±Infinity as the strings "NaN", "Infinity", "-Infinity"',
-  )
-  .option("--csv", "per-case rows as CSV with a header; NaN/±Infinity written as in --json")
-  .option("--no-surface", "skip HD95, ASSD and NSD (the slow part)")
-  .addHelpText(
-    "after",
-    "\nNIfTI pairs are compared in closest-canonical RAS and must share shape and affine (1e-3 mm);\n" +
-      "spacing comes from --gt (.npy: spacing 1). Summary: mean ± sample std per label, NaN and\n" +
-      "infinite values left out and counted. Exit 0 evaluated, 2 usage error or mismatched grids.",
-  )
-  .action(
-    action(
-      async (o: {
-        pred: string;
-        gt: string;
-        labels?: string;
-        tolerances?: string;
-        json?: boolean;
-        csv?: boolean;
-        surface: boolean;
-      }) => {
-        const { evaluateCommand } = await import("./evaluate.js");
-        return evaluateCommand(o);
-      },
-    ),
-  );
-
-program
   .command("verify <run>")
   .description("audit a finished run as data: digests, schemas, claims; exit 1 on any failed check")
   .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
