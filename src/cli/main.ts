@@ -17,8 +17,22 @@ interface PipelineOpts {
 
 interface RunOpts extends PipelineOpts {
   resume?: boolean;
-  jobs: string;
+  jobs?: string;
   runsDir?: string;
+  executor?: string;
+  cluster?: string;
+}
+
+async function chooseExecutor(o: RunOpts) {
+  const name = o.executor ?? (o.cluster ? "slurm" : "local");
+  if (name === "local") return undefined;
+  if (name !== "slurm") {
+    const { UsageError } = await import("../manifest/diagnostics.js");
+    throw new UsageError(`--executor ${name}: expected local or slurm`);
+  }
+  const { loadClusterConfig } = await import("../run/slurm/config.js");
+  const { SlurmExecutor } = await import("../run/slurm/executor.js");
+  return new SlurmExecutor(loadClusterConfig(o.cluster ? resolve(o.cluster) : null));
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -84,18 +98,17 @@ pipelineOptions(
       "--resume",
       "continue the latest run of this pipeline: finished stages with unchanged keys are kept",
     )
-    .option(
-      "--jobs <n>",
-      "stages running at once (GPU stages also wait for a free device)",
-      String(availableParallelism()),
-    )
-    .option("--runs-dir <dir>", "where runs go (default: <workdir>/runs)"),
+    .option("--jobs <n>", "stages running at once (default: the CPU count; 256 with --executor slurm)")
+    .option("--runs-dir <dir>", "where runs go (default: <workdir>/runs)")
+    .option("--executor <name>", "local (default) or slurm")
+    .option("--cluster <file>", "cluster configuration (YAML) for --executor slurm"),
 ).action(
   action(async (manifest: string, o: RunOpts) => {
     const { runPipeline } = await import("../run/run.js");
     const { jsonReporter, plainReporter, ttyReporter } = await import("../run/report.js");
     const req = await loadRequest(manifest, o);
-    const jobs = Number(o.jobs);
+    const executor = await chooseExecutor(o);
+    const jobs = Number(o.jobs ?? (executor ? 256 : availableParallelism()));
     if (!Number.isInteger(jobs) || jobs < 1)
       throw new (await import("../manifest/diagnostics.js")).UsageError(
         `--jobs ${o.jobs}: expected a positive integer`,
@@ -111,6 +124,7 @@ pipelineOptions(
     process.on("SIGTERM", stop);
     const result = await runPipeline({
       ...req,
+      ...(executor ? { executor } : {}),
       runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
       jobs,
       resume: Boolean(o.resume),
@@ -252,6 +266,47 @@ program
       const { explainStage } = await import("./why.js");
       return explainStage(run, stage, o);
     }),
+  );
+
+program
+  .command("evaluate")
+  .description(
+    "score predicted segmentations against references: overlap, volume, lesion and surface metrics",
+  )
+  .requiredOption("--pred <path>", "prediction: a .nii.gz/.nii/.npy file, or a folder of them")
+  .requiredOption(
+    "--gt <path>",
+    "reference: a file or folder like --pred; cases pair by name (_0000 ignored)",
+  )
+  .option("--labels <list>", "labels to score, e.g. 1,2 (default: every nonzero label in the references)")
+  .option("--tolerances <mm>", "NSD tolerances in mm (default 0.5,1,2)")
+  .option(
+    "--json",
+    'one JSON object {cases, summary, definition}; NaN/±Infinity as the strings "NaN", "Infinity", "-Infinity"',
+  )
+  .option("--csv", "per-case rows as CSV with a header; NaN/±Infinity written as in --json")
+  .option("--no-surface", "skip HD95, ASSD and NSD (the slow part)")
+  .addHelpText(
+    "after",
+    "\nNIfTI pairs are compared in closest-canonical RAS and must share shape and affine (1e-3 mm);\n" +
+      "spacing comes from --gt (.npy: spacing 1). Summary: mean ± sample std per label, NaN and\n" +
+      "infinite values left out and counted. Exit 0 evaluated, 2 usage error or mismatched grids.",
+  )
+  .action(
+    action(
+      async (o: {
+        pred: string;
+        gt: string;
+        labels?: string;
+        tolerances?: string;
+        json?: boolean;
+        csv?: boolean;
+        surface: boolean;
+      }) => {
+        const { evaluateCommand } = await import("./evaluate.js");
+        return evaluateCommand(o);
+      },
+    ),
   );
 
 program

@@ -1,6 +1,7 @@
 // Every metric against an independent numpy + scipy implementation of the same
 // definitions (scipy's distance_transform_edt, ndimage.label, binary_erosion), on seeded
 // random masks. Each group makes one Python call: spawning costs more than the work.
+import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { python } from "../../tests/support/oracle.js";
 import { summarize, summarizeCases } from "./aggregate.js";
@@ -32,28 +33,8 @@ function wire(v: number): number | string {
   return Number.isFinite(v) ? v : String(v);
 }
 
-const PY_HELPERS = `
-import numpy as np
-from scipy import ndimage
-
-def arr(flat, shape, dtype=np.int64):
-    return np.asarray(flat, dtype=dtype).reshape(shape, order="F")
-
-def canonical(lab):
-    # Number components by their first voxel in Fortran (first-axis-fastest) order.
-    flat = lab.ravel(order="F")
-    ids, first = np.unique(flat, return_index=True)
-    keep = ids != 0
-    order = ids[keep][np.argsort(first[keep])]
-    table = np.zeros(int(flat.max()) + 1 if flat.size else 1, dtype=np.int64)
-    table[order] = np.arange(1, len(order) + 1)
-    return table[flat]
-
-def structure(rank, conn):
-    # 4/6 -> faces, 8/18 -> faces+edges, 26 -> all.
-    reach = {4: 1, 6: 1, 8: 2, 18: 2, 26: 3}[conn]
-    return ndimage.generate_binary_structure(rank, reach)
-`;
+// The numpy + scipy reference lives in a .py file so that src/evaluate's tests share it.
+const PY_HELPERS = readFileSync(new URL("./oracle-reference.py", import.meta.url), "utf8");
 
 describe("exact EDT vs scipy.ndimage.distance_transform_edt", () => {
   it("matches on random 1D/2D/3D masks with anisotropic spacing", () => {
@@ -204,46 +185,8 @@ type OracleLabel = Record<string, number> & { nsd: number[] };
 
 /** Reference implementation of evaluateCase with numpy + scipy, one dict per label. */
 const PY_EVALUATE = `${PY_HELPERS}
-def ratio(a, b):
-    return float("nan") if b == 0 else a / b
-
-def surface(m):
-    return m & ~ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(m.ndim, 1), border_value=0)
-
-def score(p, r, sp, tols, conn, thr):
-    tp = int((p & r).sum()); fp = int((p & ~r).sum()); fn = int((~p & r).sum()); tn = int((~p & ~r).sum())
-    vox = float(np.prod(sp))
-    o = dict(tp=tp, fp=fp, fn=fn, tn=tn,
-             dice=ratio(2 * tp, 2 * tp + fp + fn), iou=ratio(tp, tp + fp + fn),
-             sensitivity=ratio(tp, tp + fn), precision=ratio(tp, tp + fp), specificity=ratio(tn, tn + fp),
-             predVolumeMm3=(tp + fp) * vox, refVolumeMm3=(tp + fn) * vox,
-             rve=ratio((tp + fp) - (tp + fn), tp + fn))
-    lab, n = ndimage.label(r, structure=structure(r.ndim, conn))
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    hits = np.bincount(lab[p], minlength=n + 1)
-    found = [(2 * hits[i] / (sizes[i] + hits[i]) > thr) if thr > 0 else hits[i] > 0 for i in range(1, n + 1)]
-    o["ldr"] = ratio(float(sum(found)), n)
-    sp_, sr = surface(p), surface(r)
-    o["predSurfaceVoxels"] = int(sp_.sum()); o["refSurfaceVoxels"] = int(sr.sum())
-    if not p.any() and not r.any():
-        o.update(hd=0.0, hd95=0.0, assd=0.0, nsd=[1.0] * len(tols))
-    elif not p.any() or not r.any():
-        o.update(hd=float("inf"), hd95=float("inf"), assd=float("inf"), nsd=[0.0] * len(tols))
-    else:
-        a = ndimage.distance_transform_edt(~sr, sampling=sp)[sp_]   # pred surface -> ref surface
-        b = ndimage.distance_transform_edt(~sp_, sampling=sp)[sr]   # ref surface -> pred surface
-        o["hd"] = max(a.max(), b.max())
-        o["hd95"] = max(np.percentile(a, 95), np.percentile(b, 95))
-        o["assd"] = np.concatenate([a, b]).mean()
-        o["nsd"] = [float(((a <= t).sum() + (b <= t).sum()) / (a.size + b.size)) for t in tols]
-    return o
-
-OUTPUT = []
-for c in INPUT:
-    P, R = arr(c["pred"], c["shape"]), arr(c["ref"], c["shape"])
-    targets = c["labels"] if c["labels"] is not None else [None]
-    OUTPUT.append([score(P != 0 if l is None else P == l, R != 0 if l is None else R == l,
-                         c["spacing"], c["tols"], c["conn"], c["thr"]) for l in targets])
+OUTPUT = [score_labels(arr(c["pred"], c["shape"]), arr(c["ref"], c["shape"]), c["labels"],
+                       c["spacing"], c["tols"], c["conn"], c["thr"]) for c in INPUT]
 `;
 
 function drawCases(count: number): CaseInput[] {

@@ -26,6 +26,8 @@ export interface ProcessOutcome {
   peakRssMb: number | null;
   stderrTail: string;
   spawnError: string | null;
+  /** Why the executor ended it, when that is more than an exit code (a cluster's job state). */
+  reason?: string | null;
 }
 
 export async function runProcess(spec: ProcessSpec): Promise<ProcessOutcome> {

@@ -9,7 +9,7 @@ import { materialize } from "../manifest/pipeline.js";
 import { skillDirs } from "../skills/registry.js";
 import { StageCache } from "./cache.js";
 import type { Reporter } from "./events.js";
-import { localExecutor } from "./executor.js";
+import { type Executor, localExecutor } from "./executor.js";
 import { detectGpus, GpuPool } from "./gpus.js";
 import { type LoadedPipeline, type LoadRequest, loadPipeline } from "./load.js";
 import {
@@ -24,6 +24,8 @@ import { executeRun } from "./scheduler.js";
 
 export interface RunOptions extends Pick<LoadRequest, "workspace" | "env" | "skillsDirs"> {
   runsDir: string;
+  /** Where stage processes run; local by default. */
+  executor?: Executor;
   jobs: number;
   resume: boolean;
   reporter: Reporter;
@@ -84,7 +86,8 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
   mkdirSync(cacheDir, { recursive: true });
   const hashesFile = join(cacheDir, "file-hashes.json");
   const hasher = new Hasher(existsSync(hashesFile) ? JSON.parse(readFileSync(hashesFile, "utf8")) : {});
-  const usesGpu = spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
+  const usesGpu =
+    !req.executor?.managesDevices && spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
   const gpus = new GpuPool(usesGpu ? detectGpus(req.env as NodeJS.ProcessEnv) : []);
 
   req.reporter.emit({
@@ -114,7 +117,7 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
     },
     graceMs: req.graceMs,
     resumed,
-    executor: localExecutor,
+    executor: req.executor ?? localExecutor,
   });
   if (hasher.dirty) writeJsonAtomic(hashesFile, hasher.snapshot());
   writeRunRecord(runDir, { ...record, status: outcome.status, ended: new Date().toISOString() });

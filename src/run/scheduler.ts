@@ -251,7 +251,10 @@ async function attemptStage(
   });
 
   const gpuPolicy = node.spec.resources.gpu ?? "none";
-  if (gpuPolicy === "required" && ctx.gpus.size === 0)
+  // A cluster executor gets devices from its scheduler; locally they come from the pool.
+  const clusterGpus =
+    ctx.executor.managesDevices && gpuPolicy !== "none" ? (node.spec.resources.gpus ?? 1) : 0;
+  if (gpuPolicy === "required" && ctx.gpus.size === 0 && !ctx.executor.managesDevices)
     return end(
       "failed",
       "needs a GPU (resources.gpu: required) but none is available (CUDA_VISIBLE_DEVICES is empty or unset and nvidia-smi lists none)",
@@ -262,7 +265,10 @@ async function attemptStage(
     if (!py) return end("failed", "no Python with torch and numpy found (run `pipeline doctor` for the fix)");
     command = py.command;
   }
-  const device = gpuPolicy !== "none" && ctx.gpus.size > 0 ? await ctx.gpus.acquire() : null;
+  const device =
+    gpuPolicy !== "none" && ctx.gpus.size > 0 && !ctx.executor.managesDevices
+      ? await ctx.gpus.acquire()
+      : null;
   if (ctx.signal.aborted) {
     if (device !== null) ctx.gpus.release(device);
     return end("interrupted", "interrupted before it started");
@@ -278,11 +284,19 @@ async function attemptStage(
     MEDPIPE_RUN_DIR: ctx.runDir,
     MEDPIPE_WORKSPACE: ctx.workspace,
     PYTHONUNBUFFERED: "1",
-    // A stage sees only the device it was given; a CPU stage sees none.
-    CUDA_VISIBLE_DEVICES: device ?? "",
   });
+  // A stage sees only the device it was given; a CPU stage sees none. On a cluster, the
+  // scheduler there sets CUDA_VISIBLE_DEVICES for the GPUs it assigned.
+  if (clusterGpus > 0) delete env.CUDA_VISIBLE_DEVICES;
+  else env.CUDA_VISIBLE_DEVICES = device ?? "";
   const outcome = await ctx.executor.run({
     stage: node.id,
+    group: node.spec.id,
+    runId: ctx.runId,
+    runDir: ctx.runDir,
+    outputDir: tmp,
+    resources: node.spec.resources,
+    gpus: clusterGpus,
     command,
     args: [skill.scriptPath, ...toArgs(tmp, inputs.exec)],
     cwd: ctx.workspace,
@@ -310,6 +324,7 @@ async function attemptStage(
     return end(status, reason, measured);
   };
   if (outcome.interrupted) return reject("interrupted", "interrupted");
+  if (outcome.reason) return reject("failed", outcome.reason);
   if (outcome.timedOut)
     return reject("failed", `timeout after ${((node.spec.timeoutMs ?? 0) / 1000).toFixed(1)} s`);
   if (outcome.spawnError) return reject("failed", `could not start ${command}: ${outcome.spawnError}`);

@@ -1,0 +1,39 @@
+// `pipeline evaluate`: flags in, report out. The work lives in src/evaluate/.
+import { evaluatePairs, pairCases, parseNumberList, toCsv, toJson, toText } from "../evaluate/index.js";
+import { UsageError } from "../manifest/diagnostics.js";
+import { EXIT } from "./output.js";
+
+export interface EvaluateCommandOptions {
+  pred: string;
+  gt: string;
+  labels?: string;
+  tolerances?: string;
+  json?: boolean;
+  csv?: boolean;
+  /** commander's --no-surface: false when given. */
+  surface?: boolean;
+}
+
+export async function evaluateCommand(o: EvaluateCommandOptions): Promise<number> {
+  if (o.json && o.csv) throw new UsageError("choose one of --json, --csv");
+  const labels = o.labels === undefined ? undefined : parseNumberList(o.labels, "--labels", "label");
+  const tolerancesMm =
+    o.tolerances === undefined ? undefined : parseNumberList(o.tolerances, "--tolerances", "tolerance");
+  const pairs = pairCases(o.pred, o.gt);
+  // Progress only where a person watches; pipes and CI get clean stderr.
+  const live = process.stderr.isTTY && pairs.length > 1;
+  const ev = await evaluatePairs(pairs, {
+    ...(labels ? { labels } : {}),
+    ...(tolerancesMm ? { tolerancesMm } : {}),
+    surface: o.surface !== false,
+    ...(live
+      ? { onCase: (done: number, total: number) => process.stderr.write(`\revaluated ${done}/${total}`) }
+      : {}),
+  });
+  if (live) process.stderr.write("\n");
+  for (const note of ev.notes) process.stderr.write(`note: ${note}\n`);
+  if (o.json) process.stdout.write(`${JSON.stringify(toJson(ev), null, 2)}\n`);
+  else if (o.csv) process.stdout.write(toCsv(ev));
+  else process.stdout.write(toText(ev));
+  return EXIT.ok;
+}
