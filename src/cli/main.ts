@@ -347,6 +347,22 @@ program
     }),
   );
 
+program
+  .command("fixtures")
+  .description("synthetic datasets for tests and benchmarks")
+  .command("make <kind>")
+  .description("generate a deterministic synthetic dataset: heart (MR), spleen (CT) or tissue2d (2D slices)")
+  .option("--cases <n>", "number of cases (default: the committed micro fixture's)")
+  .option("--size <sizes>", "grid size per axis, comma-separated, e.g. 320,320,110 (2 sizes for tissue2d)")
+  .option("--seed <n>", "random seed; the same arguments give the same bytes")
+  .requiredOption("--out <dir>", "output folder (missing, empty, or an earlier fixture to replace)")
+  .action(
+    action(async (kind: string, o: { cases?: string; size?: string; seed?: string; out: string }) => {
+      const { fixturesMake } = await import("./fixtures.js");
+      return fixturesMake(kind, o);
+    }),
+  );
+
 program.addOption(new Option("--debug", "show stack traces of internal errors").hideHelp());
 
 try {

@@ -1,0 +1,578 @@
+"""Train one segmentation model on preprocessed patches; select a checkpoint by the EMA
+of the full-volume validation Dice.
+
+    python -m medpipe.train --config CONFIG.json --output-dir DIR
+    # or: from medpipe.train import train; result = train(config, output_dir)
+
+Config (JSON object; unknown keys are an error; relative paths are resolved against
+the current working directory):
+
+  network            required. The nets.build_network dict; out_channels = number of
+                     classes (background = class 0), in_channels = image channels.
+  loss               {} -> losses.build_loss (default dice_ce, background excluded,
+                     batch Dice: the reference).
+  train_cases        required, non-empty: [{"id", "image", "label"}] .npy paths.
+  val_cases          []: same form. Empty: no validation, no selection (the final
+                     model on all data): best = last, selection "last (no validation)".
+  patch_size         required: [px, py(, pz)] in voxels, as many as spatial_dims.
+  batch_size         2 patches per step.
+  samples_per_volume 8 patches per training case per epoch.
+  sampler            {"name": "label", "probabilities": null}; or "uniform" /
+                     "label". probabilities: [p0, p1, ...] or {"0": p0, ...}; null =
+                     0.5 background, 0.5 shared by the foreground classes.
+  augment            []: the augment.Augmenter list ({"name", "p", ...} each).
+  optimizer          {"name": "adam", "lr": 1e-3, "weight_decay": 0.0,
+                     "momentum": 0.9, "beta2": 0.99, "eps": 1e-5, "nesterov": false}.
+                     name adam | adamw (decoupled weight decay) | sgd; momentum is
+                     SGD's momentum or Adam's beta1 (fastai's Adam: betas 0.9/0.99,
+                     eps 1e-5).
+  schedule           {"name": "one_cycle", "pct_start": 0.25, "div": 25.0,
+                     "div_final": 1e5, "moms": [0.95, 0.85, 0.95], "power": 0.9}.
+                     Stepped every iteration i of T = epochs x batches per epoch,
+                     pos = i / T (fastai's fit_one_cycle):
+                       one_cycle: pos < pct_start: cos-anneal lr/div -> lr and moms[0]
+                                  -> moms[1]; then lr -> lr/div_final and moms[1] ->
+                                  moms[2], where cos-anneal(a -> b) at phase fraction f
+                                  is a + (1 + cos(pi (1 - f))) (b - a) / 2; moms null
+                                  leaves the momentum alone;
+                       poly:      lr (1 - pos)^power;   constant: lr.
+  epochs             20.
+  val_every          1: validate after every val_every-th epoch and after the last.
+  ema                0.9: ema_1 = dice_1, ema_n = ema ema_(n-1) + (1 - ema) dice_n;
+                     the checkpoint with the highest EMA (first on ties) is "best".
+  inference          {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": false}
+                     for sliding_window.sliding_window_inference on each full
+                     validation volume.
+  seed               0: model init (nets.build_network(seed)), the global torch RNG
+                     (dropout), the patch sampler (seed + 1), the augmenter (seed + 2).
+  device             "auto" (cuda when available) | "cpu" | "cuda".
+  amp                true: bf16 autocast, only when running on CUDA.
+  compile            false: torch.compile the training forward, only with torch >= 2
+                     on CUDA.
+  data_on_gpu        "auto" (memory check, data.GPU_DATA_FRACTION of the free memory)
+                     | true | false. Only matters on CUDA.
+  metadata           {}: extra string -> string checkpoint metadata (e.g. plan_hash).
+  output_dir         null: where outputs go when train() gets no output_dir (the
+                     CLI's --output-dir always wins).
+
+Validation Dice (computed here in torch; the TS metrics recompute formally later):
+the argmax of the sliding-window probabilities on every validation volume; per
+foreground class k, TP, FP and FN summed over all validation volumes, Dice_k =
+2 TP / (2 TP + FP + FN); the reported dice is the mean over foreground classes (the
+background is excluded), skipping a class absent from both prediction and truth in
+every volume (1.0 when all are absent).
+
+Output directory:
+  checkpoints/best.safetensors, checkpoints/last.safetensors
+      model.state_dict() tensors; metadata (strings): format, kind (best|last),
+      architecture (the full network config, JSON), epoch, metric (validation Dice or
+      "null"), metric_name, ema, seed, init_digest, selection, + config metadata.
+  trace.json    {"epochs": [{epoch, loss, lr, seconds}], "validations": [{epoch,
+                dice, ema, per_class, seconds}], "ema_momentum", "selection",
+                "best": {epoch, dice, ema}}
+  result.json   written last, atomically; see `train` for the keys. status "ok", or
+                "oom" (exit code 3) or "error" (exit code 1).
+
+Events (NDJSON, one per line on stdout, flushed):
+  {"event": "start", "device", "data_device", "train_cases", "val_cases",
+   "iterations_per_epoch", "epochs", "init_digest"}
+  {"event": "epoch", "epoch": 3, "of": 20, "loss", "lr", "seconds"}
+  {"event": "val", "epoch": 3, "dice", "ema", "best": bool, "seconds"}
+  {"event": "done", "status": "ok", "best_epoch", "best_dice", "best_ema", "seconds"}
+  {"event": "error", "status": "oom" | "error", "message"}
+Failures also print one line on stderr (MEDPIPE_TRACEBACK=1 adds the traceback).
+
+On the GPU the loop never waits for the device inside an epoch: losses are summed on
+the device and read once per epoch; learning rates are host floats; patch positions
+come from a CPU generator. cudnn.benchmark is on.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+import traceback
+
+import torch
+
+from medpipe.augment import Augmenter
+from medpipe.data import PatchSampler, choose_data_device, load_cases
+from medpipe.losses import build_loss
+from medpipe.nets import build_network
+from medpipe.safetensors_io import digest_of_digests, digest_tensor, save_file, tensor_digests
+from medpipe.sliding_window import sliding_window_inference
+
+DEFAULTS = {
+    "network": None,
+    "loss": {},
+    "train_cases": None,
+    "val_cases": [],
+    "patch_size": None,
+    "batch_size": 2,
+    "samples_per_volume": 8,
+    "sampler": {"name": "label", "probabilities": None},
+    "augment": [],
+    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "beta2": 0.99, "eps": 1e-5,
+                  "nesterov": False},
+    "schedule": {"name": "one_cycle", "pct_start": 0.25, "div": 25.0, "div_final": 1e5,
+                 "moms": [0.95, 0.85, 0.95], "power": 0.9},
+    "epochs": 20,
+    "val_every": 1,
+    "ema": 0.9,
+    "inference": {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": False},
+    "seed": 0,
+    "device": "auto",
+    "amp": True,
+    "compile": False,
+    "data_on_gpu": "auto",
+    "metadata": {},
+    "output_dir": None,
+}
+REQUIRED = ("network", "train_cases", "patch_size")
+NESTED = ("optimizer", "schedule", "inference")  # dicts merged key by key with their defaults
+CHECKPOINT_FORMAT = "medpipe.checkpoint/1"
+EXIT_OOM = 3
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def resolve_config(config):
+    """The full config: defaults filled in, unknown keys rejected, types normalised."""
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"config has unknown keys {unknown}; known: {sorted(DEFAULTS)}")
+    c = {**DEFAULTS, **config}
+    for key in REQUIRED:
+        if c[key] is None:
+            raise ValueError(f"config needs {key!r}")
+    for key in NESTED:
+        extra = sorted(set(c[key]) - set(DEFAULTS[key]))
+        if extra:
+            raise ValueError(f"config {key!r} has unknown keys {extra}; known: {sorted(DEFAULTS[key])}")
+        c[key] = {**DEFAULTS[key], **c[key]}
+    sampler = c["sampler"]
+    if isinstance(sampler, str):
+        sampler = {"name": sampler}
+    extra = sorted(set(sampler) - {"name", "probabilities"})
+    if extra:
+        raise ValueError(f"config 'sampler' has unknown keys {extra}; known: ['name', 'probabilities']")
+    c["sampler"] = {"name": "label", "probabilities": None, **sampler}
+    if not c["train_cases"]:
+        raise ValueError("config 'train_cases' is empty")
+    for case in list(c["train_cases"]) + list(c["val_cases"]):
+        if not isinstance(case, dict) or "image" not in case or "label" not in case:
+            raise ValueError(f"a case needs 'image' and 'label' paths, got {case!r}")
+    for key in ("epochs", "val_every", "batch_size", "samples_per_volume"):
+        if int(c[key]) < 1:
+            raise ValueError(f"config {key!r} must be >= 1, got {c[key]}")
+        c[key] = int(c[key])
+    c["ema"], c["seed"] = float(c["ema"]), int(c["seed"])
+    if not 0.0 <= c["ema"] < 1.0:
+        raise ValueError(f"config 'ema' must be in [0, 1), got {c['ema']}")
+    if c["data_on_gpu"] not in ("auto", True, False):
+        raise ValueError(f"config 'data_on_gpu' must be \"auto\", true or false, got {c['data_on_gpu']!r}")
+    if c["device"] not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"config 'device' must be auto, cpu or cuda, got {c['device']!r}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in c["metadata"].items()):
+        raise ValueError("config 'metadata' must map strings to strings")
+    c["patch_size"] = [int(p) for p in c["patch_size"]]
+    return c
+
+
+def pick_device(name):
+    """A torch.device with an explicit index on CUDA ("cuda:0", not "cuda"), so that
+    device comparisons with tensors' devices hold."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("config device 'cuda' but torch.cuda.is_available() is False")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(params, o):
+    name = o["name"]
+    lr, wd, mom = float(o["lr"]), float(o["weight_decay"]), float(o["momentum"])
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, betas=(mom, float(o["beta2"])), eps=float(o["eps"]), weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=mom, weight_decay=wd, nesterov=bool(o["nesterov"]))
+    raise ValueError(f"unknown optimizer {name!r}: expected adam, adamw or sgd")
+
+
+def _cos_anneal(a, b, f):
+    return a + (1.0 + math.cos(math.pi * (1.0 - f))) * (b - a) / 2.0
+
+
+def schedule_at(step, total, lr, s):
+    """(lr, momentum or None) for iteration `step` (0-based) of `total` (module docstring)."""
+    pos = step / total
+    name = s["name"]
+    if name == "constant":
+        return lr, None
+    if name == "poly":
+        return lr * (1.0 - pos) ** float(s["power"]), None
+    if name == "one_cycle":
+        pct = float(s["pct_start"])
+        lo, hi, end = lr / float(s["div"]), lr, lr / float(s["div_final"])
+        moms = s["moms"]
+        if pos < pct:
+            f = pos / pct
+            return _cos_anneal(lo, hi, f), (_cos_anneal(moms[0], moms[1], f) if moms else None)
+        f = (pos - pct) / (1.0 - pct)
+        return _cos_anneal(hi, end, f), (_cos_anneal(moms[1], moms[2], f) if moms else None)
+    raise ValueError(f"unknown schedule {name!r}: expected one_cycle, poly or constant")
+
+
+def set_hyper(optimizer, lr, momentum):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if momentum is not None:
+            if "betas" in group:
+                group["betas"] = (momentum, group["betas"][1])
+            else:
+                group["momentum"] = momentum
+
+
+def ema_update(previous, value, momentum):
+    """The smoothed validation metric: the first value as is, then
+    momentum * previous + (1 - momentum) * value."""
+    return value if previous is None else momentum * previous + (1.0 - momentum) * value
+
+
+def select_best(values, momentum):
+    """(EMA list, 0-based index of the highest EMA, first on ties) of a recorded trace."""
+    emas, ema = [], None
+    for v in values:
+        ema = ema_update(ema, v, momentum)
+        emas.append(ema)
+    return emas, (max(range(len(emas)), key=lambda i: (emas[i], -i)) if emas else None)
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def dice_counts(pred, label, num_classes):
+    """(K-1, 3) float64 [TP, FP, FN] per foreground class, on pred's device."""
+    rows = []
+    for k in range(1, num_classes):
+        p, t = pred == k, label == k
+        tp = (p & t).sum()
+        rows.append(torch.stack([tp, p.sum() - tp, t.sum() - tp]))
+    return torch.stack(rows).double()
+
+
+def dice_from_counts(counts):
+    """(mean foreground Dice, per-class list with None for absent classes)."""
+    per_class = []
+    for tp, fp, fn in counts.tolist():
+        denom = 2 * tp + fp + fn
+        per_class.append(None if denom == 0 else 2 * tp / denom)
+    present = [d for d in per_class if d is not None]
+    return (sum(present) / len(present) if present else 1.0), per_class
+
+
+def validate(model, cases, c, device, amp):
+    """Accumulated foreground Dice over full validation volumes (module docstring)."""
+    inf = c["inference"]
+    num_classes = model.config["out_channels"]
+    model.eval()
+    counts = torch.zeros((num_classes - 1, 3), dtype=torch.float64, device=device)
+    for case in cases:
+        probs = sliding_window_inference(case.image, model, c["patch_size"], overlap=float(inf["overlap"]),
+                                         mode=inf["mode"], sw_batch_size=int(inf["sw_batch_size"]),
+                                         tta=bool(inf["tta"]), device=device, amp=amp)
+        counts += dice_counts(probs.argmax(0), case.label.to(device, non_blocking=True), num_classes)
+    model.train()
+    return dice_from_counts(counts.cpu())  # the one sync of a validation
+
+
+# ---------------------------------------------------------------------------- I/O
+
+
+def write_json(path, obj):
+    """Atomic: a temp file in the same folder, fsynced, renamed over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _finite(x):
+    return x if x is None or math.isfinite(x) else None
+
+
+def emit_stdout(event):
+    print(json.dumps(event, allow_nan=False), flush=True)
+
+
+def state_tensors(model):
+    return {name: t.detach() for name, t in model.state_dict().items()}
+
+
+def save_checkpoint(model, path, kind, epoch, dice, ema, c, init_digest, selection):
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "architecture": json.dumps(model.config, sort_keys=True),
+        "epoch": str(epoch),
+        "metric_name": "val_dice",
+        "metric": json.dumps(dice),
+        "ema": json.dumps(ema),
+        "seed": str(c["seed"]),
+        "init_digest": init_digest,
+        "selection": selection,
+        **c["metadata"],
+    }
+    save_file(state_tensors(model), path, metadata=meta)
+
+
+def file_digest(path):
+    return digest_of_digests(tensor_digests(path))
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def peak_gpu_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None
+
+
+def is_oom(exc):
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    msg = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def train(config, output_dir=None, emit=emit_stdout):
+    """Trains per `config` (module docstring) into `output_dir` and returns the
+    result dict that is also written to result.json:
+
+      status "ok" | "oom", selection, best_epoch, best_dice, best_ema, last_epoch,
+      last_dice, last_ema, init_digest, best_digest, last_digest, final_digest (=
+      last), epochs, iterations_per_epoch, device, data_device, amp, compile, torch,
+      seed, checkpoints {best, last}, trace, peak_gpu_mb (null on the CPU),
+      peak_rss_mb, timings {load_s, train_s, val_s, checkpoint_s, epoch_mean_s,
+      total_s}, oom (bool); with status "oom" also message and hint.
+
+    Other failures raise (the CLI turns them into status "error", exit code 1)."""
+    t_start = time.perf_counter()
+    c = resolve_config(config)
+    out = output_dir if output_dir is not None else c["output_dir"]
+    if out is None:
+        raise ValueError("no output directory: pass output_dir or set config 'output_dir'")
+    out = os.fspath(out)
+    os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):  # a stale result must not pass for this run's
+        os.unlink(os.path.join(out, "result.json"))
+    device = pick_device(c["device"])
+    on_cuda = device.type == "cuda"
+    amp = bool(c["amp"]) and on_cuda and torch.cuda.is_available()
+    use_compile = bool(c["compile"]) and on_cuda and int(torch.__version__.split(".")[0]) >= 2
+    result = {"status": "running", "device": str(device), "torch": torch.__version__, "seed": c["seed"]}
+    timings = {"load_s": 0.0, "train_s": 0.0, "val_s": 0.0, "checkpoint_s": 0.0}
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest conv once
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        return _train(c, out, device, amp, use_compile, emit, result, timings, t_start)
+    except Exception as e:  # noqa: BLE001 - only OOM is handled; everything else re-raises
+        if not is_oom(e):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        result.update({
+            "status": "oom", "oom": True, "message": f"out of memory: {message}",
+            "hint": "reduce patch_size or batch_size (or sw_batch_size for validation)",
+            "peak_gpu_mb": peak_gpu_mb(device), "peak_rss_mb": peak_rss_mb(),
+            "timings": {**timings, "total_s": time.perf_counter() - t_start},
+        })
+        write_json(os.path.join(out, "result.json"), result)
+        emit({"event": "error", "status": "oom", "message": result["message"]})
+        return result
+
+
+def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
+    seed = c["seed"]
+    torch.manual_seed(seed)  # dropout and anything else on the global RNG
+
+    # Model: built on the CPU from a forked RNG seeded with `seed`, so the init depends
+    # only on (network config, seed); its digest proves a fresh init per fold.
+    model = build_network(c["network"], seed=seed)
+    init_digest = digest_of_digests({k: digest_tensor(t) for k, t in state_tensors(model).items()})
+    model = model.to(device).train()
+    net = model.config
+    num_classes, spatial_dims = net["out_channels"], net["spatial_dims"]
+    if len(c["patch_size"]) != spatial_dims:
+        raise ValueError(f"patch_size {c['patch_size']} has {len(c['patch_size'])} axes for a {spatial_dims}D network")
+    forward = torch.compile(model) if use_compile else model
+
+    # Data: loaded once, on the GPU when it fits.
+    t0 = time.perf_counter()
+    # One placement for training and validation volumes, decided on the files' sizes
+    # (an upper bound: float64 images are narrowed to float32 on load).
+    on_gpu = c["data_on_gpu"]
+    if on_gpu == "auto":
+        nbytes = sum(os.path.getsize(case[k]) for case in c["train_cases"] + c["val_cases"] for k in ("image", "label"))
+        on_gpu = choose_data_device(nbytes, device).type == "cuda"
+    train_cases, data_device = load_cases(c["train_cases"], spatial_dims, num_classes, c["patch_size"], device,
+                                          bool(on_gpu), index_classes=c["sampler"]["name"] == "label")
+    val_cases, _ = load_cases(c["val_cases"], spatial_dims, num_classes, None, device, bool(on_gpu),
+                              index_classes=False)
+    for case in train_cases + val_cases:
+        if case.image.shape[0] != net["in_channels"]:
+            raise ValueError(f"{case.id}: {case.image.shape[0]} image channels, the network takes {net['in_channels']}")
+    sampler = PatchSampler(train_cases, c["patch_size"], c["samples_per_volume"], c["batch_size"],
+                           c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 1, num_classes=num_classes)
+    augment = Augmenter(c["augment"], seed=seed + 2, device=device) if c["augment"] else None
+    timings["load_s"] = time.perf_counter() - t0
+
+    loss_fn = build_loss(c["loss"])
+    optimizer = make_optimizer(model.parameters(), c["optimizer"])
+    epochs, per_epoch = c["epochs"], sampler.batches_per_epoch()
+    total_steps = epochs * per_epoch
+    base_lr = float(c["optimizer"]["lr"])
+    autocast = (lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    validating = len(val_cases) > 0
+    selection = "best ema" if validating else "last (no validation)"
+    ckpt = {k: os.path.join(out, "checkpoints", f"{k}.safetensors") for k in ("best", "last")}
+    trace = {"epochs": [], "validations": [], "ema_momentum": float(c["ema"]), "selection": selection, "best": None}
+    result.update({"data_device": str(data_device), "amp": amp, "compile": use_compile, "init_digest": init_digest,
+                   "epochs": epochs, "iterations_per_epoch": per_epoch})
+    emit({"event": "start", "device": str(device), "data_device": str(data_device),
+          "train_cases": len(train_cases), "val_cases": len(val_cases), "iterations_per_epoch": per_epoch,
+          "epochs": epochs, "init_digest": init_digest})
+
+    step, ema, best, last_val = 0, None, None, None
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for image, label in sampler.epoch(device):
+            if augment is not None:
+                image, label = augment(image, label)
+            lr, momentum = schedule_at(step, total_steps, base_lr, c["schedule"])
+            set_hyper(optimizer, lr, momentum)
+            with autocast():
+                logits = forward(image)
+            loss = loss_fn(logits, label)  # float32 inside, also under autocast
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()  # stays on the device: no sync per step
+            step += 1
+        mean_loss = float(loss_sum) / per_epoch  # the one host sync of the epoch
+        seconds = time.perf_counter() - t0
+        timings["train_s"] += seconds
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"epoch {epoch}: the training loss is {mean_loss}; try a lower lr")
+        row = {"epoch": epoch, "loss": mean_loss, "lr": lr, "seconds": seconds}
+        trace["epochs"].append(row)
+        emit({"event": "epoch", "epoch": epoch, "of": epochs, "loss": mean_loss, "lr": lr, "seconds": seconds})
+
+        if validating and (epoch % c["val_every"] == 0 or epoch == epochs):
+            t0 = time.perf_counter()
+            dice, per_class = validate(model, val_cases, c, device, amp)
+            ema = ema_update(ema, dice, c["ema"])
+            seconds = time.perf_counter() - t0
+            timings["val_s"] += seconds
+            improved = best is None or ema > best["ema"]
+            last_val = {"epoch": epoch, "dice": dice, "ema": ema}
+            trace["validations"].append({**last_val, "per_class": per_class, "seconds": seconds})
+            emit({"event": "val", "epoch": epoch, "dice": dice, "ema": ema, "best": improved, "seconds": seconds})
+            if improved:
+                best = dict(last_val)
+                t0 = time.perf_counter()
+                save_checkpoint(model, ckpt["best"], "best", epoch, dice, ema, c, init_digest, selection)
+                timings["checkpoint_s"] += time.perf_counter() - t0
+
+    # The last weights; without validation they are also "best" (no selection made).
+    t0 = time.perf_counter()
+    last_dice = last_val["dice"] if last_val else None
+    save_checkpoint(model, ckpt["last"], "last", epochs, last_dice, ema, c, init_digest, selection)
+    if not validating:
+        save_checkpoint(model, ckpt["best"], "best", epochs, None, None, c, init_digest, selection)
+        best = {"epoch": epochs, "dice": None, "ema": None}
+    best_digest, last_digest = file_digest(ckpt["best"]), file_digest(ckpt["last"])
+    timings["checkpoint_s"] += time.perf_counter() - t0
+    trace["best"] = best
+    write_json(os.path.join(out, "trace.json"), trace)
+
+    timings["epoch_mean_s"] = timings["train_s"] / epochs
+    timings["total_s"] = time.perf_counter() - t_start
+    result.update({
+        "status": "ok", "oom": False, "selection": selection,
+        "best_epoch": best["epoch"], "best_dice": _finite(best["dice"]), "best_ema": _finite(best["ema"]),
+        "last_epoch": epochs, "last_dice": _finite(last_dice), "last_ema": _finite(ema) if validating else None,
+        "best_digest": best_digest, "last_digest": last_digest, "final_digest": last_digest,
+        "checkpoints": {"best": "checkpoints/best.safetensors", "last": "checkpoints/last.safetensors"},
+        "trace": "trace.json",
+        "peak_gpu_mb": peak_gpu_mb(device), "peak_rss_mb": peak_rss_mb(), "timings": timings,
+    })
+    write_json(os.path.join(out, "result.json"), result)  # last: its presence means done
+    emit({"event": "done", "status": "ok", "best_epoch": best["epoch"], "best_dice": result["best_dice"],
+          "best_ema": result["best_ema"], "seconds": timings["total_s"]})
+    return result
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m medpipe.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="config JSON file (see the module docstring)")
+    parser.add_argument("--output-dir", required=True, help="where checkpoints, trace.json, result.json go")
+    args = parser.parse_args(argv)
+    os.makedirs(args.output_dir, exist_ok=True)
+    try:
+        with open(args.config, encoding="utf-8") as f:
+            config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError(f"{args.config}: the config must be a JSON object")
+        result = train(config, args.output_dir)
+    except Exception as e:  # noqa: BLE001 - one line on stderr, a result that says why
+        message = " ".join(str(e).split()) or type(e).__name__
+        with contextlib.suppress(Exception):
+            write_json(os.path.join(args.output_dir, "result.json"),
+                       {"status": "error", "oom": False, "message": message, "error_type": type(e).__name__,
+                        "peak_rss_mb": peak_rss_mb()})
+        with contextlib.suppress(Exception):
+            emit_stdout({"event": "error", "status": "error", "message": message})
+        if os.environ.get("MEDPIPE_TRACEBACK"):
+            traceback.print_exc()
+        print(f"medpipe.train: {type(e).__name__}: {message}", file=sys.stderr)
+        return 1
+    if result["status"] == "oom":
+        print(f"medpipe.train: {result['message']} ({result['hint']})", file=sys.stderr)
+        return EXIT_OOM
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
