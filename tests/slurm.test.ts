@@ -125,4 +125,35 @@ describe.skipIf(!slurmConf)("slurm executor", () => {
       new RegExp(`^Slurm job ${id} ended CANCELLED`),
     );
   });
+
+  it("--resume after the engine was killed re-attaches to the running job instead of resubmitting it", async () => {
+    const m = ws.write(
+      "reattach.yaml",
+      "name: reattach\nstages:\n  s: { skill: sleeper, with: { pid_dir: pids, sleep_ms: 5000 } }\n  after: { skill: emit, needs: [s], with: { value: 2 } }\n",
+    );
+    const running = cliAsync(
+      ["run", m, "--skills-dir", ws.skills, "--executor", "slurm", "--cluster", cluster],
+      {
+        cwd: ws.dir,
+        env: env(),
+      },
+    );
+    let dir = "";
+    for (let i = 0; i < 200 && !dir; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      try {
+        if (jobs(ws.latestRun("reattach")).length) dir = ws.latestRun("reattach");
+      } catch {
+        dir = "";
+      }
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    running.child.kill("SIGKILL");
+    await running.done;
+    const r = run(m, "--resume");
+    expect(r.code).toBe(0);
+    expect(jobs(dir).filter((j) => j.stage === "s")).toHaveLength(1);
+    expect(ws.statuses(dir)).toEqual({ s: "succeeded", after: "succeeded" });
+    expect(JSON.parse(readFileSync(join(dir, "stages/s/output.json"), "utf8")).slept_ms).toBe(5000);
+  });
 });

@@ -18,6 +18,15 @@ export interface StageJob extends ProcessSpec {
   resources: Resources;
   /** GPUs to ask the cluster for (0 for a CPU stage); only for executors that manage devices. */
   gpus: number;
+  /** Wait for this already submitted job instead of starting one (a resumed run). */
+  attach?: Attachment;
+}
+
+/** A job of an earlier engine process that a resumed run can wait for. */
+export interface Attachment {
+  jobId: string;
+  rcFile: string;
+  outputDir: string;
 }
 
 export interface Executor {
@@ -25,6 +34,8 @@ export interface Executor {
   /** Whether devices come from the executor (a cluster) rather than the engine's local pool. */
   readonly managesDevices: boolean;
   run(job: StageJob): Promise<ProcessOutcome>;
+  /** For a resumed run: a job of this stage still queued or running (or finished well), if any. */
+  reattach?(stage: string, runDir: string): Attachment | null;
 }
 
 export const localExecutor: Executor = {

@@ -60,7 +60,14 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
     const prev = readRunRecord(last);
     runId = prev.run_id;
     started = prev.started;
-    resumed = readEvidence(last);
+    // A run killed before any stage finished has no evidence.json yet: resume it all the same.
+    resumed = readEvidence(last) ?? {
+      schema_version: 1,
+      run_id: runId,
+      pipeline: spec.name,
+      stages: {},
+      root_hash: "",
+    };
   } else {
     runId = newRunId();
     runDir = createRunDir(req.runsDir, spec.name, runId);

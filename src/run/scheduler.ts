@@ -273,7 +273,10 @@ async function attemptStage(
     if (device !== null) ctx.gpus.release(device);
     return end("interrupted", "interrupted before it started");
   }
-  const tmp = tmpDir(ctx.runDir, node.id);
+  // A resumed run waits for a job an earlier engine left queued or running, instead of
+  // starting the stage again.
+  const attach = ctx.resumed && attempt === 1 ? (ctx.executor.reattach?.(node.id, ctx.runDir) ?? null) : null;
+  const tmp = attach?.outputDir ?? tmpDir(ctx.runDir, node.id);
   mkdirSync(join(tmp, "logs"), { recursive: true });
   ctx.reporter.emit({ event: "stage-start", stage: node.id, attempt, device });
   const env: Record<string, string> = {};
@@ -297,6 +300,7 @@ async function attemptStage(
     outputDir: tmp,
     resources: node.spec.resources,
     gpus: clusterGpus,
+    ...(attach ? { attach } : {}),
     command,
     args: [skill.scriptPath, ...toArgs(tmp, inputs.exec)],
     cwd: ctx.workspace,

@@ -2,6 +2,7 @@
 // ready together become one job array), tracked by polling squeue with backoff. Timeouts and
 // interrupts end jobs with scancel. The scheduler above it is the same as for local runs, so
 // output.json and evidence rules do not change.
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
@@ -16,7 +17,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
-import type { Executor, StageJob } from "../executor.js";
+import type { Attachment, Executor, StageJob } from "../executor.js";
 import type { ProcessOutcome } from "../process.js";
 import type { ClusterConfig } from "./config.js";
 import { jobScript, slurmTime } from "./script.js";
@@ -32,6 +33,15 @@ const TERMINAL = new Set([
   "BOOT_FAIL",
   "DEADLINE",
 ]);
+
+interface JobRecord {
+  stage: string;
+  job_id: string;
+  script: string;
+  rc_file: string;
+  output_dir: string;
+  submitted: string;
+}
 
 interface Tracked {
   job: StageJob;
@@ -66,12 +76,19 @@ export class SlurmExecutor implements Executor {
   }
 
   run(job: StageJob): Promise<ProcessOutcome> {
+    const attach = job.attach;
+    if (attach)
+      return new Promise((resolve) => {
+        this.track(job, attach.jobId, attach.rcFile, resolve);
+        this.ensurePolling();
+      });
     return new Promise((resolve) => {
       this.pending.push({ job, resolve });
-      this.flushTimer ??= setTimeout(() => {
-        this.flushTimer = undefined;
-        void this.flush();
-      }, this.config.batch_window_ms);
+      if (!this.flushTimer)
+        this.flushTimer = setTimeout(() => {
+          this.flushTimer = undefined;
+          void this.flush();
+        }, this.config.batch_window_ms);
     });
   }
 
@@ -135,37 +152,79 @@ export class SlurmExecutor implements Executor {
     const jobId = String(r.stdout).trim().split(";")[0] as string;
     items.forEach((it, i) => {
       const id = items.length > 1 ? `${jobId}_${i}` : jobId;
-      appendFileSync(
-        join(dir, "jobs.ndjson"),
-        `${JSON.stringify({ stage: it.job.stage, job_id: id, script, submitted: new Date().toISOString() })}\n`,
-      );
-      const t: Tracked = {
-        job: it.job,
-        id,
-        rcFile: rcFiles[i] as string,
-        resolve: it.resolve,
-        submittedAt: Date.now(),
-        startedAt: null,
-        state: "PENDING",
-        missingPolls: 0,
-        stdoutOffset: 0,
-        timedOut: false,
-        interrupted: false,
-        timer: undefined,
+      const record: JobRecord = {
+        stage: it.job.stage,
+        job_id: id,
+        script,
+        rc_file: rcFiles[i] as string,
+        output_dir: it.job.outputDir,
+        submitted: new Date().toISOString(),
       };
-      if (it.job.timeoutMs)
-        t.timer = setTimeout(() => {
-          t.timedOut = true;
-          void this.cancel(t);
-        }, it.job.timeoutMs);
-      const onAbort = () => {
-        t.interrupted = true;
-        void this.cancel(t);
-      };
-      if (it.job.signal.aborted) onAbort();
-      else it.job.signal.addEventListener("abort", onAbort, { once: true });
-      this.tracked.set(id, t);
+      appendFileSync(join(dir, "jobs.ndjson"), `${JSON.stringify(record)}\n`);
+      this.track(it.job, id, record.rc_file, it.resolve);
     });
+  }
+
+  private track(job: StageJob, id: string, rcFile: string, resolve: (o: ProcessOutcome) => void): void {
+    const t: Tracked = {
+      job,
+      id,
+      rcFile,
+      resolve,
+      submittedAt: Date.now(),
+      startedAt: null,
+      state: "PENDING",
+      missingPolls: 0,
+      stdoutOffset: 0,
+      timedOut: false,
+      interrupted: false,
+      timer: undefined,
+    };
+    if (job.timeoutMs)
+      t.timer = setTimeout(() => {
+        t.timedOut = true;
+        void this.cancel(t);
+      }, job.timeoutMs);
+    const onAbort = () => {
+      t.interrupted = true;
+      void this.cancel(t);
+    };
+    if (job.signal.aborted) onAbort();
+    else job.signal.addEventListener("abort", onAbort, { once: true });
+    this.tracked.set(id, t);
+  }
+
+  /**
+   * A job this run submitted before the engine stopped, still queued, running, or finished
+   * well: a resumed run waits for it instead of submitting the stage again.
+   */
+  reattach(stage: string, runDir: string): Attachment | null {
+    const file = join(runDir, "slurm", "jobs.ndjson");
+    if (!existsSync(file)) return null;
+    const records = readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as JobRecord)
+      .filter((r) => r.stage === stage);
+    const last = records[records.length - 1];
+    if (!last || !existsSync(last.output_dir)) return null;
+    const q = spawnSync(
+      "squeue",
+      ["-h", "--states=all", "-o", "%i %T", "-j", last.job_id.split("_")[0] as string],
+      {
+        encoding: "utf8",
+        env: this.env,
+      },
+    );
+    const line = q.stdout
+      ?.split("\n")
+      .map((l) => l.trim().split(/\s+/))
+      .find(([id]) => id === last.job_id || id?.startsWith(`${last.job_id.split("_")[0]}_[`));
+    const state = line?.[1];
+    const rc = existsSync(last.rc_file) ? readRc(last.rc_file) : null;
+    const alive = state !== undefined && !TERMINAL.has(state);
+    const done = rc === 0 && existsSync(join(last.output_dir, "output.json"));
+    return alive || done ? { jobId: last.job_id, rcFile: last.rc_file, outputDir: last.output_dir } : null;
   }
 
   private async cancel(t: Tracked): Promise<void> {
