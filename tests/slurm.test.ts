@@ -72,6 +72,21 @@ describe.skipIf(!slurmConf)("slurm executor", () => {
     expect(local.stderr).toMatch(/succeeded: 6 cached/);
   });
 
+  it("runs the heart-cv smoke pipeline with its folds as one job array, verifiable like a local run", () => {
+    const manifest = join(ROOT, "pipelines/heart-cv.yaml");
+    const r = run(manifest, "--smoke");
+    expect(r.code).toBe(0);
+    const dir = r.stdout.trim().split("\n").pop() as string;
+    const folds = jobs(dir).filter((j) => j.stage.startsWith("cv["));
+    expect(folds).toHaveLength(2);
+    expect(new Set(folds.map((j) => j.job_id.split("_")[0])).size).toBe(1);
+    expect(cli(["verify", dir], { cwd: ws.dir }).code).toBe(0);
+    const local = cli(["run", manifest, "--smoke", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(local.code).toBe(0);
+    const again = ws.statuses(local.stdout.trim().split("\n").pop() as string);
+    expect(Object.values(again).every((s) => s === "cached")).toBe(true);
+  });
+
   it("gives a GPU stage the device Slurm assigned", () => {
     const m = ws.write("gpu.yaml", "name: gpu\nstages:\n  g: { skill: gpu-needy }\n");
     const r = run(m);
