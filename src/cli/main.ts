@@ -1,39 +1,10 @@
 // The `pipeline` command. Only commander loads at start-up; each command imports what it needs,
 // so `pipeline --help` stays fast.
-import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { EXIT, printError } from "./output.js";
-
-interface PipelineOpts {
-  smoke?: boolean;
-  sanity?: boolean;
-  profile?: string;
-  set: string[];
-  workdir?: string;
-  skillsDir: string[];
-  json?: boolean;
-}
-
-interface RunOpts extends PipelineOpts {
-  resume?: boolean;
-  jobs?: string;
-  runsDir?: string;
-  executor?: string;
-  cluster?: string;
-}
-
-async function chooseExecutor(o: RunOpts) {
-  const name = o.executor ?? (o.cluster ? "slurm" : "local");
-  if (name === "local") return undefined;
-  if (name !== "slurm") {
-    const { UsageError } = await import("../manifest/diagnostics.js");
-    throw new UsageError(`--executor ${name}: expected local or slurm`);
-  }
-  const { loadClusterConfig } = await import("../run/slurm/config.js");
-  const { SlurmExecutor } = await import("../run/slurm/executor.js");
-  return new SlurmExecutor(loadClusterConfig(o.cluster ? resolve(o.cluster) : null));
-}
+import { loadRequest, type PipelineOpts } from "./pipeline-options.js";
+import type { RunOpts } from "./run.js";
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -49,23 +20,6 @@ function pipelineOptions(cmd: Command): Command {
     )
     .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
     .option("--json", "machine-readable output (errors too)");
-}
-
-async function loadRequest(manifest: string, o: PipelineOpts) {
-  if ([o.smoke, o.sanity, o.profile].filter(Boolean).length > 1) {
-    const { UsageError } = await import("../manifest/diagnostics.js");
-    throw new UsageError("choose one of --smoke, --sanity, --profile");
-  }
-  const workspace = resolve(o.workdir ?? process.cwd());
-  return {
-    manifest,
-    workspace,
-    profile: o.smoke ? "smoke" : o.sanity ? "sanity" : (o.profile ?? null),
-    mode: (o.smoke ? "smoke" : o.sanity ? "sanity" : "full") as "smoke" | "sanity" | "full",
-    sets: o.set,
-    skillsDirs: o.skillsDir,
-    env: process.env as Record<string, string | undefined>,
-  };
 }
 
 function action<A extends unknown[]>(f: (...args: A) => Promise<number>) {
@@ -104,42 +58,8 @@ pipelineOptions(
     .option("--cluster <file>", "cluster configuration (YAML) for --executor slurm"),
 ).action(
   action(async (manifest: string, o: RunOpts) => {
-    const { runPipeline } = await import("../run/run.js");
-    const { jsonReporter, plainReporter, ttyReporter } = await import("../run/report.js");
-    const req = await loadRequest(manifest, o);
-    const executor = await chooseExecutor(o);
-    const jobs = Number(o.jobs ?? (executor ? 256 : availableParallelism()));
-    if (!Number.isInteger(jobs) || jobs < 1)
-      throw new (await import("../manifest/diagnostics.js")).UsageError(
-        `--jobs ${o.jobs}: expected a positive integer`,
-      );
-    const reporter = o.json
-      ? jsonReporter()
-      : process.stderr.isTTY && !process.env.CI
-        ? await ttyReporter()
-        : plainReporter();
-    const controller = new AbortController();
-    const stop = (): void => controller.abort();
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-    const result = await runPipeline({
-      ...req,
-      ...(executor ? { executor } : {}),
-      runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
-      jobs,
-      resume: Boolean(o.resume),
-      reporter,
-      signal: controller.signal,
-      graceMs: Number(process.env.MEDPIPE_KILL_GRACE_MS ?? 5000),
-      argv: process.argv.slice(2),
-    });
-    await reporter.close();
-    if (!o.json) process.stdout.write(`${result.runDir}\n`);
-    return result.status === "succeeded"
-      ? EXIT.ok
-      : result.status === "interrupted"
-        ? EXIT.interrupted
-        : EXIT.failed;
+    const { runCommand } = await import("./run.js");
+    return runCommand(manifest, o);
   }),
 );
 
@@ -184,7 +104,7 @@ pipelineOptions(
 ).action(
   action(async (manifest: string, o: PipelineOpts) => {
     const { loadPipeline } = await import("../run/load.js");
-    const { spec, graph } = loadPipeline(await loadRequest(manifest, o));
+    const { spec, graph } = loadPipeline(loadRequest(manifest, o));
     if (o.json) {
       process.stdout.write(
         `${JSON.stringify({ ok: true, pipeline: spec.name, mode: spec.mode, profile: spec.profile, stages: graph.nodes.map((n) => n.id) })}\n`,
@@ -207,7 +127,7 @@ pipelineOptions(
   action(async (manifest: string, o: RunOpts) => {
     const { loadPipeline } = await import("../run/load.js");
     const { planRun } = await import("../run/plan.js");
-    const req = await loadRequest(manifest, o);
+    const req = loadRequest(manifest, o);
     const entries = await planRun(loadPipeline(req), {
       runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
       workspace: req.workspace,
@@ -229,7 +149,7 @@ pipelineOptions(
   action(async (manifest: string, o: PipelineOpts) => {
     const { loadPipeline } = await import("../run/load.js");
     const { toMermaid } = await import("../graph/mermaid.js");
-    process.stdout.write(toMermaid(loadPipeline(await loadRequest(manifest, o)).graph));
+    process.stdout.write(toMermaid(loadPipeline(loadRequest(manifest, o)).graph));
     return EXIT.ok;
   }),
 );

@@ -1,8 +1,7 @@
 import { resolve } from "node:path";
 import { runScript } from "../agent/run-script.js";
 import { UsageError } from "../manifest/diagnostics.js";
-import { jsonReporter, plainReporter } from "../run/report.js";
-import { EXIT } from "./output.js";
+import { endSession, startSession } from "./run-session.js";
 
 export async function runScriptCommand(
   script: string,
@@ -20,10 +19,7 @@ export async function runScriptCommand(
   if (timeoutS !== undefined && !(timeoutS > 0))
     throw new UsageError(`--timeout ${o.timeout}: expected seconds > 0`);
   const workspace = resolve(o.workdir ?? process.cwd());
-  const reporter = o.json ? jsonReporter() : plainReporter();
-  const controller = new AbortController();
-  process.on("SIGINT", () => controller.abort());
-  process.on("SIGTERM", () => controller.abort());
+  const session = await startSession(o.json);
   const result = await runScript({
     script,
     args,
@@ -35,16 +31,7 @@ export async function runScriptCommand(
     runsDir: resolve(workspace, o.runsDir ?? "runs"),
     jobs: 1,
     resume: false,
-    reporter,
-    signal: controller.signal,
-    graceMs: Number(process.env.MEDPIPE_KILL_GRACE_MS ?? 5000),
-    argv: process.argv.slice(2),
+    ...session,
   });
-  await reporter.close();
-  if (!o.json) process.stdout.write(`${result.runDir}\n`);
-  return result.status === "succeeded"
-    ? EXIT.ok
-    : result.status === "interrupted"
-      ? EXIT.interrupted
-      : EXIT.failed;
+  return endSession(session, result, o.json);
 }
