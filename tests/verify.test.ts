@@ -69,6 +69,7 @@ describe("verify", () => {
       "integrity.artifacts",
       "outputs.schema",
       "outputs.artifact-claims",
+      "cv.split",
       "run.completed",
     ]);
     expect(readFileSync(join(clean, "verify/report.md"), "utf8")).toMatch(/^# Verification: PASS/);

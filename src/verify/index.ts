@@ -4,6 +4,7 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../evidence/atomic.js";
 import type { Skill } from "../skills/types.js";
+import { checkSplit } from "./cv.js";
 import { checkIntegrity } from "./integrity.js";
 import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
@@ -43,6 +44,7 @@ export function verifyRun(
     });
     checks.push(...checkIntegrity(pack, evidence));
     checks.push(...checkOutputs(pack, evidence, skills, run.mode));
+    checks.push(...checkSplit(pack, evidence));
     const unfinished = Object.values(evidence.stages).filter(
       (s) => s.stage !== opts.selfStage && s.status !== "succeeded" && s.status !== "cached",
     );
