@@ -41,18 +41,8 @@ export function anisotropicAxis(spacing: number[], target: number[], threshold =
 
 type Mode = "linear" | "nearest";
 
-/** One 1D pass along `axis` of a first-axis-fastest array. */
-function resampleAxis(
-  src: ArrayLike<number>,
-  shape: number[],
-  axis: number,
-  m: number,
-  mode: Mode,
-): Float32Array {
-  const n = shape[axis]!;
-  const inner = shape.slice(0, axis).reduce((a, b) => a * b, 1);
-  const outer = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const out = new Float32Array(inner * m * outer);
+/** Per output sample along one axis: the two input cells it reads and the upper one's weight. */
+function axisSampling(n: number, m: number, mode: Mode) {
   const lo = new Int32Array(m);
   const hi = new Int32Array(m);
   const w = new Float64Array(m);
@@ -68,6 +58,63 @@ function resampleAxis(
       w[o] = x - lo[o]!;
     }
   }
+  return { lo, hi, w };
+}
+
+/** One 1D pass along `axis` of a first-axis-fastest array. */
+function resampleAxis(
+  src: ArrayLike<number>,
+  shape: number[],
+  axis: number,
+  m: number,
+  mode: Mode,
+): Float32Array {
+  const n = shape[axis]!;
+  const inner = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const outer = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out = new Float32Array(inner * m * outer);
+  const { lo, hi, w } = axisSampling(n, m, mode);
+  // The first axis gets its own kernel: with inner = 1 the general one would run a loop of one
+  // iteration per output voxel, which costs more than the interpolation itself.
+  if (inner === 1) resampleLines(src, out, n, m, outer, lo, hi, w);
+  else resamplePlanes(src, out, n, m, inner, outer, lo, hi, w);
+  return out;
+}
+
+/** Along the fastest axis: `outer` contiguous lines of n samples → m samples. */
+function resampleLines(
+  src: ArrayLike<number>,
+  out: Float32Array,
+  n: number,
+  m: number,
+  outer: number,
+  lo: Int32Array,
+  hi: Int32Array,
+  w: Float64Array,
+): void {
+  let d = 0;
+  for (let base = 0; base < outer * n; base += n) {
+    for (let o = 0; o < m; o++, d++) {
+      const wo = w[o]!;
+      const a = src[base + lo[o]!]!;
+      // Same expression as resamplePlanes, so both kernels give the same bits.
+      out[d] = wo === 0 ? a : a * (1 - wo) + src[base + hi[o]!]! * wo;
+    }
+  }
+}
+
+/** Along a slower axis: whole rows/planes of `inner` voxels are blended at once. */
+function resamplePlanes(
+  src: ArrayLike<number>,
+  out: Float32Array,
+  n: number,
+  m: number,
+  inner: number,
+  outer: number,
+  lo: Int32Array,
+  hi: Int32Array,
+  w: Float64Array,
+): void {
   for (let b = 0; b < outer; b++) {
     const srcBase = b * n * inner;
     const dstBase = b * m * inner;
@@ -80,7 +127,6 @@ function resampleAxis(
       else for (let i = 0; i < inner; i++) out[d + i] = src[a0 + i]! * (1 - wo) + src[a1 + i]! * wo;
     }
   }
-  return out;
 }
 
 function resampleChannel(
@@ -92,11 +138,13 @@ function resampleChannel(
   let cur: ArrayLike<number> = data;
   const curShape = shape.slice();
   for (let axis = 0; axis < shape.length; axis++) {
-    if (curShape[axis] === outShape[axis] && cur !== data) continue;
+    // An axis that keeps its size samples exactly at the cell centres (weight 0): skip the copy.
+    if (curShape[axis] === outShape[axis]) continue;
     cur = resampleAxis(cur, curShape, axis, outShape[axis]!, axis === nearestAxis ? "nearest" : "linear");
     curShape[axis] = outShape[axis]!;
   }
-  return cur instanceof Float32Array ? cur : Float32Array.from(cur);
+  // Never hand back the caller's buffer: the result is a new float32 array.
+  return cur === data || !(cur instanceof Float32Array) ? Float32Array.from(cur) : cur;
 }
 
 export interface ResampleOptions {
