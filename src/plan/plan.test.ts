@@ -1,0 +1,176 @@
+// buildPlan on the heart_micro analysis: the heart reference defaults, every override, the CT
+// normalization from the dataset statistics, and schema validation (schemas/plan.schema.json).
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ROOT } from "../../tests/support/cli.js";
+import { type Analysis, analyzeDataset } from "../analyze/index.js";
+import { buildPlan, type Plan, planProblems } from "./index.js";
+
+let analysis: Analysis;
+beforeAll(async () => {
+  analysis = await analyzeDataset(join(ROOT, "fixtures/heart_micro"));
+});
+
+const clone = <T>(x: T): T => structuredClone(x);
+
+describe("plan defaults", () => {
+  it("are the heart reference and validate against the plan schema", () => {
+    const plan = buildPlan(analysis);
+    expect(planProblems(plan)).toEqual([]);
+    expect(plan).toMatchObject({
+      schema_version: 1,
+      spatial_dims: 3,
+      orientation: "RAS",
+      target_spacing: analysis.suggestions.target_spacing,
+      patch_size: analysis.suggestions.patch_size,
+      normalization: { scheme: "zscore", over: "foreground" },
+      network: {
+        family: "unet",
+        spatial_dims: 3,
+        in_channels: 1,
+        out_channels: 2,
+        channels: [16, 32, 64, 128, 256],
+        strides: [2, 2, 2, 2],
+        num_res_units: 2,
+        norm: { name: "instance" },
+        act: { name: "prelu" },
+      },
+      loss: { name: "dice_ce", include_background: false, batch: true },
+      optimizer: { name: "adam", lr: 1e-3 },
+      schedule: { name: "one_cycle" },
+      epochs: 20,
+      batch_size: 4,
+      samples_per_volume: 8,
+      sampler: { name: "label", probabilities: [0.5, 0.5] },
+      ema: 0.9,
+      inference: { overlap: 0.5, mode: "hann", tta: true, keep_largest_component: true },
+      split: { method: "kfold", k: 5, seed: 42 },
+    });
+    expect(plan.dataset).toMatchObject({
+      name: "heart_synthetic",
+      fingerprint: analysis.fingerprint,
+      labels: { "0": "background", "1": "left atrium" },
+      modality: "MR",
+    });
+    expect(plan.dataset.cases.map((c) => c.id)).toEqual(analysis.cases.map((c) => c.id));
+    expect(plan.split.folds).toHaveLength(5);
+    expect(plan.augment.map((a) => a.name)).toContain("flip");
+  });
+});
+
+describe("overrides", () => {
+  it("replace scalars and merge objects key by key", () => {
+    const plan = buildPlan(analysis, {
+      patch_size: [160, 160, 80],
+      target_spacing: [1.25, 1.25, 1.37],
+      epochs: 2,
+      batch_size: 2,
+      lr: 3e-4,
+      optimizer: { name: "adamw", weight_decay: 0.01 },
+      network: { dropout: 0.2, channels: [8, 16, 32, 64, 128] },
+      inference: { tta: false, overlap: 0.25 },
+      sampler: { name: "uniform" },
+      augment: [],
+      early_stopping: { patience: 5 },
+      folds: 2,
+      split_seed: 7,
+      name: "heart",
+    });
+    expect(planProblems(plan)).toEqual([]);
+    expect(plan.patch_size).toEqual([160, 160, 80]);
+    expect(plan.target_spacing).toEqual([1.25, 1.25, 1.37]);
+    expect(plan.optimizer).toEqual({ name: "adamw", lr: 3e-4, weight_decay: 0.01 });
+    expect(plan.network).toMatchObject({ dropout: 0.2, channels: [8, 16, 32, 64, 128], num_res_units: 2 });
+    expect(plan.inference).toMatchObject({
+      tta: false,
+      overlap: 0.25,
+      mode: "hann",
+      keep_largest_component: true,
+    });
+    expect(plan.sampler).toEqual({ name: "uniform", probabilities: [0.5, 0.5] });
+    expect(plan.augment).toEqual([]);
+    expect(plan.split).toMatchObject({ method: "kfold", k: 2, seed: 7 });
+    expect(plan.dataset.name).toBe("heart");
+  });
+
+  it("a new network family starts from its own defaults", () => {
+    const plan = buildPlan(analysis, {
+      network: { family: "basic_unet", features: [32, 32, 64, 128, 256, 32] },
+    });
+    expect(plan.network).toEqual({
+      family: "basic_unet",
+      spatial_dims: 3,
+      in_channels: 1,
+      out_channels: 2,
+      features: [32, 32, 64, 128, 256, 32],
+    });
+  });
+
+  it("every split method gives explicit folds that validate", () => {
+    const stratified = buildPlan(analysis, { split: "stratified", folds: 2 });
+    expect(stratified.split).toMatchObject({ method: "stratified", stratify_by: "foreground_volume", k: 2 });
+    // Odd cases are their own groups; the even ones share the group "la_00" (the whole match).
+    const grouped = buildPlan(analysis, { split: "group", group_by: "regex:^la_00([1357])?", folds: 2 });
+    expect(grouped.split.group_by).toBe("regex:^la_00([1357])?");
+    expect(grouped.split.folds.map((f) => f.val)).toEqual([
+      ["la_002", "la_004", "la_006", "la_008"],
+      ["la_001", "la_003", "la_005", "la_007"],
+    ]);
+    expect(grouped.dataset.cases.map((c) => c.group)).toEqual([
+      "1",
+      "la_00",
+      "3",
+      "la_00",
+      "5",
+      "la_00",
+      "7",
+      "la_00",
+    ]);
+    const hold = buildPlan(analysis, { split: "holdout", holdout_fraction: 0.25 });
+    expect(hold.split.folds).toHaveLength(1);
+    expect(hold.split.folds[0]!.val).toHaveLength(2);
+    for (const p of [stratified, grouped, hold]) expect(planProblems(p)).toEqual([]);
+  });
+
+  it("CT data gets clip + z-score with the dataset's foreground statistics", () => {
+    const ct = clone(analysis);
+    ct.dataset.modality = "CT";
+    const plan = buildPlan(ct);
+    const s = analysis.summary.intensity[0]!;
+    expect(plan.normalization).toEqual({ scheme: "ct", clip: [s.p00_5, s.p99_5], mean: s.mean, std: s.std });
+    expect(planProblems(plan)).toEqual([]);
+    expect(buildPlan(ct, { normalization: { scheme: "zscore", over: "nonzero" } }).normalization).toEqual({
+      scheme: "zscore",
+      over: "nonzero",
+    });
+  });
+});
+
+describe("refusals", () => {
+  it("an analysis with errors, impossible splits and wrong lengths are one-line errors", () => {
+    const bad = clone(analysis);
+    bad.errors = 1;
+    bad.problems = [
+      { severity: "error", check: "empty-label", case: "x", file: "/x", message: "/x: label is empty" },
+    ];
+    expect(() => buildPlan(bad)).toThrow("the analysis lists 1 error(s) (first: /x: label is empty)");
+    expect(() => buildPlan(analysis, { folds: 9 })).toThrow(
+      "split: kfold: cannot split 8 case(s) into 9 folds",
+    );
+    expect(() => buildPlan(analysis, { patch_size: [64, 64] })).toThrow("has 2 values; the data is 3D");
+    expect(() => buildPlan(analysis, { split: "group" })).toThrow("has no group key");
+  });
+
+  it("planProblems catches what the schema and the partition rules forbid", () => {
+    const plan: Plan = buildPlan(analysis);
+    const twice = clone(plan);
+    twice.split.folds[1]!.val.push(twice.split.folds[0]!.val[0]!);
+    expect(planProblems(twice).join("\n")).toMatch(/in 2 validation folds/);
+    const extra = clone(plan) as Plan & { extra?: number };
+    extra.extra = 1;
+    expect(planProblems(extra).join("\n")).toMatch(/additional properties/);
+    const neg = clone(plan);
+    neg.batch_size = 0;
+    expect(planProblems(neg).join("\n")).toMatch(/plan.batch_size: must be >= 1/);
+  });
+});

@@ -1,0 +1,105 @@
+// plan.json as TypeScript (schemas/plan.schema.json is the contract) and the overrides the plan
+// skill accepts, one per plan field.
+import type { Fold } from "./split.js";
+
+export type JsonObject = { [key: string]: JsonValue };
+export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
+
+export type SplitMethod = "kfold" | "stratified" | "group" | "holdout";
+
+export interface Normalization {
+  scheme: "zscore" | "ct" | "none";
+  over?: "all" | "nonzero" | "foreground";
+  clip?: number[];
+  mean?: number;
+  std?: number;
+}
+
+export interface PlanCase {
+  id: string;
+  image: string[];
+  label: string | null;
+  group?: string;
+}
+
+export interface Split {
+  method: SplitMethod;
+  k?: number;
+  seed: number;
+  stratify_by?: string;
+  group_by?: string;
+  holdout_fraction?: number;
+  folds: Fold[];
+}
+
+export interface Inference {
+  overlap: number;
+  mode: "hann" | "gaussian" | "constant";
+  sw_batch_size: number;
+  tta: boolean;
+  keep_largest_component: boolean;
+  threshold: number | null;
+}
+
+export interface Plan {
+  schema_version: 1;
+  dataset: {
+    name: string;
+    root: string;
+    fingerprint: string;
+    labels: Record<string, string>;
+    channels: string[];
+    modality: string;
+    cases: PlanCase[];
+  };
+  spatial_dims: 2 | 3;
+  orientation: "RAS";
+  target_spacing: number[];
+  normalization: Normalization;
+  patch_size: number[];
+  network: JsonObject;
+  loss: JsonObject;
+  optimizer: JsonObject;
+  schedule: JsonObject;
+  epochs: number;
+  batch_size: number;
+  samples_per_volume: number;
+  sampler: { name: "label" | "uniform"; probabilities: number[] | null };
+  augment: JsonObject[];
+  ema: number;
+  val_every: number;
+  early_stopping: { patience: number } | null;
+  inference: Inference;
+  split: Split;
+}
+
+/** Every plan field the manifest may set (the plan skill's inputs, less `analysis`). */
+export interface PlanOverrides {
+  name?: string;
+  modality?: string;
+  labels?: Record<string, string>;
+  channels?: string[];
+  target_spacing?: number[];
+  patch_size?: number[];
+  normalization?: Partial<Normalization>;
+  network?: JsonObject;
+  loss?: JsonObject;
+  optimizer?: JsonObject;
+  lr?: number;
+  schedule?: JsonObject;
+  epochs?: number;
+  batch_size?: number;
+  samples_per_volume?: number;
+  sampler?: { name?: "label" | "uniform"; probabilities?: number[] | null };
+  augment?: JsonObject[];
+  ema?: number;
+  val_every?: number;
+  early_stopping?: { patience: number } | null;
+  inference?: Partial<Inference>;
+  split?: SplitMethod;
+  folds?: number;
+  split_seed?: number;
+  stratify_by?: string;
+  group_by?: string;
+  holdout_fraction?: number;
+}
