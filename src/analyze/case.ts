@@ -220,7 +220,10 @@ function fmtMm(x: number): string {
   return x >= 0.01 ? x.toFixed(3) : x.toPrecision(3);
 }
 
-function emptyRecord(input: CaseInput): CaseRecord {
+/** The record of a case nothing could be read of. */
+export function emptyRecord(
+  input: Pick<CaseInput, "id" | "image" | "label" | "group" | "fold" | "files">,
+): CaseRecord {
   const record: CaseRecord = {
     id: input.id,
     image: input.image,

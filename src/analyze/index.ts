@@ -1,8 +1,10 @@
 // Dataset analysis: read the dataset's case list, analyze every case (worker threads, one case
 // per worker), then summarize, suggest and fingerprint. Bad data never throws: every problem
 // becomes a one-line entry of `problems`, and the caller decides what errors mean.
+
 import { basename } from "node:path";
 import { readDataset } from "../datasets/index.js";
+import { emptyRecord } from "./case.js";
 import type { CaseJob } from "./case-io.js";
 import { type CaseResult, runCases } from "./pool.js";
 import { datasetProblems, fingerprintOf, suggest, summarize } from "./summary.js";
@@ -14,7 +16,7 @@ import {
   type Problem,
 } from "./types.js";
 
-export { analyzeLoadedCase, type CaseInput, type CaseOutput, type LoadedFile } from "./case.js";
+export { analyzeLoadedCase, type CaseInput, type CaseOutput, emptyRecord, type LoadedFile } from "./case.js";
 export { analyzeCaseFiles, type CaseJob, readImage } from "./case-io.js";
 export { channelCount, cornerDrift, placement, spatialShape } from "./geometry.js";
 export { workerAvailable } from "./pool.js";
@@ -119,7 +121,7 @@ export async function analyzeDataset(path: string, options: AnalyzeOptions = {})
 /** A case whose analysis itself failed (a crashed worker): unreadable, with the reason. */
 function crashed(job: CaseJob, r: Extract<CaseResult, { ok: false }>) {
   const file = job.image[0] ?? job.id;
-  const record: CaseRecord = {
+  const record = emptyRecord({
     id: job.id,
     image: job.image,
     label: job.label,
@@ -127,23 +129,7 @@ function crashed(job: CaseJob, r: Extract<CaseResult, { ok: false }>) {
       ...job.image.map((path, c) => ({ role: `image:${c}`, path, sha256: null, bytes: null })),
       ...(job.label ? [{ role: "label", path: job.label, sha256: null, bytes: null }] : []),
     ],
-    readable: false,
-    shape: null,
-    spacing: null,
-    affine: null,
-    axis_codes: null,
-    orientation: null,
-    dtype: null,
-    channels: null,
-    canonical_shape: null,
-    canonical_spacing: null,
-    intensity: [],
-    label_dtype: null,
-    labels: [],
-    foreground_voxels: null,
-    foreground_volume_mm3: null,
-    foreground_components: null,
-  };
+  });
   const problem: Problem = {
     severity: "error",
     check: "unreadable",

@@ -3,23 +3,9 @@
 
 import type { CanonicalTransform } from "../imaging/orientation.js";
 import type { Affine } from "../imaging/types.js";
+import type { PlanCase, Normalization as PlanNormalization } from "../plan/types.js";
 
-/** plan.normalization (schemas/plan.schema.json). */
-export interface PlanNormalization {
-  scheme: "zscore" | "ct" | "none";
-  over?: "all" | "nonzero" | "foreground";
-  clip?: number[];
-  mean?: number;
-  std?: number;
-}
-
-/** One case of plan.dataset.cases. */
-export interface PlanCase {
-  id: string;
-  image: string[];
-  label?: string | null;
-  group?: string;
-}
+export type { Normalization as PlanNormalization, PlanCase } from "../plan/types.js";
 
 /** The fields of plan.json that preprocessing depends on (the file is validated whole). */
 export interface PreprocessPlan {
