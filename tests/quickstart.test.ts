@@ -10,22 +10,31 @@ import { makeWorkspace } from "./support/workspace.js";
 describe("quick start", () => {
   it("pipeline run pipelines/heart-cv.yaml --smoke succeeds and leaves checkable evidence", () => {
     const ws = makeWorkspace();
-    const r = cli(["run", join(ROOT, "pipelines/heart-cv.yaml"), "--smoke", "--workdir", ws.dir], {
+    // As the README's command: from the project root, where fixtures/heart_micro is; runs elsewhere.
+    const runs = join(ws.dir, "runs");
+    const r = cli(["run", join(ROOT, "pipelines/heart-cv.yaml"), "--smoke", "--runs-dir", runs], {
       cwd: ROOT,
     });
-    expect(r.stderr).toMatch(/succeeded: 3 succeeded/);
+    expect(r.stderr).toMatch(/succeeded: 6 succeeded/);
     expect(r.code).toBe(0);
     const runDir = r.stdout.trim().split("\n").pop() as string;
-    expect(runDir.startsWith(join(ws.dir, "runs/heart-cv/"))).toBe(true);
+    expect(runDir.startsWith(join(runs, "heart-cv/"))).toBe(true);
     const run = JSON.parse(readFileSync(join(runDir, "run.json"), "utf8"));
     expect(run).toMatchObject({
       status: "succeeded",
       mode: "smoke",
       profile: "smoke",
-      params: { folds: 2, size: 16 },
+      params: { dataset: "fixtures/heart_micro", folds: 2, epochs: 2 },
     });
     const evidence = ws.evidence(runDir);
-    expect(Object.keys(evidence.stages)).toEqual(["cv[fold=0]", "cv[fold=1]", "verify"]);
+    expect(Object.keys(evidence.stages)).toEqual([
+      "analyze",
+      "plan",
+      "preprocess",
+      "cv[fold=0]",
+      "cv[fold=1]",
+      "verify",
+    ]);
     // Digests recomputed by an independent implementation (Python's hashlib) over the files.
     const files = Object.values(evidence.stages).flatMap((s) =>
       s.artifacts.map((a) => ({ path: join(runDir, "stages", s.stage, a.path), sha256: a.sha256 })),
@@ -46,6 +55,6 @@ describe("quick start", () => {
     expect(outside.code).toBe(0);
     expect(
       JSON.parse(outside.stdout).checks.find((c: { id: string }) => c.id === "outputs.schema").message,
-    ).toMatch(/^3 output.json files/);
+    ).toMatch(/^6 output.json files/);
   });
 });

@@ -74,14 +74,21 @@ describe.skipIf(!slurmConf)("slurm executor", () => {
 
   it("runs the heart-cv smoke pipeline with its folds as one job array, verifiable like a local run", () => {
     const manifest = join(ROOT, "pipelines/heart-cv.yaml");
-    const r = run(manifest, "--smoke");
+    const runs = join(ws.dir, "runs");
+    const r = cli(
+      ["run", manifest, "--smoke", "--runs-dir", runs, "--executor", "slurm", "--cluster", cluster],
+      {
+        cwd: ROOT,
+        env: env(),
+      },
+    );
     expect(r.code).toBe(0);
     const dir = r.stdout.trim().split("\n").pop() as string;
     const folds = jobs(dir).filter((j) => j.stage.startsWith("cv["));
     expect(folds).toHaveLength(2);
     expect(new Set(folds.map((j) => j.job_id.split("_")[0])).size).toBe(1);
     expect(cli(["verify", dir], { cwd: ws.dir }).code).toBe(0);
-    const local = cli(["run", manifest, "--smoke", "--skills-dir", ws.skills], { cwd: ws.dir });
+    const local = cli(["run", manifest, "--smoke", "--runs-dir", runs], { cwd: ROOT });
     expect(local.code).toBe(0);
     const again = ws.statuses(local.stdout.trim().split("\n").pop() as string);
     expect(Object.values(again).every((s) => s === "cached")).toBe(true);
