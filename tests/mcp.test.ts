@@ -1,12 +1,19 @@
 // The MCP server driven by the SDK's own Client over a real stdio transport: the tools, a real
 // run through run_script, its evidence through get_run and verify_run, and hostile calls that
 // are refused with a reason and leave nothing on disk.
-import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { Ajv } from "ajv";
+import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BIN } from "./support/cli.js";
+
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (
+  a: Ajv,
+) => Ajv;
+
+import { BIN, ROOT } from "./support/cli.js";
 import { makeWorkspace, type Workspace } from "./support/workspace.js";
 
 let ws: Workspace;
@@ -94,6 +101,32 @@ describe("mcp server", () => {
       mode: "full",
     });
     expect(run.structuredContent?.root_hash).toMatch(/^[0-9a-f]{64}$/);
+    const v = await call("verify_run", { run_dir: s.run_dir });
+    expect(v.structuredContent?.verdict).toBe("pass");
+  });
+
+  it("runs analyze on the micro fixture, reads its schema-valid output.json, and verifies the run", async () => {
+    cpSync(join(ROOT, "fixtures/heart_micro"), join(ws.dir, "heart_micro"), { recursive: true });
+    const r = await call("run_script", {
+      script: "analyze",
+      args: { dataset: "heart_micro" },
+      timeout_s: 300,
+    });
+    expect(r.isError).toBeFalsy();
+    const s = r.structuredContent as { run_dir: string; status: string };
+    expect(s.status).toBe("succeeded");
+    const run = await call("get_run", { run_dir: s.run_dir });
+    const output = (run.structuredContent as { output: Record<string, unknown> }).output;
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    addFormats(ajv);
+    ajv.addSchema(JSON.parse(readFileSync(join(ROOT, "schemas/evidence/output.schema.json"), "utf8")));
+    const envelope = ajv.getSchema("https://medpipe.dev/schemas/evidence/output.schema.json");
+    const payload = ajv.compile(
+      JSON.parse(readFileSync(join(ROOT, "schemas/skills/analyze.output.schema.json"), "utf8")),
+    );
+    expect(envelope?.(output), JSON.stringify(envelope?.errors)).toBe(true);
+    expect(payload(output), JSON.stringify(payload.errors)).toBe(true);
+    expect(output).toMatchObject({ skill: "analyze", num_cases: 8, errors: 0 });
     const v = await call("verify_run", { run_dir: s.run_dir });
     expect(v.structuredContent?.verdict).toBe("pass");
   });
