@@ -1,0 +1,184 @@
+// Sliding-window inference over a whole volume: rule 4 (aggregation) of the shared
+// specification in src/py/medpipe/sliding_window.py, on any WindowModel (onnxruntime in
+// practice). Memory stays bounded: besides the input volume, only the accumulator
+// (K·N float32, which becomes the result in place), the weight sum (N float32) and one
+// batch of windows (input, output and TTA sum) are alive; windows are never stored.
+
+import { InferenceError } from "./errors.js";
+import { type ChannelVolume, voxelCount } from "./layout.js";
+import type { WindowModel } from "./model.js";
+import {
+  accumulateWindow,
+  addFlippedBack,
+  flipFlags,
+  type Geometry,
+  gatherWindow,
+  lift3,
+  patchVoxels,
+  softmaxInPlace,
+} from "./window-io.js";
+import {
+  flipSubsets,
+  importanceMap,
+  isWeightMode,
+  padWidths,
+  type WeightMode,
+  windowGrid,
+} from "./windows.js";
+
+export interface SlidingWindowOptions {
+  /** Patch size per spatial axis, in the volume's axis order. */
+  patch: readonly number[];
+  /** Fraction of the patch shared by neighbouring windows, in [0, 1). */
+  overlap: number;
+  mode: WeightMode;
+  /** Windows per model call (default 1). Results do not depend on it. */
+  swBatchSize?: number;
+  /** Average the probabilities over all 2^d flips of each window (default false). */
+  tta?: boolean;
+  /** Called after each batch with the windows done so far and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+function positiveInteger(value: number): boolean {
+  return Number.isInteger(value) && value >= 1;
+}
+
+/** Checks that fail before any work, with messages that say what to change. */
+function validate(model: WindowModel, volume: ChannelVolume, options: SlidingWindowOptions): void {
+  const { shape } = volume;
+  if (shape.length < 2 || shape.length > 4 || !shape.every(positiveInteger))
+    throw new RangeError(
+      `volume shape must be [C, ...spatial] with 1-3 spatial axes, got [${shape.join(", ")}]`,
+    );
+  const [channels = 0, ...spatial] = shape;
+  if (volume.data.length !== channels * voxelCount(spatial))
+    throw new RangeError(
+      `volume data has ${volume.data.length} values, shape [${shape.join(", ")}] needs ${channels * voxelCount(spatial)}`,
+    );
+  const { patch, overlap, mode } = options;
+  if (patch.length !== spatial.length || !patch.every(positiveInteger))
+    throw new RangeError(
+      `patch [${patch.join(", ")}] must have ${spatial.length} positive integer sizes, one per spatial axis`,
+    );
+  if (!(overlap >= 0 && overlap < 1)) throw new RangeError(`overlap must be in [0, 1), got ${overlap}`);
+  if (!isWeightMode(mode))
+    throw new RangeError(`unknown weighting ${JSON.stringify(mode)}: expected constant, gaussian or hann`);
+  const batch = options.swBatchSize ?? 1;
+  if (!positiveInteger(batch)) throw new RangeError(`swBatchSize must be an integer >= 1, got ${batch}`);
+  if (model.spatialDims !== null && model.spatialDims !== spatial.length)
+    throw new InferenceError(
+      model.source,
+      `the model takes ${model.spatialDims}D images, the volume is ${spatial.length}D`,
+    );
+  if (model.inputChannels !== null && model.inputChannels !== channels)
+    throw new InferenceError(
+      model.source,
+      `the model takes ${model.inputChannels} input channel(s), the volume has ${channels}`,
+    );
+}
+
+/** The output must be (B, K, *patch): a model that changes the spatial size cannot be blended. */
+function checkOutput(
+  model: WindowModel,
+  dims: readonly number[],
+  inputDims: readonly number[],
+  classes: number | null,
+): number {
+  const k = dims[1] ?? 0;
+  const ok =
+    dims.length === inputDims.length &&
+    dims[0] === inputDims[0] &&
+    k >= 1 &&
+    (classes === null || k === classes) &&
+    dims.slice(2).every((n, a) => n === inputDims[a + 2]);
+  if (!ok)
+    throw new InferenceError(
+      model.source,
+      `the model answered shape [${dims.join(", ")}] to input [${inputDims.join(", ")}]; expected [batch, classes, ${inputDims.slice(2).join(", ")}]${classes === null ? "" : ` with ${classes} classes`}`,
+    );
+  return k;
+}
+
+/**
+ * Per-class probabilities (softmax of the logits, blended over overlapping windows with
+ * the importance weights, divided by the summed weights) for a (C, *spatial) volume in
+ * the layout of layout.ts; the result has shape [K, ...spatial] in the same layout.
+ */
+export async function slidingWindowInference(
+  model: WindowModel,
+  volume: ChannelVolume,
+  options: SlidingWindowOptions,
+): Promise<ChannelVolume> {
+  validate(model, volume, options);
+  const [channels = 1, ...spatial] = volume.shape;
+  const d = spatial.length;
+  const { patch, overlap, mode } = options;
+  const swBatch = options.swBatchSize ?? 1;
+
+  const pads = padWidths(spatial, patch);
+  const padded = spatial.map((n, a) => n + pads[a]![0] + pads[a]![1]);
+  const geometry: Geometry = {
+    size: lift3(spatial, 1),
+    patch: lift3(patch, 1),
+    before: lift3(
+      pads.map(([b]) => b),
+      0,
+    ),
+  };
+  const starts = windowGrid(padded, patch, overlap).map((s) => lift3(s, 0));
+  const weight = importanceMap(patch, mode);
+  const subsets = (options.tta ? flipSubsets(d) : [[]]).map(flipFlags);
+  const p = patchVoxels(geometry);
+  const n = voxelCount(spatial);
+
+  let classes: number | null = null;
+  const inputs = new Map<number, Float32Array>(); // one buffer per batch size seen (at most two)
+  let ttaSum = new Float32Array(0);
+
+  /** Softmax probabilities of a batch of windows, C-order (B, K, *patch); with TTA the mean over flips. */
+  const batchProbabilities = async (group: readonly number[][]): Promise<Float32Array> => {
+    const b = group.length;
+    let input = inputs.get(b);
+    if (!input) {
+      input = new Float32Array(b * channels * p);
+      inputs.set(b, input);
+    }
+    const inputDims = [b, channels, ...patch];
+    for (const [s, flip] of subsets.entries()) {
+      for (const [w, start] of group.entries())
+        gatherWindow(volume.data, channels, geometry, start, flip, input, w * channels * p);
+      const out = await model.run(input, inputDims);
+      const k = checkOutput(model, out.dims, inputDims, classes);
+      classes = k;
+      for (let w = 0; w < b; w++) softmaxInPlace(out.data, w * k * p, k, p);
+      if (subsets.length === 1) return out.data; // no TTA: the model's buffer is ours to use
+      if (ttaSum.length < b * k * p) ttaSum = new Float32Array(b * k * p);
+      if (s === 0) ttaSum.fill(0, 0, b * k * p);
+      for (let w = 0; w < b; w++) addFlippedBack(out.data, ttaSum, w * k * p, k, geometry, flip);
+    }
+    // Division, not a reciprocal product: the mean exactly as torch's `total / len(subsets)`.
+    for (let t = 0; t < b * classes! * p; t++) ttaSum[t] = ttaSum[t]! / subsets.length;
+    return ttaSum;
+  };
+
+  let acc = new Float32Array(0);
+  const norm = new Float32Array(n);
+  for (let first = 0; first < starts.length; first += swBatch) {
+    const group = starts.slice(first, first + swBatch);
+    const probs = await batchProbabilities(group);
+    const k = classes!;
+    if (acc.length === 0) acc = new Float32Array(k * n);
+    for (const [w, start] of group.entries())
+      accumulateWindow(probs, w * k * p, k, weight, geometry, start, acc, norm);
+    options.onProgress?.(first + group.length, starts.length);
+  }
+
+  const k = classes!;
+  // Every voxel is covered by a window with weight > 0 (rule 4), so norm > 0.
+  for (let c = 0; c < k; c++) {
+    const plane = c * n;
+    for (let v = 0; v < n; v++) acc[plane + v] = acc[plane + v]! / norm[v]!;
+  }
+  return { data: acc, shape: [k, ...spatial] };
+}
