@@ -1,0 +1,102 @@
+// Running one module of the Python package (src/py/medpipe) as a child process: NDJSON events on
+// its stdout become progress, its stderr passes through to ours (the stage log), and a failure
+// becomes an error carrying the child's last stderr line (its one-line reason).
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { PROJECT_ROOT } from "../paths.js";
+import { findPython } from "../run/python.js";
+
+/** The folder that holds the `medpipe` Python package. */
+export const PY_ROOT = join(PROJECT_ROOT, "src", "py");
+
+export type PyEvent = Record<string, unknown> & { event: string };
+
+export class PythonError extends Error {
+  constructor(
+    message: string,
+    readonly code: number | null,
+    readonly events: PyEvent[],
+  ) {
+    super(message);
+  }
+}
+
+export interface PythonRun {
+  code: number;
+  events: PyEvent[];
+}
+
+/** The interpreter: PIPELINE_PYTHON, python3, /usr/bin/python3, python — the first with torch + numpy. */
+export function pythonCommand(): string {
+  const { runtime, probes } = findPython();
+  if (!runtime)
+    throw new Error(
+      `no Python with torch and numpy (${probes.map((p) => `${p.command}: ${p.problem}`).join("; ")}); set PIPELINE_PYTHON`,
+    );
+  return runtime.command;
+}
+
+/**
+ * `python -m <module> ...args`. Every stdout line that is a JSON object with an `event` goes to
+ * `onEvent`; any other stdout line is copied to stderr (it must not corrupt our own NDJSON).
+ * Resolves with the exit code and events on success; rejects with PythonError otherwise.
+ */
+export function runPythonModule(
+  module: string,
+  args: string[],
+  onEvent: (e: PyEvent) => void,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<PythonRun> {
+  const command = pythonCommand();
+  const env = {
+    ...process.env,
+    ...opts.env,
+    PYTHONPATH: [PY_ROOT, process.env.PYTHONPATH].filter(Boolean).join(":"),
+    PYTHONDONTWRITEBYTECODE: "1",
+    PYTHONUNBUFFERED: "1",
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, ["-m", module, ...args], {
+      cwd: opts.cwd,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const events: PyEvent[] = [];
+    let lastErr = "";
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(line);
+      } catch {
+        parsed = null;
+      }
+      if (parsed && typeof parsed === "object" && typeof (parsed as PyEvent).event === "string") {
+        events.push(parsed as PyEvent);
+        onEvent(parsed as PyEvent);
+      } else process.stderr.write(`${line}\n`);
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      process.stderr.write(d);
+      const lines = d.toString().trim().split("\n").filter(Boolean);
+      if (lines.length) lastErr = lines[lines.length - 1] as string;
+    });
+    // No signal handling here: the engine signals the stage's whole process group, and Ctrl-C
+    // in a shell reaches the foreground group, so the child is stopped with us either way.
+    child.on("error", (err) => {
+      reject(new PythonError(`${command} -m ${module}: ${err.message}`, null, events));
+    });
+    child.on("close", (code, signal) => {
+      if (code === 0) resolve({ code, events });
+      else
+        reject(
+          new PythonError(
+            lastErr ||
+              `${command} -m ${module} ended with ${signal ? `signal ${signal}` : `exit code ${code}`}`,
+            code,
+            events,
+          ),
+        );
+    });
+  });
+}
