@@ -1,5 +1,7 @@
 // One case, start to finish: read → canonical RAS → resample to the plan's spacing → normalize →
 // image.npy, label.npy, properties.json. Runs inside a worker (or in-process); holds one case.
+// The in-memory part (prepareCase) is also what the infer skill runs on an unlabelled image, so
+// inference sees exactly what training saw.
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeNpy } from "../imaging/npy.js";
@@ -11,12 +13,33 @@ import {
   resampleLabels,
 } from "../imaging/resample.js";
 import { CaseInputError, loadCanonicalCase } from "./load.js";
-import { normalizeChannel } from "./normalize-case.js";
+import { type AppliedNormalization, normalizationFor, normalizeChannel } from "./normalize-case.js";
 import type { CaseJob, CaseProperties, CaseSummary, ChannelStats } from "./types.js";
 
 const seconds = (from: number) => (performance.now() - from) / 1000;
 
-export async function preprocessCase(job: CaseJob): Promise<CaseSummary> {
+/** What prepareCase needs: a job without the output folder (nothing is written). */
+export type CaseInput = Omit<CaseJob, "outDir">;
+
+/** One case preprocessed in memory, as preprocessCase would write it. */
+export interface PreparedCase {
+  /** float32, channel-planar: the bytes of image.npy, Fortran (...resampled_shape, C). */
+  image: Float32Array;
+  /** uint8 on the resampled grid, or null for an unlabelled case. */
+  label: Uint8Array | null;
+  labelVoxels: Record<string, number> | null;
+  /** properties.json: enough to map a prediction on this grid back to the original image. */
+  properties: CaseProperties;
+  /** What the normalization did (the same for every channel). */
+  normalization: AppliedNormalization;
+  orientation: string[];
+  channels: ChannelStats[];
+  /** Seconds: reading + reorienting, resampling, normalizing. */
+  seconds: { read: number; resample: number; normalize: number };
+}
+
+/** Read → canonical RAS → resample → normalize, in memory. Errors are CaseInputErrors naming the file. */
+export async function prepareCase(job: CaseInput): Promise<PreparedCase> {
   const t0 = performance.now();
   const canon = await loadCanonicalCase(job.image, job.label, job.spatialDims);
   const tRead = seconds(t0);
@@ -55,6 +78,8 @@ export async function preprocessCase(job: CaseJob): Promise<CaseSummary> {
   // One channel at a time: resample, normalize, copy into the channel-last output.
   const image = new Float32Array(count * canon.channels.length);
   const stats: ChannelStats[] = [];
+  // The same for every channel (it depends only on the plan and whether there is a label).
+  const applied = normalizationFor(job.normalization, label !== null);
   let tResample = seconds(t1);
   let tNormalize = 0;
   canon.channels.forEach((vol, c) => {
@@ -72,7 +97,6 @@ export async function preprocessCase(job: CaseJob): Promise<CaseSummary> {
     tResample += (tb - ta) / 1000;
     tNormalize += seconds(tb);
   });
-  const t2 = performance.now();
 
   const canonicalShape = shape.slice();
   const properties: CaseProperties = {
@@ -88,6 +112,8 @@ export async function preprocessCase(job: CaseJob): Promise<CaseSummary> {
     normalization: {
       scheme: job.normalization.scheme,
       ...(job.normalization.scheme === "zscore" ? { over: job.normalization.over ?? "all" } : {}),
+      // Only when the rule departs from the plan's words (an unlabelled foreground case).
+      ...(applied.fallback ? { applied } : {}),
       mean: stats[0]!.mean,
       std: stats[0]!.std,
       ...(job.normalization.scheme === "ct" ? { clip: job.normalization.clip!.slice() } : {}),
@@ -98,11 +124,28 @@ export async function preprocessCase(job: CaseJob): Promise<CaseSummary> {
     canonical_affine: canon.affine.slice(),
     resampled_affine: resampledAffine(canon.affine, canonicalShape, outShape),
   };
+  return {
+    image,
+    label,
+    labelVoxels,
+    properties,
+    normalization: applied,
+    orientation: canon.orientation,
+    channels: stats,
+    seconds: { read: tRead, resample: tResample, normalize: tNormalize },
+  };
+}
+
+export async function preprocessCase(job: CaseJob): Promise<CaseSummary> {
+  const t0 = performance.now();
+  const { image, label, labelVoxels, properties, orientation, channels, seconds: s } = await prepareCase(job);
+  const t2 = performance.now();
+  const outShape = properties.resampled_shape;
   await mkdir(job.outDir, { recursive: true });
   await writeNpy(join(job.outDir, "image.npy"), {
     data: image,
     dtype: "float32",
-    shape: [...outShape, canon.channels.length],
+    shape: [...outShape, channels.length],
     fortranOrder: true,
   });
   if (label)
@@ -120,21 +163,21 @@ export async function preprocessCase(job: CaseJob): Promise<CaseSummary> {
 
   return {
     id: job.id,
-    orientation: canon.orientation,
+    orientation,
     original_shape: properties.original_shape,
     original_spacing: properties.original_spacing,
-    canonical_shape: canonicalShape,
+    canonical_shape: properties.canonical_shape,
     resampled_shape: outShape,
-    target_spacing: target.slice(),
-    nearest_axis: nearestAxis,
-    channels: stats,
+    target_spacing: properties.target_spacing,
+    nearest_axis: properties.nearest_axis,
+    channels,
     label_voxels: labelVoxels,
     image: `${job.id}/image.npy`,
     label: label ? `${job.id}/label.npy` : null,
     seconds: {
-      read: tRead,
-      resample: tResample,
-      normalize: tNormalize,
+      read: s.read,
+      resample: s.resample,
+      normalize: s.normalize,
       write: tWrite,
       total: seconds(t0),
     },

@@ -1,9 +1,9 @@
 // Preprocessing: plan.json + cases → data/ (schemas/preprocessed.md), and the way back to native
 // space for predictions (toNativeSpace).
-export { preprocessCase } from "./case.js";
+export { type CaseInput, type PreparedCase, prepareCase, preprocessCase } from "./case.js";
 export { type CanonicalCase, CaseInputError, loadCanonicalCase } from "./load.js";
 export { type GridPrediction, type NativePrediction, readProperties, toNativeSpace } from "./native.js";
-export { normalizeChannel } from "./normalize-case.js";
+export { type AppliedNormalization, normalizationFor, normalizeChannel } from "./normalize-case.js";
 export { type LoadedPlan, PlanError, readPlan, resolvePlanCases } from "./plan.js";
 export { defaultWorkers, runCases } from "./pool.js";
 export {

@@ -1,0 +1,218 @@
+// The infer skill end to end through the real CLI (the built dist/): `pipeline run-script
+// --workdir WS infer --model <package> --images <folder>` on mixed RAS/LPS/LAS images. The
+// output.json validates (envelope and schemas/skills/infer.output.schema.json), nibabel reads
+// every prediction with the image's exact shape and affine, the package digest is the sha256 of
+// the `sha256sum model.onnx plan.json` listing, one progress event per case; bad inputs fail
+// with one line naming the file and exit 1.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cli, ROOT } from "../../tests/support/cli.js";
+import { python } from "../../tests/support/oracle.js";
+import { ajv, schemaValidator } from "../manifest/schema.js";
+import { examplePlan } from "../preprocess/example-plan.js";
+
+const FIXTURES = join(ROOT, "fixtures", "heart_micro");
+const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-skill-"));
+afterAll(() => rmSync(ws, { recursive: true, force: true }));
+
+const NETWORK = {
+  family: "unet",
+  spatial_dims: 3,
+  in_channels: 1,
+  out_channels: 2,
+  channels: [4, 8, 16],
+  strides: [2, 2],
+  num_res_units: 1,
+};
+const CASES = ["la_001", "la_002", "la_003"]; // RAS, LPS, LAS
+
+// `npm test` builds first; a direct vitest run after editing the sources rebuilds here.
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true }))
+    if (e.isDirectory()) t = Math.max(t, newest(join(dir, e.name)));
+    else if (e.name.endsWith(".ts") && !e.name.endsWith(".test.ts"))
+      t = Math.max(t, statSync(join(dir, e.name)).mtimeMs);
+  return t;
+}
+
+beforeAll(() => {
+  const built = join(ROOT, "dist", "infer", "index.js");
+  const sources = Math.max(
+    ...["infer", "inference", "preprocess", "imaging"].map((d) => newest(join(ROOT, "src", d))),
+  );
+  if (!existsSync(built) || statSync(built).mtimeMs < sources)
+    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+  // A seeded, untrained network is enough here: the numbers are checked in infer.test.ts.
+  python(
+    `
+import os, sys
+sys.path.insert(0, INPUT["py"])
+import torch
+torch.set_num_threads(1)
+from medpipe.nets import build_network
+from medpipe.export_onnx import export_onnx
+os.makedirs(INPUT["pkg"], exist_ok=True)
+export_onnx(build_network(INPUT["network"], seed=3).eval(), os.path.join(INPUT["pkg"], "model.onnx"), 1, 3)
+`,
+    { py: join(ROOT, "src", "py"), pkg: join(ws, "pkg"), network: NETWORK },
+  );
+  const plan = {
+    ...examplePlan({
+      cases: [{ id: "la_004", image: ["imagesTr/la_004.nii.gz"], label: "labelsTr/la_004.nii.gz" }],
+      targetSpacing: [1.5, 1.5, 1.6],
+      normalization: { scheme: "zscore", over: "foreground", mean: 160, std: 35 },
+    }),
+    patch_size: [32, 32, 32],
+    network: NETWORK,
+    inference: { overlap: 0.5, mode: "hann", tta: false, keep_largest_component: true },
+  };
+  writeFileSync(join(ws, "pkg", "plan.json"), JSON.stringify(plan, null, 2));
+  writeFileSync(join(ws, "pkg", "model_card.json"), "{}\n");
+  mkdirSync(join(ws, "images"));
+  for (const id of CASES)
+    copyFileSync(join(FIXTURES, "imagesTr", `${id}.nii.gz`), join(ws, "images", `${id}.nii.gz`));
+}, 120_000);
+
+function runScript(args: string[]) {
+  const r = cli(["run-script", "--workdir", ws, "infer", ...args], { cwd: ws });
+  const runDir = r.stdout.trim().split("\n").pop() ?? "";
+  return { ...r, runDir, stage: join(runDir, "stages", "infer") };
+}
+
+/** The one stderr line of a failed infer stage. */
+function failure(runDir: string): string {
+  return readFileSync(join(runDir, "failed", "infer", "attempt-1", "logs", "stderr.log"), "utf8").trim();
+}
+
+interface InferOutput {
+  model: { digest: string; files: Record<string, string> };
+  cases: Array<{
+    id: string;
+    output: string;
+    probabilities: string | null;
+    shape: number[];
+    orientation: string[];
+    label_voxels: Record<string, number>;
+  }>;
+  totals: { cases: number; peak_rss_mb: number };
+}
+
+const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
+
+describe("infer skill (CLI)", () => {
+  it("predicts every image in its native space, with schema-valid evidence", () => {
+    const r = runScript([
+      "--model",
+      "pkg",
+      "--images",
+      "images",
+      "--save_probabilities",
+      "true",
+      "--threads",
+      "1",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(readFileSync(join(r.stage, "output.json"), "utf8")) as InferOutput;
+    const envelope = schemaValidator("https://medpipe.dev/schemas/evidence/output.schema.json");
+    expect(envelope(out), JSON.stringify(envelope.errors)).toBe(true);
+    const payload = ajv().compile(
+      JSON.parse(readFileSync(join(ROOT, "schemas", "skills", "infer.output.schema.json"), "utf8")) as object,
+    );
+    expect(payload(out), JSON.stringify(payload.errors)).toBe(true);
+
+    expect(out.cases.map((c) => c.id)).toEqual(CASES);
+    expect(out.cases.map((c) => c.orientation.join(""))).toEqual(["RAS", "LPS", "LAS"]);
+    expect(out.totals.cases).toBe(3);
+    expect(out.totals.peak_rss_mb).toBeGreaterThan(0);
+    const onnx = readFileSync(join(ws, "pkg", "model.onnx"));
+    const plan = readFileSync(join(ws, "pkg", "plan.json"));
+    expect(out.model.files).toEqual({ "model.onnx": sha256(onnx), "plan.json": sha256(plan) });
+    expect(out.model.digest).toBe(sha256(`${sha256(onnx)}  model.onnx\n${sha256(plan)}  plan.json\n`));
+
+    const events = readFileSync(join(r.stage, "logs", "stdout.log"), "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { event: string; id: string; done: number; of: number });
+    expect(events.filter((e) => e.event === "case").map((e) => [e.id, e.done, e.of])).toEqual([
+      ["la_001", 1, 3],
+      ["la_002", 2, 3],
+      ["la_003", 3, 3],
+    ]);
+
+    // nibabel: every prediction (and probability map) overlays its image exactly.
+    const checks = python<
+      Array<{ shape: boolean; affine: boolean; probs: boolean; dtype: string; counts: number[] }>
+    >(
+      `
+import nibabel as nib, numpy as np
+OUTPUT = []
+for c in INPUT["cases"]:
+    img, pred, prob = nib.load(c["image"]), nib.load(c["pred"]), nib.load(c["prob"])
+    data = np.asanyarray(pred.dataobj)
+    OUTPUT.append({
+        "shape": list(pred.shape) == list(img.shape[:3]) and list(prob.shape) == list(img.shape[:3]) + [2],
+        "affine": bool(np.array_equal(pred.affine, img.affine)),
+        "probs": bool(np.array_equal(prob.affine, img.affine)),
+        "dtype": str(data.dtype),
+        "counts": [int((data == 0).sum()), int((data == 1).sum())],
+    })
+`,
+      {
+        cases: out.cases.map((c) => ({
+          image: join(ws, "images", `${c.id}.nii.gz`),
+          pred: join(r.stage, c.output),
+          prob: join(r.stage, c.probabilities ?? ""),
+        })),
+      },
+    );
+    checks.forEach((c, i) => {
+      expect(c).toMatchObject({ shape: true, affine: true, probs: true, dtype: "uint8" });
+      const counts = out.cases[i]!.label_voxels;
+      expect(c.counts).toEqual([counts["0"], counts["1"]]);
+    });
+  });
+
+  it("fails with one line naming the file and exit 1: no model.onnx, wrong channel count, unreadable image", () => {
+    mkdirSync(join(ws, "nomodel"));
+    copyFileSync(join(ws, "pkg", "plan.json"), join(ws, "nomodel", "plan.json"));
+    let r = runScript(["--model", "nomodel", "--images", "images"]);
+    expect(r.code).toBe(1);
+    expect(failure(r.runDir)).toBe(
+      `error: ${join(ws, "nomodel", "model.onnx")}: missing: the model package has no model.onnx`,
+    );
+
+    // nnU-Net layout with two channels for a one-channel model
+    mkdirSync(join(ws, "two"));
+    for (const ch of ["0000", "0001"])
+      copyFileSync(join(FIXTURES, "imagesTr", "la_001.nii.gz"), join(ws, "two", `la_001_${ch}.nii.gz`));
+    r = runScript(["--model", "pkg", "--images", "two"]);
+    expect(r.code).toBe(1);
+    expect(failure(r.runDir)).toBe(
+      `error: ${join(ws, "two", "la_001_0000.nii.gz")}: 2 image channel(s) for case la_001, the model takes 1 (plan.json dataset.channels)`,
+    );
+
+    mkdirSync(join(ws, "broken"));
+    copyFileSync(join(FIXTURES, "imagesTr", "la_001.nii.gz"), join(ws, "broken", "la_001.nii.gz"));
+    writeFileSync(join(ws, "broken", "la_009.nii.gz"), "not gzip, not NIfTI");
+    r = runScript(["--model", "pkg", "--images", "broken"]);
+    expect(r.code).toBe(1);
+    const line = failure(r.runDir);
+    expect(line.split("\n")).toHaveLength(1);
+    expect(line.startsWith(`error: ${join(ws, "broken", "la_009.nii.gz")}: unreadable image`)).toBe(true);
+  });
+});
