@@ -1,12 +1,12 @@
 // The I/O half of one case: digest and read its files (NIfTI or .npy), turning every failure into
 // a one-line reason that names the file, then hand everything to the pure `analyzeLoadedCase`.
-import { stat } from "node:fs/promises";
-import { sha256File } from "../evidence/hash.js";
+// A well-formed NIfTI file is read once for both its digest and its image (read-once.ts).
 import { reason } from "../imaging/errors.js";
 import { readNifti } from "../imaging/nifti-read.js";
 import { npyToVolume, readNpy } from "../imaging/npy.js";
 import type { Image } from "../imaging/types.js";
 import { analyzeLoadedCase, type CaseOutput, type LoadedFile } from "./case.js";
+import { decodeNifti, type FileBytes, readWithDigest } from "./read-once.js";
 import type { AnalysisSettings, FileRecord } from "./types.js";
 
 /** One case to analyze; plain JSON so that it crosses a worker boundary. */
@@ -25,11 +25,12 @@ export async function analyzeCaseFiles(job: CaseJob): Promise<CaseOutput> {
     ...job.image.map((path, c) => ({ role: `image:${c}`, path })),
     ...(job.label ? [{ role: "label", path: job.label }] : []),
   ];
-  const files = await Promise.all(roles.map(({ role, path }) => digest(role, path)));
-  // One file at a time: a worker holds one case's volumes, nothing more.
-  const images: LoadedFile[] = [];
-  for (const path of job.image) images.push(await load(path));
-  const labelFile = job.label ? await load(job.label) : null;
+  // Every file read once (digest and image from the same bytes), the case's files side by side
+  // (hashing in this thread while inflating runs on libuv's thread pool); a worker still holds one
+  // case's volumes, nothing more.
+  const read = await Promise.all(roles.map(({ role, path }) => readCaseFile(role, path)));
+  const images = read.slice(0, job.image.length).map((r) => r.loaded);
+  const labelFile = job.label ? read[job.image.length]!.loaded : null;
   return analyzeLoadedCase(
     {
       id: job.id,
@@ -37,7 +38,7 @@ export async function analyzeCaseFiles(job: CaseJob): Promise<CaseOutput> {
       label: job.label,
       ...(job.group !== undefined ? { group: job.group } : {}),
       ...(job.fold !== undefined ? { fold: job.fold } : {}),
-      files,
+      files: read.map((r) => r.file),
       images,
       labelFile,
     },
@@ -46,14 +47,18 @@ export async function analyzeCaseFiles(job: CaseJob): Promise<CaseOutput> {
   );
 }
 
-async function digest(role: string, path: string): Promise<FileRecord> {
+/** A file's digest record and its image (or the reason it could not be read). */
+async function readCaseFile(role: string, path: string): Promise<{ file: FileRecord; loaded: LoadedFile }> {
+  let got: FileBytes;
   try {
-    const [sha256, st] = await Promise.all([sha256File(path), stat(path)]);
-    return { role, path, sha256, bytes: st.size };
+    got = await readWithDigest(path);
   } catch {
     // The read below reports why; the fingerprint records the file as missing.
-    return { role, path, sha256: null, bytes: null };
+    return { file: { role, path, sha256: null, bytes: null }, loaded: await load(path) };
   }
+  const file = { role, path, sha256: got.sha256, bytes: got.bytes.length };
+  const image = path.endsWith(".npy") ? null : await decodeNifti(got.bytes);
+  return { file, loaded: image ? { path, image, error: null } : await load(path) };
 }
 
 async function load(path: string): Promise<LoadedFile> {

@@ -3,7 +3,8 @@
 import { sampleForeground } from "../imaging/normalize.js";
 import type { Image, VoxelArray } from "../imaging/types.js";
 import { channelCount, cornerDrift, fmtShape, placement, spatialShape } from "./geometry.js";
-import { channelStatistics, foregroundMask, labelContent } from "./stats.js";
+import { isIntegerArray } from "./sparse.js";
+import { channelStatistics, foregroundMask, labelContent, maskedValues } from "./stats.js";
 import type { AnalysisSettings, CaseRecord, ChannelStatistics, FileRecord, Problem } from "./types.js";
 
 /** A file as the I/O layer hands it over: the image, or the one-line reason it could not be read. */
@@ -79,7 +80,8 @@ export function analyzeLoadedCase(
     record.channels = channels.length;
   }
 
-  let mask: Uint8Array | null = null;
+  // Non-zero where the label holds a non-zero integer.
+  let mask: ArrayLike<number> | null = null;
   if (labelImage && input.labelFile) {
     const labelPath = input.labelFile.path;
     const labelShape = spatialShape(labelImage.shape);
@@ -142,7 +144,9 @@ export function analyzeLoadedCase(
     }
     if (content.foregroundVoxels === 0)
       add("error", "empty-label", labelPath, "label is empty (no foreground voxel)");
-    if (usable && shape) mask = foregroundMask(labelImage.data);
+    // An integer label is its own mask (no copy); others are tested voxel by voxel.
+    if (usable && shape)
+      mask = isIntegerArray(labelImage.data) ? labelImage.data : foregroundMask(labelImage.data);
   }
 
   const samples: Float64Array[] = [];
@@ -153,18 +157,31 @@ export function analyzeLoadedCase(
       add("error", "non-finite", file, `channel ${c} has ${stats.non_finite} NaN or infinite voxels`);
     }
     if (mask)
-      samples.push(sampleForeground(data, finiteMask(data, mask, stats.non_finite), sampleOptions(settings)));
+      samples.push(sampleMasked(data, finiteMask(data, mask, stats.non_finite), stats.count, settings));
     return stats;
   });
   return { record, problems, samples };
 }
 
-function sampleOptions(settings: AnalysisSettings): { count: number; seed: number } {
-  return { count: settings.foreground_samples_per_case, seed: SAMPLE_SEED };
+/**
+ * `sampleForeground(data, mask)`, drawn from the `count` selected values gathered first (in memory
+ * order, so the same draws pick the same voxels): the gathering skips the mask's empty stretches.
+ */
+function sampleMasked(
+  data: VoxelArray,
+  mask: ArrayLike<number>,
+  count: number,
+  settings: AnalysisSettings,
+): Float64Array {
+  const values = maskedValues(data, mask, count);
+  return sampleForeground(values, new Uint8Array(count).fill(1), {
+    count: settings.foreground_samples_per_case,
+    seed: SAMPLE_SEED,
+  });
 }
 
 /** The foreground mask without non-finite voxels (the same mask when there are none). */
-function finiteMask(data: VoxelArray, mask: Uint8Array, nonFinite: number): Uint8Array {
+function finiteMask(data: VoxelArray, mask: ArrayLike<number>, nonFinite: number): ArrayLike<number> {
   if (nonFinite === 0) return mask;
   const out = new Uint8Array(mask.length);
   for (let i = 0; i < mask.length; i++) out[i] = mask[i] !== 0 && Number.isFinite(data[i]!) ? 1 : 0;
