@@ -1,10 +1,10 @@
 // The verifier reads a run as data: it neither runs nor imports anything from it. Proven twice:
 // at run time, under Node's permission model that forbids child processes, workers and writes
-// outside verify/, with booby-trapped files planted in the run; and statically, no module of
+// outside verify/ (the project's onnxruntime addon is allowed: it evaluates a model as data), with booby-trapped files planted in the run; and statically, no module of
 // the verifier can load code by a computed name.
 
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BIN, cli, ROOT } from "./support/cli.js";
@@ -33,6 +33,8 @@ describe("verifier sandbox", () => {
       [
         "--experimental-permission",
         "--allow-fs-read=*",
+        // onnxruntime (the project's own addon) runs the run's model as data; no process, no worker.
+        "--allow-addons",
         `--allow-fs-write=${join(run, "verify")}/*`,
         BIN,
         "verify",

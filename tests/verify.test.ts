@@ -70,6 +70,14 @@ describe("verify", () => {
       "outputs.schema",
       "outputs.artifact-claims",
       "cv.split",
+      "cv.folds",
+      "checkpoint.finite",
+      "checkpoint.best-of-trace",
+      "checkpoint.not-initial",
+      "claims.per-case",
+      "claims.aggregates",
+      "model.predictions",
+      "smoke.no-quality-claims",
       "run.completed",
     ]);
     expect(readFileSync(join(clean, "verify/report.md"), "utf8")).toMatch(/^# Verification: PASS/);

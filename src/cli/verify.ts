@@ -2,15 +2,20 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { UsageError } from "../manifest/diagnostics.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
-import { verifyRun, writeReport } from "../verify/index.js";
+import { verifyRunWithModel, writeReport } from "../verify/index.js";
+import { onnxGridRunner } from "../verify/onnx-runner.js";
 import { EXIT } from "./output.js";
 
 const MARK = { pass: "✔", fail: "✖", warn: "!", skipped: "-" } as const;
 
-export function verifyCommand(run: string, o: { skillsDir: string[]; json?: boolean }): number {
+export async function verifyCommand(
+  run: string,
+  o: { skillsDir: string[]; json?: boolean },
+): Promise<number> {
   const dir = resolve(run);
   if (!existsSync(dir)) throw new UsageError(`${run}: no such run folder`);
-  const report = verifyRun(dir, loadSkills(skillDirs(o.skillsDir)));
+  // The model check runs the run's ONNX model with the project's own inference code (onnxruntime).
+  const report = await verifyRunWithModel(dir, loadSkills(skillDirs(o.skillsDir)), onnxGridRunner);
   const where = writeReport(report);
   if (o.json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else {

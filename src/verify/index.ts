@@ -4,11 +4,17 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../evidence/atomic.js";
 import type { Skill } from "../skills/types.js";
+import { checkBestOfTrace, checkFinite, checkNotInitial, WeightsCache } from "./checkpoints.js";
+import { checkAggregates, checkPerCase } from "./claims.js";
+import { runContext } from "./context.js";
 import { checkSplit } from "./cv.js";
+import { checkFolds } from "./folds.js";
 import { checkIntegrity } from "./integrity.js";
+import { type GridModelRunner, type ModelJob, prepareModelCheck, runModelCheck } from "./model.js";
 import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
 import { renderMarkdown } from "./report-md.js";
+import { checkSmoke } from "./smoke.js";
 import type { CheckResult, VerifyReport } from "./types.js";
 
 export const VERIFIER_VERSION = "0.1.0";
@@ -18,12 +24,45 @@ export interface VerifyOptions {
   selfStage?: string;
 }
 
+/**
+ * Every check that needs no native code. model.predictions needs the ONNX runtime, so here it is
+ * skipped; verifyRunWithModel runs it with the runner its caller may load.
+ */
 export function verifyRun(
   runDir: string,
   skills: Map<string, Skill>,
   opts: VerifyOptions = {},
 ): VerifyReport {
+  return collect(runDir, skills, opts).report;
+}
+
+/** verifyRun plus model.predictions, run with `runner` (e.g. onnx-runner.ts's onnxGridRunner). */
+export async function verifyRunWithModel(
+  runDir: string,
+  skills: Map<string, Skill>,
+  runner: GridModelRunner,
+  opts: VerifyOptions = {},
+): Promise<VerifyReport> {
   const started = performance.now();
+  const { report, job } = collect(runDir, skills, opts);
+  if (!job) return report;
+  const result = await runModelCheck(job, runner);
+  const checks = report.checks.map((c) => (c.id === result.id ? result : c));
+  return {
+    ...report,
+    checks,
+    verdict: checks.some((c) => c.verdict === "fail") ? "fail" : "pass",
+    verifier: { ...report.verifier, wall_s: report.verifier.wall_s + (performance.now() - started) / 1000 },
+  };
+}
+
+function collect(
+  runDir: string,
+  skills: Map<string, Skill>,
+  opts: VerifyOptions,
+): { report: VerifyReport; job: ModelJob | null } {
+  const started = performance.now();
+  let job: ModelJob | null = null;
   const pack = new Pack(resolve(runDir));
   const checks: CheckResult[] = [];
   const run = pack.run();
@@ -45,6 +84,27 @@ export function verifyRun(
     checks.push(...checkIntegrity(pack, evidence));
     checks.push(...checkOutputs(pack, evidence, skills, run.mode));
     checks.push(...checkSplit(pack, evidence));
+    const ctx = runContext(pack, evidence, run.mode);
+    const weights = new WeightsCache(pack);
+    checks.push(guarded("cv.folds", () => checkFolds(ctx, weights)));
+    checks.push(guarded("checkpoint.finite", () => checkFinite(pack, ctx, weights)));
+    checks.push(guarded("checkpoint.best-of-trace", () => checkBestOfTrace(pack, ctx, weights)));
+    checks.push(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
+    checks.push(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
+    checks.push(guarded("claims.aggregates", () => checkAggregates(ctx)));
+    const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx));
+    if ("id" in prepared) checks.push(prepared);
+    else {
+      job = prepared;
+      checks.push({
+        id: "model.predictions",
+        verdict: "skipped",
+        message:
+          "no ONNX runner in this process (the sandboxed verifier loads no native addon); use verifyRunWithModel",
+        evidence: [prepared.modelRel],
+      });
+    }
+    checks.push(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));
     const unfinished = Object.values(evidence.stages).filter(
       (s) => s.stage !== opts.selfStage && s.status !== "succeeded" && s.status !== "cached",
     );
@@ -68,7 +128,8 @@ export function verifyRun(
           },
     );
   }
-  return {
+  const smoke = run?.mode === "smoke";
+  const report: VerifyReport = {
     run_dir: pack.dir,
     run_id: run?.run_id ?? null,
     pipeline: run?.pipeline ?? null,
@@ -76,8 +137,27 @@ export function verifyRun(
     verdict: checks.some((c) => c.verdict === "fail") ? "fail" : "pass",
     checks,
     judged: pack.judged,
+    quality: smoke
+      ? {
+          judged: false,
+          note: "smoke run: its metrics are reported as information and judged for consistency with the evidence only, never as quality",
+        }
+      : {
+          judged: true,
+          note: "metrics are recomputed from the evidence; ranges are judged against a reference when one is given",
+        },
     verifier: { version: VERIFIER_VERSION, wall_s: (performance.now() - started) / 1000 },
   };
+  return { report, job };
+}
+
+/** A check that throws on malformed evidence fails with the reason instead of ending the audit. */
+function guarded<T>(id: string, f: () => T | CheckResult): T | CheckResult {
+  try {
+    return f();
+  } catch (err) {
+    return { id, verdict: "fail", message: (err as Error).message, evidence: [] };
+  }
 }
 
 /** verify/report.json and verify/report.md inside the run folder (outside what evidence.json covers). */

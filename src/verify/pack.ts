@@ -23,6 +23,16 @@ export class Pack {
     return b;
   }
 
+  /**
+   * A file outside the run that the run's evidence names (a ground-truth label of the dataset):
+   * read and hashed like the pack's own, recorded under its absolute path.
+   */
+  external(abs: string): Buffer {
+    const b = readFileSync(abs);
+    this.judged[abs] = createHash("sha256").update(b).digest("hex");
+    return b;
+  }
+
   sha256(rel: string): string {
     this.bytes(rel);
     return this.judged[rel] as string;

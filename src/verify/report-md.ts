@@ -8,6 +8,8 @@ export function renderMarkdown(r: VerifyReport): string {
     "",
     `Run \`${r.run_id ?? "?"}\` of \`${r.pipeline ?? "?"}\` (mode ${r.mode ?? "?"}), verifier ${r.verifier.version}.`,
     "",
+    `Metrics: ${r.quality.note}.`,
+    "",
     "| | check | result | evidence |",
     "|---|---|---|---|",
   ];

@@ -20,5 +20,7 @@ export interface VerifyReport {
   checks: CheckResult[];
   /** sha256 of every file the verifier read and judged, relative to the run folder. */
   judged: Record<string, string>;
+  /** Whether the run's metrics are judged as quality (false for smoke runs: information only). */
+  quality: { judged: boolean; note: string };
   verifier: { version: string; wall_s: number };
 }

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runSkill } from "../../../dist/skill-kit/index.js";
 import { loadSkills, skillDirs } from "../../../dist/skills/registry.js";
-import { verifyRun } from "../../../dist/verify/index.js";
+import { verifyRunWithModel } from "../../../dist/verify/index.js";
+import { onnxGridRunner } from "../../../dist/verify/onnx-runner.js";
 import { renderMarkdown } from "../../../dist/verify/report-md.js";
 
 await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url)), async (ctx) => {
@@ -14,7 +15,12 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   const runDir = ctx.inputs.run_dir ?? own;
   if (!runDir) throw new Error("no run to audit: give --run_dir, or run this skill as a pipeline stage");
   const inside = !ctx.inputs.run_dir || ctx.inputs.run_dir === own;
-  const report = verifyRun(runDir, loadSkills(skillDirs()), inside ? { selfStage: ctx.stage } : {});
+  const report = await verifyRunWithModel(
+    runDir,
+    loadSkills(skillDirs()),
+    onnxGridRunner,
+    inside ? { selfStage: ctx.stage } : {},
+  );
   writeFileSync(join(ctx.outputDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(ctx.outputDir, "report.md"), renderMarkdown(report));
   for (const c of report.checks) ctx.progress({ event: "check", id: c.id, verdict: c.verdict });

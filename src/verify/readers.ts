@@ -1,0 +1,122 @@
+// Readers for the verifier that take bytes already read (and hashed) through Pack, so nothing
+// is judged from a second, unhashed read of the same file. Formats are parsed as data only.
+import { gunzipSync } from "node:zlib";
+import type { SafetensorsFile, TensorEntry } from "../evidence/safetensors.js";
+import { dtypeInfo, swapBytes } from "../imaging/dtype.js";
+import { parseNiftiHeader, sniffNifti, voxOffsetOf } from "../imaging/nifti-header.js";
+import type { VoxelArray } from "../imaging/types.js";
+
+const ITEM: Record<string, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
+
+/** The same parse as evidence/safetensors.ts readSafetensors, from bytes the Pack hashed. */
+export function parseSafetensors(buf: Buffer, rel: string): SafetensorsFile {
+  const fail = (why: string): never => {
+    throw new Error(`${rel}: ${why}`);
+  };
+  if (buf.length < 8) fail("too short for a safetensors header");
+  const n = Number(buf.readBigUInt64LE(0));
+  if (n > buf.length - 8 || n > 100_000_000) fail(`header length ${n} does not fit the file`);
+  let header: Record<string, unknown> = {};
+  try {
+    header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8")) as Record<string, unknown>;
+  } catch {
+    fail("the header is not JSON");
+  }
+  const data = buf.subarray(8 + n);
+  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  const tensors: TensorEntry[] = [];
+  for (const [name, v] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const t = v as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
+    const item = ITEM[t.dtype ?? ""];
+    if (!item || !Array.isArray(t.shape) || !Array.isArray(t.data_offsets))
+      return fail(`tensor ${name}: bad header entry`);
+    const [begin, end] = t.data_offsets;
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (begin < 0 || end > data.length || end - begin !== count * item)
+      fail(`tensor ${name}: bad data offsets`);
+    tensors.push({ name, dtype: t.dtype as string, shape: t.shape, begin, end });
+  }
+  return { path: rel, metadata, tensors, data };
+}
+
+export interface NiftiData {
+  data: VoxelArray;
+  shape: number[];
+  spacing: number[];
+}
+
+/** A .nii or .nii.gz from its bytes: voxels in file order, scaled as nibabel would. */
+export function parseNifti(raw: Buffer, rel: string): NiftiData {
+  const bytes = raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw;
+  const u8 = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const sniff = sniffNifti(u8.subarray(0, 4));
+  if (!sniff) throw new Error(`${rel}: not a NIfTI file`);
+  const offset = voxOffsetOf(u8.subarray(0, sniff.size), sniff.size, sniff.littleEndian);
+  const header = parseNiftiHeader(u8.subarray(0, offset));
+  const info = dtypeInfo(header.storedDtype);
+  const count = header.shape.reduce((a, b) => a * b, 1);
+  if (offset + count * info.bytes > u8.length) throw new Error(`${rel}: truncated voxel data`);
+  const stored = new info.ctor(count);
+  // A copy, so the typed array is aligned whatever the voxel offset.
+  const view = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
+  view.set(u8.subarray(offset, offset + view.length));
+  if (!header.littleEndian) swapBytes(view, info.bytes);
+  let data: VoxelArray = stored;
+  if (header.scaling) {
+    const out = new Float64Array(count);
+    for (let i = 0; i < count; i++)
+      out[i] = (stored[i] as number) * header.scaling.slope + header.scaling.inter;
+    data = out;
+  }
+  return { data, shape: header.shape.slice(), spacing: header.zooms.slice() };
+}
+
+export interface NpyData {
+  data: Float32Array | Uint8Array;
+  shape: number[];
+  fortranOrder: boolean;
+}
+
+/** A .npy of float32 or uint8 (what the preprocessed images and grid labels are), from its bytes. */
+export function parseNpy(buf: Buffer, rel: string): NpyData {
+  if (buf.length < 10 || buf[0] !== 0x93 || buf.toString("latin1", 1, 6) !== "NUMPY")
+    throw new Error(`${rel}: not a .npy file`);
+  const major = buf[6] as number;
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  const header = buf.toString("latin1", start, start + headerLen);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortranOrder = /'fortran_order':\s*True/.test(header);
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || shapeText === undefined) throw new Error(`${rel}: unreadable .npy header`);
+  const shape = shapeText
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map(Number);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const body = buf.subarray(start + headerLen);
+  if (descr === "<f4") {
+    if (body.length < count * 4) throw new Error(`${rel}: truncated`);
+    const data = new Float32Array(count);
+    new Uint8Array(data.buffer).set(body.subarray(0, count * 4));
+    return { data, shape, fortranOrder };
+  }
+  if (descr === "|u1" || descr === "<u1") {
+    if (body.length < count) throw new Error(`${rel}: truncated`);
+    return { data: new Uint8Array(body.subarray(0, count)), shape, fortranOrder };
+  }
+  throw new Error(`${rel}: dtype ${descr} is not one the verifier reads`);
+}

@@ -1,0 +1,275 @@
+// The training checks of the verifier on ONE real smoke run of heart-cv and on tampered copies
+// of it: each trap is caught by exactly the check(s) meant for it, the untouched run passes, and
+// verifying takes well under 30 s. Traps that must get past integrity re-record digests the way
+// an adversary would (evidence.json, the stage's own artifact list, the root hash).
+import { createHash } from "node:crypto";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Evidence, rootHash } from "../src/evidence/evidence.js";
+import { digestOfDigests, readSafetensors, tensorDigests } from "../src/evidence/safetensors.js";
+import { loadSkills, skillDirs } from "../src/skills/registry.js";
+import { verifyRun, verifyRunWithModel } from "../src/verify/index.js";
+import { onnxGridRunner } from "../src/verify/onnx-runner.js";
+import type { VerifyReport } from "../src/verify/types.js";
+import { cli, ROOT } from "./support/cli.js";
+import { python } from "./support/oracle.js";
+
+const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+const skills = loadSkills(skillDirs([]));
+const F0 = "cv[fold=0]";
+const F1 = "cv[fold=1]";
+
+let tmp: string;
+let clean: string;
+let n = 0;
+
+type Json = Record<string, unknown>;
+
+/** A copy of the clean run, changed by `tamper`. */
+function tampered(tamper: (dir: string) => void): string {
+  const dir = join(tmp, "tampered", String(n++));
+  cpSync(clean, dir, { recursive: true });
+  rmSync(join(dir, "verify"), { recursive: true, force: true });
+  tamper(dir);
+  return dir;
+}
+
+/** Replaces a stage file and re-records its digest everywhere the run records it. */
+function forge(dir: string, stage: string, file: string, bytes: Buffer): void {
+  writeFileSync(join(dir, "stages", stage, file), bytes);
+  const evPath = join(dir, "evidence.json");
+  const ev = JSON.parse(readFileSync(evPath, "utf8")) as Evidence;
+  const rec = ev.stages[stage];
+  if (!rec) throw new Error(`no stage ${stage}`);
+  const outPath = join(dir, "stages", stage, "output.json");
+  if (file !== "output.json") {
+    // The stage's own artifact list must agree too, or outputs.artifact-claims would catch it.
+    const out = JSON.parse(readFileSync(outPath, "utf8")) as {
+      artifacts: { path: string; sha256: string; bytes: number }[];
+    };
+    for (const a of out.artifacts)
+      if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
+    writeFileSync(outPath, JSON.stringify(out, null, 2));
+  }
+  const outBytes = readFileSync(outPath);
+  for (const a of rec.artifacts) {
+    if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
+    if (a.path === "output.json") Object.assign(a, { sha256: sha(outBytes), bytes: outBytes.length });
+  }
+  rec.output_json_sha256 = sha(outBytes);
+  ev.root_hash = rootHash(ev.stages);
+  writeFileSync(evPath, JSON.stringify(ev, null, 2));
+}
+
+function forgeJson(dir: string, stage: string, file: string, edit: (j: Json) => void): void {
+  const j = JSON.parse(readFileSync(join(dir, "stages", stage, file), "utf8")) as Json;
+  edit(j);
+  forge(dir, stage, file, Buffer.from(JSON.stringify(j, null, 2)));
+}
+
+const stageFile = (dir: string, stage: string, file: string) => join(dir, "stages", stage, file);
+const failed = (r: VerifyReport) => r.checks.filter((c) => c.verdict === "fail").map((c) => c.id);
+const at = <T>(v: unknown, ...path: (string | number)[]): T =>
+  path.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], v) as T;
+
+describe("verify: training checks on a real heart-cv smoke run", () => {
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), "medpipe-vt-"));
+    const r = cli(["run", "pipelines/heart-cv.yaml", "--smoke", "--runs-dir", join(tmp, "runs")], {
+      cwd: ROOT,
+      timeoutMs: 240_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const base = join(tmp, "runs", "heart-cv");
+    clean = join(base, readdirSync(base)[0] as string);
+  }, 300_000);
+
+  afterAll(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("passes the untouched run, ONNX spot check included, in under 30 s", async () => {
+    const t0 = performance.now();
+    const r = await verifyRunWithModel(clean, skills, onnxGridRunner);
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`verify (all checks, ONNX spot check included): ${seconds.toFixed(2)} s`);
+    expect(failed(r)).toEqual([]);
+    const ids = r.checks.map((c) => c.id);
+    for (const id of [
+      "cv.folds",
+      "checkpoint.finite",
+      "checkpoint.best-of-trace",
+      "checkpoint.not-initial",
+      "claims.per-case",
+      "claims.aggregates",
+      "model.predictions",
+      "smoke.no-quality-claims",
+    ])
+      expect(r.checks.find((c) => c.id === id)?.verdict, id).toBe("pass");
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(r.quality.judged).toBe(false); // smoke: metrics informational
+    expect(seconds).toBeLessThan(30);
+    // The CLI (no native addon, model.predictions skipped) on the same run.
+    const c0 = performance.now();
+    const v = cli(["verify", clean, "--json"], { cwd: ROOT });
+    console.log(`pipeline verify (CLI): ${((performance.now() - c0) / 1000).toFixed(2)} s`);
+    expect(v.code, v.stdout.slice(0, 2000)).toBe(0);
+  }, 60_000);
+
+  const traps: { name: string; tamper: (d: string) => void; caughtBy: string[]; model?: boolean }[] = [
+    {
+      name: "a per-case Dice edited in a cv-train output.json (its fold summaries then disagree too)",
+      tamper: (d) =>
+        forgeJson(d, F0, "output.json", (j) => {
+          const m = at<Json>(j, "per_case", 0, "labels", 0, "metrics");
+          m.dice = (m.dice as number) + 0.01;
+        }),
+      caughtBy: ["claims.per-case", "claims.aggregates"],
+    },
+    {
+      name: "a fold's mean Dice edited in its performance",
+      tamper: (d) =>
+        forgeJson(d, F0, "output.json", (j) => {
+          const m = at<Json>(j, "performance", "mean", "1");
+          m.dice = (m.dice as number) + 0.05;
+        }),
+      caughtBy: ["claims.aggregates"],
+    },
+    {
+      name: "a prediction voxel changed",
+      tamper: (d) => {
+        const p = stageFile(d, F0, "predictions/la_001.nii.gz");
+        const nii = gunzipSync(readFileSync(p));
+        const offset = nii.readFloatLE(108); // vox_offset of a NIfTI-1 header
+        const i = offset + Math.floor((nii.length - offset) / 2);
+        nii[i] = nii[i] ? 0 : 1;
+        forge(d, F0, "predictions/la_001.nii.gz", gzipSync(nii));
+      },
+      caughtBy: ["claims.per-case"],
+    },
+    {
+      name: "the per-case spacing edited",
+      tamper: (d) =>
+        forgeJson(d, F0, "output.json", (j) => {
+          const s = at<number[]>(j, "per_case", 0, "spacing");
+          s[0] = (s[0] as number) * 1.1;
+        }),
+      caughtBy: ["claims.per-case"],
+    },
+    {
+      name: "the best checkpoint replaced by the initial weights, re-serialized in another tensor order",
+      tamper: (d) => {
+        const best = stageFile(d, F0, "checkpoints/best.safetensors");
+        const out = JSON.parse(readFileSync(stageFile(d, F0, "output.json"), "utf8")) as {
+          init_digest: string;
+        };
+        const plan = readFileSync(stageFile(d, "plan", "plan.json"), "utf8");
+        const target = join(tmp, `init-${n}.safetensors`);
+        python(
+          `
+sys.path.insert(0, INPUT["py"])
+from medpipe.nets import build_network
+import struct
+from medpipe.safetensors_io import build_header, dtype_name, read_metadata, tensor_bytes
+plan = json.loads(INPUT["plan"])
+model = build_network(plan["network"], seed=INPUT["seed"])
+state = {k: t.detach().contiguous() for k, t in model.state_dict().items()}
+# save_file would normalise the order, so the file is laid out here: tensors in reverse name
+# order, with the best checkpoint's own metadata; only the tensor values give it away.
+names = sorted(state, reverse=True)
+blobs = [tensor_bytes(state[k]) for k in names]
+entries = [(k, dtype_name(state[k].dtype), tuple(state[k].shape), len(b)) for k, b in zip(names, blobs)]
+header, _ = build_header(entries, read_metadata(INPUT["best"]))
+with open(INPUT["out"], "wb") as f:
+    f.write(struct.pack("<Q", len(header)) + header + b"".join(blobs))
+`,
+          { py: join(ROOT, "src/py"), plan, seed: 42, out: target, best },
+        );
+        const file = readSafetensors(target);
+        // The trap is what it says: the initial weights, in a file that is not byte-identical.
+        expect(digestOfDigests(tensorDigests(file))).toBe(out.init_digest);
+        const layout = (f: ReturnType<typeof readSafetensors>) =>
+          [...f.tensors].sort((a, b) => a.begin - b.begin).map((t) => t.name);
+        expect(layout(file)).not.toEqual(layout(readSafetensors(best)));
+        forge(d, F0, "checkpoints/best.safetensors", readFileSync(target));
+      },
+      caughtBy: ["checkpoint.not-initial"],
+    },
+    {
+      name: "a NaN written into a weight (its digests re-recorded)",
+      tamper: (d) => {
+        const p = stageFile(d, F1, "checkpoints/last.safetensors");
+        const buf = readFileSync(p);
+        const f = readSafetensors(p);
+        const t = f.tensors.find((x) => x.dtype === "F32" && x.end - x.begin >= 8);
+        if (!t) throw new Error("no F32 tensor");
+        buf.writeFloatLE(Number.NaN, 8 + Number(buf.readBigUInt64LE(0)) + t.begin + 4);
+        writeFileSync(p, buf);
+        const digest = digestOfDigests(tensorDigests(readSafetensors(p)));
+        forge(d, F1, "checkpoints/last.safetensors", buf);
+        forgeJson(d, F1, "output.json", (j) => {
+          j.final_digest = digest;
+          at<Json>(j, "checkpoints", "last").digest = digest;
+        });
+      },
+      caughtBy: ["checkpoint.finite"],
+    },
+    {
+      name: "a held-out case added to its fold's training list in plan.json",
+      tamper: (d) =>
+        forgeJson(d, "plan", "plan.json", (j) => {
+          at<string[]>(j, "split", "folds", 0, "train").push("la_001");
+        }),
+      // cv.split sees the leak in the plan; cv.folds sees that the stage did not train on that plan.
+      caughtBy: ["cv.split", "cv.folds"],
+    },
+    {
+      name: "the recommended checkpoint is the last epoch's, not the trace's best",
+      // In this run the best EMA is the last epoch, so the trap is built the other way round:
+      // the trace (and every claim made from it) now peaks at epoch 1, while best.safetensors
+      // stays epoch 2's weights — the last epoch recommended in place of the best.
+      tamper: (d) => {
+        let e1: Json = {};
+        forgeJson(d, F0, "trace.json", (j) => {
+          const v = at<Json[]>(j, "validations");
+          e1 = v[0] as Json;
+          Object.assign(v[1] as Json, { dice: 0.01, ema: (e1.ema as number) * 0.5 });
+          j.best = { epoch: 1, dice: e1.dice, ema: e1.ema };
+        });
+        forgeJson(d, F0, "output.json", (j) => {
+          j.best = { epoch: 1, dice: e1.dice, ema: e1.ema };
+          j.training_best = e1.ema;
+        });
+      },
+      caughtBy: ["checkpoint.best-of-trace"],
+    },
+    {
+      name: "a smoke run claiming quality",
+      tamper: (d) =>
+        forgeJson(d, "summary", "output.json", (j) => {
+          j.quality_claim = true;
+        }),
+      caughtBy: ["smoke.no-quality-claims"],
+    },
+    {
+      name: "the ONNX model swapped for another fold's",
+      tamper: (d) => forge(d, F0, "model/model.onnx", readFileSync(stageFile(d, F1, "model/model.onnx"))),
+      caughtBy: ["model.predictions"],
+      model: true,
+    },
+  ];
+
+  it.each(traps)("catches $name", async (t) => {
+    const dir = tampered(t.tamper);
+    try {
+      const r = t.model ? await verifyRunWithModel(dir, skills, onnxGridRunner) : verifyRun(dir, skills);
+      expect(failed(r), JSON.stringify(r.checks.filter((c) => c.verdict === "fail"))).toEqual(t.caughtBy);
+      expect(r.verdict).toBe("fail");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
