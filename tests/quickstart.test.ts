@@ -1,6 +1,7 @@
-// The README's first command, as a new user runs it: the heart-cv smoke profile, end to end,
-// with the real Python/torch selftest stages found through interpreter discovery.
-import { readFileSync } from "node:fs";
+// The README's first command, as a new user runs it: the heart-cv smoke profile end to end on the
+// embedded micro fixture — analyze, plan, preprocess, two CV folds trained with torch on CPU, the
+// final model, the CV summary and the verifier — then a second run that comes from the cache.
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { cli, ROOT } from "./support/cli.js";
@@ -12,10 +13,9 @@ describe("quick start", () => {
     const ws = makeWorkspace();
     // As the README's command: from the project root, where fixtures/heart_micro is; runs elsewhere.
     const runs = join(ws.dir, "runs");
-    const r = cli(["run", join(ROOT, "pipelines/heart-cv.yaml"), "--smoke", "--runs-dir", runs], {
-      cwd: ROOT,
-    });
-    expect(r.stderr).toMatch(/succeeded: 6 succeeded/);
+    const manifest = join(ROOT, "pipelines/heart-cv.yaml");
+    const r = cli(["run", manifest, "--smoke", "--runs-dir", runs], { cwd: ROOT });
+    expect(r.stderr).toMatch(/succeeded: 8 succeeded/);
     expect(r.code).toBe(0);
     const runDir = r.stdout.trim().split("\n").pop() as string;
     expect(runDir.startsWith(join(runs, "heart-cv/"))).toBe(true);
@@ -33,6 +33,8 @@ describe("quick start", () => {
       "preprocess",
       "cv[fold=0]",
       "cv[fold=1]",
+      "final",
+      "summary",
       "verify",
     ]);
     // Digests recomputed by an independent implementation (Python's hashlib) over the files.
@@ -44,17 +46,24 @@ describe("quick start", () => {
       files,
     );
     expect(recomputed).toEqual(files.map((f) => f.sha256));
-    const out = JSON.parse(readFileSync(join(runDir, "stages/cv[fold=1]/output.json"), "utf8"));
-    expect(out).toMatchObject({ skill: "selftest", stage: "cv[fold=1]", mode: "smoke", ok: true });
-    expect(out.environment.torch).toMatch(/^\d+\.\d+/);
-    expect(out.matmul_max_abs_diff).toBeLessThan(1e-9);
+    // Every case is held out by exactly one fold, and each held-out case has a native-space prediction.
+    const plan = JSON.parse(readFileSync(join(runDir, "stages/plan/plan.json"), "utf8"));
+    const held = plan.split.folds.flatMap((f: { val: string[] }) => f.val).sort();
+    expect(held).toEqual(plan.dataset.cases.map((c: { id: string }) => c.id).sort());
+    for (const f of plan.split.folds as { fold: number; val: string[] }[])
+      for (const id of f.val)
+        expect(existsSync(join(runDir, `stages/cv[fold=${f.fold}]/predictions/${id}.nii.gz`))).toBe(true);
+    const final = JSON.parse(readFileSync(join(runDir, "stages/final/output.json"), "utf8"));
+    expect(final).toMatchObject({ skill: "cv-train", fold: "all", mode: "smoke", performance: null });
+    for (const f of ["model.onnx", "weights.safetensors", "plan.json", "model_card.json"])
+      expect(existsSync(join(runDir, "stages/final/model", f))).toBe(true);
     // The verify stage ran last and passed; so does the verifier from outside, its output included.
     const verdict = JSON.parse(readFileSync(join(runDir, "stages/verify/output.json"), "utf8"));
     expect(verdict.verdict).toBe("pass");
     const outside = cli(["verify", runDir, "--json"], { cwd: ROOT });
     expect(outside.code).toBe(0);
-    expect(
-      JSON.parse(outside.stdout).checks.find((c: { id: string }) => c.id === "outputs.schema").message,
-    ).toMatch(/^6 output.json files/);
+    // A second run changes nothing and so runs nothing.
+    const again = cli(["run", manifest, "--smoke", "--runs-dir", runs], { cwd: ROOT });
+    expect(again.stderr).toMatch(/succeeded: 8 cached/);
   });
 });

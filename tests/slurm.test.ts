@@ -47,7 +47,7 @@ describe.skipIf(!slurmConf)("slurm executor", () => {
     ws.write("pids/.keep", "");
     cluster = ws.write(
       "cluster.yaml",
-      "partition: main\npoll_interval_s: 0.3\nmax_poll_interval_s: 1\nfs_wait_s: 5\n",
+      "partition: main\nmax_cpus_per_task: 1\npoll_interval_s: 0.3\nmax_poll_interval_s: 1\nfs_wait_s: 5\n",
     );
   });
   afterAll(() => {
@@ -77,10 +77,8 @@ describe.skipIf(!slurmConf)("slurm executor", () => {
     const runs = join(ws.dir, "runs");
     const r = cli(
       ["run", manifest, "--smoke", "--runs-dir", runs, "--executor", "slurm", "--cluster", cluster],
-      {
-        cwd: ROOT,
-        env: env(),
-      },
+      // The three trainings share the cluster's one GPU, so they run one after another.
+      { cwd: ROOT, env: env(), timeoutMs: 540_000 },
     );
     expect(r.code).toBe(0);
     const dir = r.stdout.trim().split("\n").pop() as string;
@@ -88,11 +86,11 @@ describe.skipIf(!slurmConf)("slurm executor", () => {
     expect(folds).toHaveLength(2);
     expect(new Set(folds.map((j) => j.job_id.split("_")[0])).size).toBe(1);
     expect(cli(["verify", dir], { cwd: ws.dir }).code).toBe(0);
-    const local = cli(["run", manifest, "--smoke", "--runs-dir", runs], { cwd: ROOT });
+    const local = cli(["run", manifest, "--smoke", "--runs-dir", runs], { cwd: ROOT, timeoutMs: 540_000 });
     expect(local.code).toBe(0);
     const again = ws.statuses(local.stdout.trim().split("\n").pop() as string);
     expect(Object.values(again).every((s) => s === "cached")).toBe(true);
-  });
+  }, 600_000);
 
   it("gives a GPU stage the device Slurm assigned", () => {
     const m = ws.write("gpu.yaml", "name: gpu\nstages:\n  g: { skill: gpu-needy }\n");
@@ -108,6 +106,22 @@ describe.skipIf(!slurmConf)("slurm executor", () => {
     const rec = ws.evidence(ws.latestRun("crash")).stages.c;
     expect(rec?.reason).toMatch(
       /^Slurm job \d+ ended FAILED with exit code 7: crashing on purpose with exit code 7$/,
+    );
+  });
+
+  it("a job the cluster can never start fails with Slurm's reason instead of waiting forever", () => {
+    const m = ws.write(
+      "huge.yaml",
+      "name: huge\nstages:\n  h: { skill: emit, resources: { cpus: 512 }, with: { value: 1 } }\n",
+    );
+    const plain = ws.write("plain.yaml", "partition: main\npoll_interval_s: 0.3\nmax_poll_interval_s: 1\n");
+    const r = cli(["run", m, "--skills-dir", ws.skills, "--executor", "slurm", "--cluster", plain], {
+      cwd: ws.dir,
+      env: env(),
+    });
+    expect(r.code).toBe(1);
+    expect(ws.evidence(ws.latestRun("huge")).stages.h?.reason).toMatch(
+      /^Slurm cannot start job \d+ \(pending: PartitionConfig\)|^could not start .*sbatch failed/,
     );
   });
 

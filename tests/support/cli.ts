@@ -13,12 +13,15 @@ export interface CliResult {
   stderr: string;
 }
 
-export function cli(args: string[], opts: { cwd: string; env?: Record<string, string> }): CliResult {
+export function cli(
+  args: string[],
+  opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number },
+): CliResult {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: opts.cwd,
     env: { ...process.env, CI: "1", ...opts.env },
     encoding: "utf8",
-    timeout: 120_000,
+    timeout: opts.timeoutMs ?? 120_000,
   });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }

@@ -13,6 +13,7 @@ export interface ClusterConfig {
   time?: string;
   mem?: string;
   cpus?: number;
+  max_cpus_per_task?: number;
   gpu_request: "gres" | "gpus";
   extra_sbatch: string[];
   poll_interval_s: number;

@@ -22,6 +22,19 @@ import type { ProcessOutcome } from "../process.js";
 import type { ClusterConfig } from "./config.js";
 import { jobScript, slurmTime } from "./script.js";
 
+/** Pending reasons that mean the job will never start as submitted. */
+const NEVER = new Set([
+  "PartitionConfig",
+  "PartitionNodeLimit",
+  "PartitionTimeLimit",
+  "BadConstraints",
+  "InvalidAccount",
+  "InvalidQOS",
+  "QOSMaxCpuPerJobLimit",
+  "QOSMaxGRESPerJob",
+  "AssocMaxCpuPerJobLimit",
+]);
+
 const TERMINAL = new Set([
   "COMPLETED",
   "FAILED",
@@ -56,6 +69,8 @@ interface Tracked {
   stdoutOffset: number;
   timedOut: boolean;
   interrupted: boolean;
+  /** Set when Slurm says the job can never start. */
+  impossible?: string;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -114,7 +129,8 @@ export class SlurmExecutor implements Executor {
     if (c.qos) args.push(`--qos=${c.qos}`);
     const time = job.timeoutMs ? slurmTime(job.timeoutMs) : c.time;
     if (time) args.push(`--time=${time}`);
-    const cpus = job.resources.cpus ?? c.cpus;
+    const wanted = job.resources.cpus ?? c.cpus;
+    const cpus = wanted && c.max_cpus_per_task ? Math.min(wanted, c.max_cpus_per_task) : wanted;
     if (cpus) args.push(`--cpus-per-task=${cpus}`);
     const mem = job.resources.memory ?? c.mem;
     if (mem) args.push(`--mem=${mem.replace(/i?B$/, "")}`);
@@ -249,15 +265,17 @@ export class SlurmExecutor implements Executor {
 
   private async poll(): Promise<void> {
     const parents = [...new Set([...this.tracked.keys()].map((id) => id.split("_")[0] as string))];
-    const r = await execa("squeue", ["-h", "--states=all", "-o", "%i %T", "-j", parents.join(",")], {
+    const r = await execa("squeue", ["-h", "--states=all", "-o", "%i %T %r", "-j", parents.join(",")], {
       reject: false,
       env: this.env,
       extendEnv: false,
     });
     const states = new Map<string, string>();
+    const reasons = new Map<string, string>();
     for (const line of String(r.stdout).split("\n")) {
-      const [id, state] = line.trim().split(/\s+/);
+      const [id, state, reason] = line.trim().split(/\s+/);
       if (id && state) states.set(id, state);
+      if (id && reason) reasons.set(id, reason);
     }
     for (const t of [...this.tracked.values()]) {
       const state = states.get(t.id);
@@ -275,6 +293,15 @@ export class SlurmExecutor implements Executor {
         t.missingPolls++;
       }
       this.tail(t);
+      // A job the cluster can never start (more CPUs than a node has, a bad partition or QOS)
+      // would wait forever: end it with Slurm's reason.
+      const why = reasons.get(t.id) ?? reasons.get(`${t.id.split("_")[0]}_[`) ?? "";
+      if (state === "PENDING" && NEVER.has(why)) {
+        t.impossible = why;
+        await this.cancel(t);
+        await this.finish(t, "PENDING");
+        continue;
+      }
       const rcKnown = existsSync(t.rcFile);
       if ((state && TERMINAL.has(state)) || (!state && !pendingArray && (rcKnown || t.missingPolls >= 5))) {
         await this.finish(
@@ -324,8 +351,9 @@ export class SlurmExecutor implements Executor {
     if (state === "COMPLETED" && rc === 0) return t.resolve(outcome(base));
     const last = stderrTail.trim().split("\n").pop()?.trim();
     const code = rc !== null ? ` with exit code ${rc}` : "";
-    const reason =
-      state === "VANISHED"
+    const reason = t.impossible
+      ? `Slurm cannot start job ${t.id} (pending: ${t.impossible}); the stage asks for more than the cluster offers (cpus, memory, GPUs or time)`
+      : state === "VANISHED"
         ? `Slurm job ${t.id} left squeue without a recorded exit code`
         : `Slurm job ${t.id} ended ${state}${code}${last ? `: ${last}` : ""}`;
     t.resolve(outcome({ ...base, reason }));
