@@ -37,7 +37,11 @@ const ITEM: Record<string, number> = {
 export class SafetensorsError extends Error {}
 
 export function readSafetensors(path: string): SafetensorsFile {
-  const buf = readFileSync(path);
+  return parseSafetensors(readFileSync(path), path);
+}
+
+/** Parses safetensors bytes already in memory (the verifier's, read and hashed once); `path` names them in errors. */
+export function parseSafetensors(buf: Buffer, path: string): SafetensorsFile {
   const fail = (why: string): never => {
     throw new SafetensorsError(`${path}: ${why}`);
   };

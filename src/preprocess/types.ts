@@ -3,27 +3,16 @@
 
 import type { CanonicalTransform } from "../imaging/orientation.js";
 import type { Affine } from "../imaging/types.js";
-import type { PlanCase, Normalization as PlanNormalization } from "../plan/types.js";
+import type { Plan, Normalization as PlanNormalization } from "../plan/types.js";
 import type { AppliedNormalization } from "./normalize-case.js";
 
 export type { Normalization as PlanNormalization, PlanCase } from "../plan/types.js";
 
 /** The fields of plan.json that preprocessing depends on (the file is validated whole). */
-export interface PreprocessPlan {
-  dataset: {
-    name: string;
-    root?: string;
-    fingerprint: string;
-    labels: Record<string, string>;
-    channels: string[];
-    modality: string;
-    cases: PlanCase[];
-  };
-  spatial_dims: 2 | 3;
-  orientation: "RAS";
-  target_spacing: number[];
-  normalization: PlanNormalization;
-}
+export type PreprocessPlan = Pick<
+  Plan,
+  "dataset" | "spatial_dims" | "orientation" | "target_spacing" | "normalization"
+>;
 
 /**
  * Everything one worker needs for one case; plain JSON so it crosses a thread boundary.

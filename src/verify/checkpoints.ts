@@ -5,12 +5,12 @@
 import {
   digestOfDigests,
   nonFiniteTensors,
+  parseSafetensors,
   type SafetensorsFile,
   tensorDigests,
 } from "../evidence/safetensors.js";
 import { type CvTrainOutput, close, type RunContext, type Staged, verdictOf } from "./context.js";
 import type { Pack } from "./pack.js";
-import { parseSafetensors } from "./readers.js";
 import type { CheckResult } from "./types.js";
 
 interface Weights {

@@ -1,55 +1,9 @@
 // Readers for the verifier that take bytes already read (and hashed) through Pack, so nothing
 // is judged from a second, unhashed read of the same file. Formats are parsed as data only.
 import { gunzipSync } from "node:zlib";
-import type { SafetensorsFile, TensorEntry } from "../evidence/safetensors.js";
 import { dtypeInfo, swapBytes } from "../imaging/dtype.js";
 import { parseNiftiHeader, sniffNifti, voxOffsetOf } from "../imaging/nifti-header.js";
 import type { VoxelArray } from "../imaging/types.js";
-
-const ITEM: Record<string, number> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
-};
-
-/** The same parse as evidence/safetensors.ts readSafetensors, from bytes the Pack hashed. */
-export function parseSafetensors(buf: Buffer, rel: string): SafetensorsFile {
-  const fail = (why: string): never => {
-    throw new Error(`${rel}: ${why}`);
-  };
-  if (buf.length < 8) fail("too short for a safetensors header");
-  const n = Number(buf.readBigUInt64LE(0));
-  if (n > buf.length - 8 || n > 100_000_000) fail(`header length ${n} does not fit the file`);
-  let header: Record<string, unknown> = {};
-  try {
-    header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8")) as Record<string, unknown>;
-  } catch {
-    fail("the header is not JSON");
-  }
-  const data = buf.subarray(8 + n);
-  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
-  const tensors: TensorEntry[] = [];
-  for (const [name, v] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const t = v as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-    const item = ITEM[t.dtype ?? ""];
-    if (!item || !Array.isArray(t.shape) || !Array.isArray(t.data_offsets))
-      return fail(`tensor ${name}: bad header entry`);
-    const [begin, end] = t.data_offsets;
-    const count = t.shape.reduce((a, b) => a * b, 1);
-    if (begin < 0 || end > data.length || end - begin !== count * item)
-      fail(`tensor ${name}: bad data offsets`);
-    tensors.push({ name, dtype: t.dtype as string, shape: t.shape, begin, end });
-  }
-  return { path: rel, metadata, tensors, data };
-}
 
 export interface NiftiData {
   data: VoxelArray;
