@@ -95,9 +95,11 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
       }
       if (running.size >= ctx.jobs || !node.deps.every((d) => state.get(d) === "done")) continue;
       state.set(node.id, "running");
-      // A stage may read evidence.json (the verifier does): it sees every finished stage.
-      if (unsaved) save();
-      const task = runNode(ctx, node, namespaces, records)
+      // A stage process may read evidence.json (the verifier does): it sees every finished stage.
+      const beforeLaunch = (): void => {
+        if (unsaved) save();
+      };
+      const task = runNode(ctx, node, namespaces, records, beforeLaunch)
         .then(({ rec, ns }) => finish(node, rec, ns))
         .catch((err: unknown) =>
           finish(node, record(node, "failed", `internal error: ${(err as Error).message}`), null),
@@ -150,6 +152,7 @@ async function runNode(
   node: StageNode,
   namespaces: Map<string, Namespace>,
   records: Record<string, StageRecord>,
+  beforeLaunch: () => void,
 ): Promise<{ rec: StageRecord; ns: Namespace | null }> {
   const skill = node.spec.skill;
   const started = new Date();
@@ -223,6 +226,7 @@ async function runNode(
 
   let last: { rec: StageRecord; ns: Namespace | null } = fail("not run");
   for (let attempt = 1; attempt <= node.spec.retries + 1; attempt++) {
+    beforeLaunch();
     last = await attemptStage(ctx, node, inputs, { ...keyed, attempts: attempt }, attempt);
     if (last.ns || last.rec.status === "interrupted" || ctx.signal.aborted) break;
   }

@@ -63,18 +63,20 @@ export function loadSkill(manifestPath: string): Skill {
         "a file in the skill folder",
       ),
     );
+  // Checked against the JSON Schema meta-schema only: compiling every input of every skill at
+  // start-up would cost more than the commands that use one skill.
   for (const [name, schema] of Object.entries(manifest.inputs)) {
-    try {
-      ajv().compile(schema);
-    } catch (err) {
+    if (!ajv().validateSchema(schema)) {
+      const e = ajv().errors?.[0];
       problems.push(
         doc.diagnostic(
           ["inputs", name],
-          `input '${name}' is not a valid JSON Schema: ${(err as Error).message}`,
+          `input '${name}' is not a valid JSON Schema: ${e ? `${e.instancePath || "/"} ${e.message}` : "invalid"}`,
         ),
       );
     }
   }
+
   const resultSchemaPath = resolveSchemaPath(dir, manifest.outputs.result_json.schema);
   let resultFields: string[] = [];
   if (!resultSchemaPath) {
