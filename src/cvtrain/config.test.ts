@@ -9,6 +9,7 @@ import {
   defaultSeed,
   effectivePlan,
   foldSplit,
+  nominalValidationCases,
   type TrainPlan,
   trainerConfig,
 } from "./config.js";
@@ -69,7 +70,13 @@ const data: DataIndex = {
 describe("fold split", () => {
   it("takes the plan's fold as is, and every case (plan order) for the final model", () => {
     expect(foldSplit(plan(), 1)).toEqual({ fold: 1, train: ["a", "b", "e"], val: ["c", "d"] });
-    expect(foldSplit(plan(), "all")).toEqual({ fold: "all", train: ["a", "b", "c", "d", "e"], val: [] });
+    // numpy: RandomState(42).permutation(5) = [1 4 2 0 3]; max(2, round(0.15 * 5)) = 2 -> b, e
+    expect(foldSplit(plan(), "all")).toEqual({
+      fold: "all",
+      train: ["a", "b", "c", "d", "e"],
+      val: [],
+      nominal: ["b", "e"],
+    });
     expect(defaultSeed(plan(), 2)).toBe(44);
     expect(defaultSeed(plan(), "all")).toBe(45);
   });
@@ -81,6 +88,51 @@ describe("fold split", () => {
     expect(() => foldSplit(leaky, 0)).toThrow(CvTrainInputError);
     expect(() => foldSplit(leaky, 0)).toThrow(/held-out case\(s\) a are also in its training list/);
   });
+});
+
+describe("nominal validation of the final model", () => {
+  it("takes 15% of the cases (at least 2, at most all), seeded, in the given order", () => {
+    const ids = Array.from({ length: 16 }, (_, i) => `c${i}`);
+    // numpy: RandomState(42).permutation(16)[:2] = [0 1] (round(0.15 * 16) = 2)
+    expect(nominalValidationCases(ids, 42)).toEqual(["c0", "c1"]);
+    expect(nominalValidationCases(ids, 42)).toEqual(nominalValidationCases(ids, 42));
+    // numpy: RandomState(42).permutation(8) = [1 5 0 7 2 4 3 6]: round(1.2) = 1 -> at least 2
+    expect(nominalValidationCases(ids.slice(0, 8), 42)).toEqual(["c1", "c5"]);
+    expect(
+      nominalValidationCases(
+        Array.from({ length: 40 }, (_, i) => `c${i}`),
+        0,
+      ),
+    ).toHaveLength(6);
+    expect(nominalValidationCases(["x"], 1)).toEqual(["x"]);
+  });
+
+  it("validates the final model on its nominal subset, flagged as such", () => {
+    const c = trainerConfig({
+      plan: plan(),
+      planSha256: "2".repeat(64),
+      data,
+      dataDir: "/data",
+      split: foldSplit(plan(), "all"),
+      seed: 45,
+      device: "cpu",
+      overrides: {},
+    });
+    expect(c.train_cases.map((x) => x.id)).toEqual(["a", "b", "c", "d", "e"]);
+    expect(c.val_cases.map((x) => x.id)).toEqual(["b", "e"]);
+    expect(c.nominal_validation).toBe(true);
+    expect(trainerConfig({ ...baseConfig(), split: foldSplit(plan(), 0) }).nominal_validation).toBe(false);
+  });
+});
+
+const baseConfig = () => ({
+  plan: plan(),
+  planSha256: "2".repeat(64),
+  data,
+  dataDir: "/data",
+  seed: 0,
+  device: "cpu" as const,
+  overrides: {},
 });
 
 describe("trainer config", () => {

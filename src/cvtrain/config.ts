@@ -2,6 +2,7 @@
 // (src/py/medpipe/train.py). Pure: no process is started here, so the split rules are tested
 // without training anything.
 import { join } from "node:path";
+import { permutation } from "../plan/random.js";
 
 /** The fields of plan.json that training reads (schemas/plan.schema.json; validated whole elsewhere). */
 export interface TrainPlan {
@@ -70,7 +71,34 @@ export interface TrainOverrides {
 export interface Split {
   fold: Fold;
   train: string[];
+  /** Held-out cases (fold k); empty for fold "all". */
   val: string[];
+  /**
+   * Fold "all" only: the nominal-validation subset the final model watches. Its cases are also
+   * training cases (duplicated, not held out), so what it measures is fit, never performance.
+   */
+  nominal?: string[];
+}
+
+/** The reference's nominal-validation share of the final model: 15% of the cases, at least 2. */
+export const NOMINAL_VALIDATION_FRACTION = 0.15;
+export const NOMINAL_VALIDATION_MIN = 2;
+
+/**
+ * The final model's nominal-validation subset: max(2, round(15% of n)) cases (all of them when
+ * n is smaller), drawn with `np.random.RandomState(seed).permutation(n)` over the cases in the
+ * given order and returned in that order. Seeded with plan.split.seed: the same plan, the same
+ * subset.
+ */
+export function nominalValidationCases(ids: string[], seed: number): string[] {
+  const n = Math.min(
+    ids.length,
+    Math.max(NOMINAL_VALIDATION_MIN, Math.round(NOMINAL_VALIDATION_FRACTION * ids.length)),
+  );
+  const pick = permutation(ids.length, seed)
+    .slice(0, n)
+    .sort((a, b) => a - b);
+  return pick.map((i) => ids[i] as string);
 }
 
 export interface TrainerCase {
@@ -85,6 +113,8 @@ export interface TrainerConfig {
   loss: Record<string, unknown>;
   train_cases: TrainerCase[];
   val_cases: TrainerCase[];
+  /** true: val_cases are the final model's nominal subset (also trained on; nothing selected). */
+  nominal_validation: boolean;
   patch_size: number[];
   batch_size: number;
   samples_per_volume: number;
@@ -105,7 +135,8 @@ export class CvTrainInputError extends Error {}
 
 /**
  * The fold's split. Fold k: plan.split.folds[k] exactly (the plan skill made it, seeded). Fold
- * "all": every case of the split trains and nothing is held out — the final model.
+ * "all": every case of the split trains and nothing is held out — the final model — watching a
+ * small duplicated nominal-validation subset (`nominal`, see nominalValidationCases).
  */
 export function foldSplit(plan: TrainPlan, fold: Fold): Split {
   const folds = plan.split.folds;
@@ -117,7 +148,7 @@ export function foldSplit(plan: TrainPlan, fold: Fold): Split {
     const order = new Map(plan.dataset.cases.map((c, i) => [c.id, i]));
     const rank = (id: string) => order.get(id) ?? Number.MAX_SAFE_INTEGER;
     const train = [...all].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
-    return { fold, train, val: [] };
+    return { fold, train, val: [], nominal: nominalValidationCases(train, plan.split.seed) };
   }
   const f = folds.find((x) => x.fold === fold);
   if (!f)
@@ -206,7 +237,11 @@ export function trainerConfig(o: ConfigOptions): TrainerConfig {
     network,
     loss: plan.loss,
     train_cases: casesFor(o.split.train, o.data, o.dataDir, "training"),
-    val_cases: casesFor(o.split.val, o.data, o.dataDir, "held-out"),
+    // Fold k validates on its held-out cases; fold "all" on its nominal subset (duplicated).
+    val_cases: o.split.nominal
+      ? casesFor(o.split.nominal, o.data, o.dataDir, "nominal-validation")
+      : casesFor(o.split.val, o.data, o.dataDir, "held-out"),
+    nominal_validation: o.split.nominal !== undefined,
     patch_size: patch.slice(),
     batch_size: ov.batch_size ?? plan.batch_size,
     samples_per_volume: ov.samples_per_volume ?? plan.samples_per_volume,

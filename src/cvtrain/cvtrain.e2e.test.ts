@@ -211,6 +211,33 @@ OUTPUT = [digest(p) for p in INPUT]
     expect(o.training_best).toBeNull();
     expect(o.best_digest).toBe(o.final_digest);
   });
+
+  it("watches a nominal subset of its own training cases, flagged and never selecting", () => {
+    const o = stages.all!.output as Stage["output"] & {
+      nominal_validation: boolean;
+      selection: string;
+      nominal: { cases: string[]; held_out: boolean; validations: number; last: { epoch: number } | null };
+    };
+    expect(o.nominal_validation).toBe(true);
+    expect(o.selection).toBe("last (nominal validation)");
+    expect(o.nominal.held_out).toBe(false);
+    expect(o.nominal.cases).toHaveLength(2); // max(2, round(0.15 * 6))
+    for (const id of o.nominal.cases) expect(o.train_cases).toContain(id); // duplicated, not held out
+    expect(o.nominal.validations).toBe(2);
+    expect(o.nominal.last?.epoch).toBe(2);
+    expect(o.best).toEqual({ epoch: 2, dice: null, ema: null });
+    const trace = JSON.parse(readFileSync(join(stages.all!.dir, "trace.json"), "utf8")) as {
+      nominal_validation: boolean;
+      held_out: boolean;
+      validations: unknown[];
+      epochs: { fwd_bwd_seconds: number; data_seconds: number; seconds: number }[];
+    };
+    expect([trace.nominal_validation, trace.held_out, trace.validations.length]).toEqual([true, false, 2]);
+    for (const e of trace.epochs) {
+      expect(e.fwd_bwd_seconds).toBeGreaterThan(0);
+      expect(e.fwd_bwd_seconds + e.data_seconds).toBeLessThanOrEqual(e.seconds * 1.0001);
+    }
+  });
 });
 
 describe("cv-summary through the CLI", () => {

@@ -13,6 +13,8 @@ import {
   effectivePlan,
   type Fold,
   foldSplit,
+  NOMINAL_VALIDATION_FRACTION,
+  NOMINAL_VALIDATION_MIN,
   predictSettings,
   type TrainOverrides,
   type TrainPlan,
@@ -44,6 +46,11 @@ interface TrainResult {
   best_dice: number | null;
   best_ema: number | null;
   last_epoch: number;
+  last_dice: number | null;
+  last_ema: number | null;
+  nominal_validation: boolean;
+  held_out: boolean | null;
+  epoch_over_compute: number | null;
   init_digest: string;
   best_digest: string;
   last_digest: string;
@@ -60,8 +67,17 @@ interface TrainResult {
 }
 
 interface Trace {
-  epochs: { epoch: number; loss: number; lr: number; seconds: number }[];
+  epochs: {
+    epoch: number;
+    loss: number;
+    lr: number;
+    seconds: number;
+    fwd_bwd_seconds: number;
+    data_seconds: number;
+  }[];
   validations: { epoch: number; dice: number; ema: number }[];
+  nominal_validation?: boolean;
+  held_out?: boolean | null;
   best: { epoch: number; dice: number | null; ema: number | null } | null;
 }
 
@@ -97,6 +113,9 @@ export function traceBest(trace: Trace): { epoch: number; ema: number; dice: num
 
 export const FINAL_MODEL_NOTE =
   "fold 'all' trains the final model on every case: nothing is held out, so it has no performance estimate; use the CV summary of the folds";
+
+export const NOMINAL_VALIDATION_NOTE =
+  "nominal validation: cases the final model also trains on (duplicated, not held out); its Dice measures fit, not performance, and selects nothing (the checkpoint is the last epoch)";
 
 export async function runCvTrain(
   o: CvTrainOptions,
@@ -152,7 +171,11 @@ export async function runCvTrain(
   await rename(join(out, "result.json"), join(out, "train_result.json"));
   const result = await readJson<TrainResult>(join(out, "train_result.json"));
   const trace = await readJson<Trace>(join(out, "trace.json"));
-  const best = traceBest(trace);
+  const nominal = split.nominal !== undefined;
+  if (nominal && !(result.nominal_validation && trace.nominal_validation && trace.held_out === false))
+    throw new Error("the final model's nominal validation is not flagged as such by the trainer");
+  // Nominal validation selects nothing: no training-best to claim.
+  const best = nominal ? null : traceBest(trace);
   // The checkpoint's claim must be the trace's maximum, bit for bit (the verifier checks it too).
   if (best && (best.ema !== result.best_ema || best.epoch !== result.best_epoch))
     throw new Error(
@@ -299,6 +322,14 @@ export async function runCvTrain(
   const card = await readJson<ModelCard>(join(out, "model", "model_card.json"));
   timings.package_s = (performance.now() - t3) / 1000;
   timings.epoch_mean_s = result.timings.epoch_mean_s ?? 0;
+  for (const k of ["fwd_bwd_s", "data_s"]) {
+    const v = result.timings[k];
+    if (typeof v === "number" && Number.isFinite(v)) timings[k] = v;
+  }
+  // Epoch wall time over the pure forward+backward+step time of the same steps (≥ 1; 1 = the
+  // data pipeline costs nothing visible).
+  if (typeof result.epoch_over_compute === "number" && Number.isFinite(result.epoch_over_compute))
+    timings.epoch_over_compute = result.epoch_over_compute;
   timings.total_s = (performance.now() - t0) / 1000;
 
   const roles: Record<string, string> = {
@@ -332,6 +363,25 @@ export async function runCvTrain(
     data_plan_sha256_matches: planSha256Matches,
     train_cases: split.train,
     val_cases: split.val,
+    nominal_validation: nominal,
+    nominal: nominal
+      ? {
+          cases: split.nominal,
+          held_out: false,
+          fraction: NOMINAL_VALIDATION_FRACTION,
+          min_cases: NOMINAL_VALIDATION_MIN,
+          seed: plan.split.seed,
+          validations: trace.validations.length,
+          last: trace.validations.length
+            ? {
+                epoch: result.last_epoch,
+                dice: result.last_dice,
+                ema: result.last_ema,
+              }
+            : null,
+          note: NOMINAL_VALIDATION_NOTE,
+        }
+      : null,
     epochs: result.epochs,
     iterations_per_epoch: result.iterations_per_epoch,
     selection: result.selection,

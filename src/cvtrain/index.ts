@@ -7,6 +7,9 @@ export {
   effectivePlan,
   type Fold,
   foldSplit,
+  NOMINAL_VALIDATION_FRACTION,
+  NOMINAL_VALIDATION_MIN,
+  nominalValidationCases,
   predictSettings,
   type Split,
   type TrainerConfig,
@@ -14,7 +17,14 @@ export {
   type TrainPlan,
   trainerConfig,
 } from "./config.js";
-export { type CvTrainOptions, FINAL_MODEL_NOTE, type PerCase, runCvTrain, traceBest } from "./cvtrain.js";
+export {
+  type CvTrainOptions,
+  FINAL_MODEL_NOTE,
+  NOMINAL_VALIDATION_NOTE,
+  type PerCase,
+  runCvTrain,
+  traceBest,
+} from "./cvtrain.js";
 export {
   type CvSummary,
   type FoldOutput,

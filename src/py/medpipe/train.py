@@ -14,6 +14,15 @@ the current working directory):
   train_cases        required, non-empty: [{"id", "image", "label"}] .npy paths.
   val_cases          []: same form. Empty: no validation, no selection (the final
                      model on all data): best = last, selection "last (no validation)".
+  nominal_validation false: the val_cases are a nominal-validation subset that is
+                     also trained on (the final model watching a few of its own
+                     training cases), not held out. Validation runs and is traced as
+                     usual (trace/result flagged "nominal_validation": true,
+                     "held_out": false), but it selects nothing: a Dice on cases the
+                     model trains on measures fit, not generalisation, so picking an
+                     epoch by it would only pick the most over-fitted one; best =
+                     last, selection "last (nominal validation)", and the checkpoints'
+                     metric is "null" so no nominal number reaches a model card.
   patch_size         required: [px, py(, pz)] in voxels, as many as spatial_dims.
   batch_size         2 patches per step.
   samples_per_volume 8 patches per training case per epoch.
@@ -67,24 +76,42 @@ Output directory:
       model.state_dict() tensors; metadata (strings): format, kind (best|last),
       architecture (the full network config, JSON), epoch, metric (validation Dice or
       "null"), metric_name, ema, seed, init_digest, selection, + config metadata.
-  trace.json    {"epochs": [{epoch, loss, lr, seconds}], "validations": [{epoch,
-                dice, ema, per_class, seconds}], "ema_momentum", "selection",
-                "best": {epoch, dice, ema}}
+  trace.json    {"epochs": [{epoch, loss, lr, seconds, fwd_bwd_seconds,
+                data_seconds}], "validations": [{epoch, dice, ema, per_class,
+                seconds}], "ema_momentum", "selection", "nominal_validation",
+                "held_out", "best": {epoch, dice, ema}, "timing": {...}}
+                seconds is the epoch's wall time (host clock); fwd_bwd_seconds the
+                forward + loss + backward + optimizer step of the same steps and
+                data_seconds the patch sampling + augmentation, both measured on
+                the device's timeline on CUDA (events recorded around each part,
+                read after one synchronize at the epoch's end; a part the host is
+                too slow to feed shows its idle gaps in its own share) and with
+                perf_counter on the CPU. "held_out" is true for real validation
+                cases, false for nominal ones (and null without validation).
   result.json   written last, atomically; see `train` for the keys. status "ok", or
                 "oom" (exit code 3) or "error" (exit code 1).
 
 Events (NDJSON, one per line on stdout, flushed):
   {"event": "start", "device", "data_device", "train_cases", "val_cases",
    "iterations_per_epoch", "epochs", "init_digest"}
-  {"event": "epoch", "epoch": 3, "of": 20, "loss", "lr", "seconds"}
-  {"event": "val", "epoch": 3, "dice", "ema", "best": bool, "seconds"}
+  {"event": "epoch", "epoch": 3, "of": 20, "loss", "lr", "seconds", "fwd_bwd_seconds",
+   "data_seconds"}
+  {"event": "val", "epoch": 3, "dice", "ema", "best": bool, "seconds"} (+ "nominal": true
+   for nominal validation, where "best" is always false: nothing is selected)
   {"event": "done", "status": "ok", "best_epoch", "best_dice", "best_ema", "seconds"}
   {"event": "error", "status": "oom" | "error", "message"}
 Failures also print one line on stderr (MEDPIPE_TRACEBACK=1 adds the traceback).
 
 On the GPU the loop never waits for the device inside an epoch: losses are summed on
 the device and read once per epoch; learning rates are host floats; patch positions
-come from a CPU generator. cudnn.benchmark is on.
+come from a CPU generator; the timing events are only read after the epoch's one
+synchronize. cudnn.benchmark is on.
+
+Determinism: on the CPU, the same config and seed give bitwise the same weights, losses
+and validation numbers (every CPU op used is deterministic for a given torch build and
+thread count; src/cvtrain/determinism.test.ts checks it through the whole pipeline).
+Only the timings differ. On CUDA, cudnn.benchmark may pick other kernels run to run, so
+results agree to rounding only.
 """
 
 import argparse
@@ -112,6 +139,7 @@ DEFAULTS = {
     "loss": {},
     "train_cases": None,
     "val_cases": [],
+    "nominal_validation": False,
     "patch_size": None,
     "batch_size": 2,
     "samples_per_volume": 8,
@@ -175,6 +203,9 @@ def resolve_config(config):
     c["ema"], c["seed"] = float(c["ema"]), int(c["seed"])
     if not 0.0 <= c["ema"] < 1.0:
         raise ValueError(f"config 'ema' must be in [0, 1), got {c['ema']}")
+    c["nominal_validation"] = bool(c["nominal_validation"])
+    if c["nominal_validation"] and not c["val_cases"]:
+        raise ValueError("config 'nominal_validation' is true but 'val_cases' is empty")
     if c["data_on_gpu"] not in ("auto", True, False):
         raise ValueError(f"config 'data_on_gpu' must be \"auto\", true or false, got {c['data_on_gpu']!r}")
     if c["device"] not in ("auto", "cpu", "cuda"):
@@ -369,6 +400,49 @@ def is_oom(exc):
     return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
+# ---------------------------------------------------------------------------- timing
+
+
+class StepTimer:
+    """Per-epoch sums of the data time (sampling + augmentation) and the compute time
+    (forward + loss + backward + optimizer step). `mark()` at each boundary; `read()` once
+    at the epoch's end. On CUDA the marks are recorded events (no host sync per step) and
+    read() synchronizes once; on the CPU they are perf_counter readings."""
+
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+        self.reset()
+
+    def reset(self):
+        self.spans = {"data": [], "compute": []}
+        self._last = None
+
+    def mark(self, ended=None):
+        """A boundary; `ended` names the part that ran since the previous mark (None: the
+        first mark of a step)."""
+        if self.cuda:
+            now = torch.cuda.Event(enable_timing=True)
+            now.record()
+        else:
+            now = time.perf_counter()
+        if ended is not None:
+            self.spans[ended].append((self._last, now))
+        self._last = now
+
+    def read(self):
+        """{"data": seconds, "compute": seconds} of the epoch (CUDA: one synchronize)."""
+        if self.cuda and self._last is not None:
+            self._last.synchronize()  # the last event: every earlier one has completed too
+        out = {}
+        for part, spans in self.spans.items():
+            if self.cuda:
+                out[part] = sum(a.elapsed_time(b) for a, b in spans) / 1000.0
+            else:
+                out[part] = sum(b - a for a, b in spans)
+        self.reset()
+        return out
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -379,9 +453,13 @@ def train(config, output_dir=None, emit=emit_stdout):
       status "ok" | "oom", selection, best_epoch, best_dice, best_ema, last_epoch,
       last_dice, last_ema, init_digest, best_digest, last_digest, final_digest (=
       last), epochs, iterations_per_epoch, device, data_device, amp, compile, torch,
-      seed, checkpoints {best, last}, trace, peak_gpu_mb (null on the CPU),
-      peak_rss_mb, timings {load_s, train_s, val_s, checkpoint_s, epoch_mean_s,
-      total_s}, oom (bool); with status "oom" also message and hint.
+      seed, nominal_validation (bool), held_out (bool, null without validation),
+      checkpoints {best, last}, trace, peak_gpu_mb (null on the CPU), peak_rss_mb,
+      timings {load_s, train_s, val_s, checkpoint_s, epoch_mean_s, fwd_bwd_s, data_s,
+      total_s}, epoch_over_compute (sum of the epochs' wall seconds over the sum of
+      their fwd_bwd_seconds; null if that is 0), oom (bool); with status "oom" also
+      message and hint. With nominal validation best_dice and best_ema are null (the
+      nominal numbers are last_dice / last_ema and the trace's validations).
 
     Other failures raise (the CLI turns them into status "error", exit code 1)."""
     t_start = time.perf_counter()
@@ -461,22 +539,36 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     base_lr = float(c["optimizer"]["lr"])
     autocast = (lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
     validating = len(val_cases) > 0
-    selection = "best ema" if validating else "last (no validation)"
+    nominal = c["nominal_validation"]
+    selecting = validating and not nominal  # nominal validation is watched, never selected on
+    selection = "best ema" if selecting else ("last (nominal validation)" if nominal else "last (no validation)")
+    held_out = (not nominal) if validating else None
     ckpt = {k: os.path.join(out, "checkpoints", f"{k}.safetensors") for k in ("best", "last")}
-    trace = {"epochs": [], "validations": [], "ema_momentum": float(c["ema"]), "selection": selection, "best": None}
+    trace = {"epochs": [], "validations": [], "ema_momentum": float(c["ema"]), "selection": selection,
+             "nominal_validation": nominal, "held_out": held_out, "best": None}
     result.update({"data_device": str(data_device), "amp": amp, "compile": use_compile, "init_digest": init_digest,
-                   "epochs": epochs, "iterations_per_epoch": per_epoch})
+                   "epochs": epochs, "iterations_per_epoch": per_epoch, "nominal_validation": nominal,
+                   "held_out": held_out})
     emit({"event": "start", "device": str(device), "data_device": str(data_device),
           "train_cases": len(train_cases), "val_cases": len(val_cases), "iterations_per_epoch": per_epoch,
           "epochs": epochs, "init_digest": init_digest})
 
     step, ema, best, last_val = 0, None, None, None
+    timer = StepTimer(device)
+    fwd_bwd_total = 0.0
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
-        for image, label in sampler.epoch(device):
+        batches = iter(sampler.epoch(device))
+        while True:
+            timer.mark()  # data: sampling + augmentation
+            try:
+                image, label = next(batches)
+            except StopIteration:
+                break
             if augment is not None:
                 image, label = augment(image, label)
+            timer.mark("data")  # compute: forward + loss + backward + step
             lr, momentum = schedule_at(step, total_steps, base_lr, c["schedule"])
             set_hyper(optimizer, lr, momentum)
             with autocast():
@@ -486,15 +578,22 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()  # stays on the device: no sync per step
+            timer.mark("compute")
             step += 1
         mean_loss = float(loss_sum) / per_epoch  # the one host sync of the epoch
+        parts = timer.read()  # events read after that sync (one more synchronize, already done)
         seconds = time.perf_counter() - t0
         timings["train_s"] += seconds
+        fwd_bwd_total += parts["compute"]
+        timings["fwd_bwd_s"] = timings.get("fwd_bwd_s", 0.0) + parts["compute"]
+        timings["data_s"] = timings.get("data_s", 0.0) + parts["data"]
         if not math.isfinite(mean_loss):
             raise FloatingPointError(f"epoch {epoch}: the training loss is {mean_loss}; try a lower lr")
-        row = {"epoch": epoch, "loss": mean_loss, "lr": lr, "seconds": seconds}
+        row = {"epoch": epoch, "loss": mean_loss, "lr": lr, "seconds": seconds,
+               "fwd_bwd_seconds": parts["compute"], "data_seconds": parts["data"]}
         trace["epochs"].append(row)
-        emit({"event": "epoch", "epoch": epoch, "of": epochs, "loss": mean_loss, "lr": lr, "seconds": seconds})
+        emit({"event": "epoch", "epoch": epoch, "of": epochs, "loss": mean_loss, "lr": lr, "seconds": seconds,
+              "fwd_bwd_seconds": parts["compute"], "data_seconds": parts["data"]})
 
         if validating and (epoch % c["val_every"] == 0 or epoch == epochs):
             t0 = time.perf_counter()
@@ -502,21 +601,24 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
             ema = ema_update(ema, dice, c["ema"])
             seconds = time.perf_counter() - t0
             timings["val_s"] += seconds
-            improved = best is None or ema > best["ema"]
+            improved = selecting and (best is None or ema > best["ema"])
             last_val = {"epoch": epoch, "dice": dice, "ema": ema}
             trace["validations"].append({**last_val, "per_class": per_class, "seconds": seconds})
-            emit({"event": "val", "epoch": epoch, "dice": dice, "ema": ema, "best": improved, "seconds": seconds})
+            emit({"event": "val", "epoch": epoch, "dice": dice, "ema": ema, "best": improved, "seconds": seconds,
+                  **({"nominal": True} if nominal else {})})
             if improved:
                 best = dict(last_val)
                 t0 = time.perf_counter()
                 save_checkpoint(model, ckpt["best"], "best", epoch, dice, ema, c, init_digest, selection)
                 timings["checkpoint_s"] += time.perf_counter() - t0
 
-    # The last weights; without validation they are also "best" (no selection made).
+    # The last weights; without (real) validation they are also "best" (no selection made).
+    # Nominal numbers stay out of the checkpoints' metadata (they are no performance claim).
     t0 = time.perf_counter()
     last_dice = last_val["dice"] if last_val else None
-    save_checkpoint(model, ckpt["last"], "last", epochs, last_dice, ema, c, init_digest, selection)
-    if not validating:
+    save_checkpoint(model, ckpt["last"], "last", epochs, None if nominal else last_dice, None if nominal else ema, c,
+                    init_digest, selection)
+    if not selecting:
         save_checkpoint(model, ckpt["best"], "best", epochs, None, None, c, init_digest, selection)
         best = {"epoch": epochs, "dice": None, "ema": None}
     best_digest, last_digest = file_digest(ckpt["best"]), file_digest(ckpt["last"])
@@ -526,6 +628,7 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
 
     timings["epoch_mean_s"] = timings["train_s"] / epochs
     timings["total_s"] = time.perf_counter() - t_start
+    result["epoch_over_compute"] = timings["train_s"] / fwd_bwd_total if fwd_bwd_total > 0 else None
     result.update({
         "status": "ok", "oom": False, "selection": selection,
         "best_epoch": best["epoch"], "best_dice": _finite(best["dice"]), "best_ema": _finite(best["ema"]),

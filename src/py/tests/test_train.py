@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 
 from medpipe.nets import build_network
 from medpipe.safetensors_io import digest_of_digests, load_file, tensor_digests
-from medpipe.train import dice_counts, dice_from_counts, schedule_at, select_best, train
+from medpipe.train import StepTimer, dice_counts, dice_from_counts, schedule_at, select_best, train
 
 PY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW = os.environ.get("MEDPIPE_SLOW_TESTS") == "1"
@@ -107,6 +108,23 @@ class PiecesTest(unittest.TestCase):
         self.assertAlmostEqual(mean, (4 / 6 + 0.5) / 2)
 
 
+class StepTimerTest(unittest.TestCase):
+    def test_cpu_spans_sum_per_part_and_reset(self):
+        timer = StepTimer(torch.device("cpu"))
+        for _ in range(3):
+            timer.mark()
+            time.sleep(0.002)
+            timer.mark("data")
+            time.sleep(0.004)
+            timer.mark("compute")
+        timer.mark()  # the loop's last mark: the sampler's StopIteration, no span
+        parts = timer.read()
+        self.assertGreaterEqual(parts["data"], 0.006)
+        self.assertGreaterEqual(parts["compute"], 0.012)
+        self.assertLess(parts["data"], parts["compute"])
+        self.assertEqual(timer.read(), {"data": 0, "compute": 0})  # read() starts the next epoch
+
+
 class TrainTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -184,6 +202,18 @@ class TrainTest(unittest.TestCase):
         self.assertIsNone(result["peak_gpu_mb"])
         self.assertGreater(result["peak_rss_mb"], 0)
         self.assertGreater(result["timings"]["total_s"], 0)
+        # Timing: per epoch the wall time, and inside it the compute and the data time.
+        for row in trace["epochs"]:
+            self.assertGreater(row["fwd_bwd_seconds"], 0)
+            self.assertGreaterEqual(row["data_seconds"], 0)
+            self.assertLessEqual(row["fwd_bwd_seconds"] + row["data_seconds"], row["seconds"] * 1.0001)
+        self.assertTrue(all(isinstance(ep3[k], float) for k in ("fwd_bwd_seconds", "data_seconds")))
+        self.assertGreaterEqual(result["epoch_over_compute"], 1.0)
+        self.assertAlmostEqual(result["epoch_over_compute"],
+                               sum(r["seconds"] for r in trace["epochs"])
+                               / sum(r["fwd_bwd_seconds"] for r in trace["epochs"]), places=9)
+        self.assertEqual((result["nominal_validation"], result["held_out"]), (False, True))
+        self.assertEqual((trace["nominal_validation"], trace["held_out"]), (False, True))
 
     def test_same_seed_same_weights_and_no_validation_is_last(self):
         cfg = config(self.cases, 4, 2, val_cases=[], augment=AUGMENT)
@@ -202,6 +232,31 @@ class TrainTest(unittest.TestCase):
         self.assertEqual((meta["selection"], meta["metric"]), ("last (no validation)", "null"))
         r3 = train({**cfg, "seed": 1}, os.path.join(self.dir, "det3"), emit=lambda e: None)
         self.assertNotEqual(r3["init_digest"], r1["init_digest"])
+
+    def test_nominal_validation_is_watched_not_selected(self):
+        # The final model: trains on every case and watches two of them (duplicated).
+        cfg = config(self.cases, 4, 3, val_cases=self.cases[:2], nominal_validation=True)
+        events = []
+        r = train(cfg, os.path.join(self.dir, "nominal"), emit=events.append)
+        self.assertEqual(r["selection"], "last (nominal validation)")
+        self.assertEqual((r["nominal_validation"], r["held_out"]), (True, False))
+        self.assertEqual(r["best_digest"], r["last_digest"])
+        self.assertEqual((r["best_epoch"], r["best_dice"], r["best_ema"]), (3, None, None))
+        self.assertIsInstance(r["last_dice"], float)  # watched: the nominal numbers are kept
+        vals = [e for e in events if e["event"] == "val"]
+        self.assertEqual(len(vals), 3)
+        self.assertTrue(all(e["nominal"] is True and e["best"] is False for e in vals))
+        with open(os.path.join(self.dir, "nominal", "trace.json")) as f:
+            trace = json.load(f)
+        self.assertEqual((trace["nominal_validation"], trace["held_out"]), (True, False))
+        self.assertEqual(len(trace["validations"]), 3)
+        self.assertEqual(trace["best"], {"epoch": 3, "dice": None, "ema": None})
+        for kind in ("best", "last"):
+            meta = load_file(os.path.join(self.dir, "nominal", "checkpoints", f"{kind}.safetensors"))[1]
+            self.assertEqual((meta["selection"], meta["metric"], meta["epoch"]),
+                             ("last (nominal validation)", "null", "3"))
+        with self.assertRaisesRegex(ValueError, "val_cases' is empty"):
+            train({**cfg, "val_cases": []}, os.path.join(self.dir, "nominal-bad"), emit=lambda e: None)
 
     def test_2d_uniform_sgd_poly(self):
         folder = os.path.join(self.dir, "2d")
