@@ -3,7 +3,15 @@
 // See README.md.
 export { type CaseInferenceSeconds, type CasePrediction, type InferCaseOptions, inferCase } from "./case.js";
 export { InferError } from "./errors.js";
-export { checkImageCase, findImageCases, type ImageCase, stem } from "./images.js";
+export {
+  type CaseFailure,
+  caseFailure,
+  checkImageCase,
+  findImageCases,
+  type ImageCase,
+  scanImageCases,
+  stem,
+} from "./images.js";
 export {
   type InferencePlan,
   type ModelPackage,

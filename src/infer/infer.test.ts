@@ -18,7 +18,7 @@ import { examplePlan } from "../preprocess/example-plan.js";
 import { normalizationFor, type PlanNormalization } from "../preprocess/index.js";
 import { inferCase } from "./case.js";
 import { InferError } from "./errors.js";
-import { checkImageCase, findImageCases } from "./images.js";
+import { caseFailure, checkImageCase, findImageCases, scanImageCases } from "./images.js";
 import { type ModelPackage, readModelPackage } from "./package.js";
 import { writePrediction } from "./write.js";
 
@@ -369,6 +369,39 @@ describe("images and packages: grouping and one-line errors", () => {
       { id: "a", files: [join(dir, "a_0000.nii.gz")] },
     ]);
     await expect(findImageCases(join(dir, "notes.txt"), 3)).rejects.toThrow(/notes\.txt: not a NIfTI/);
+  });
+
+  it("scanImageCases fails only the broken cases of a folder, with one line each", async () => {
+    const dir = join(tmp, "nnunet-scan");
+    mkdirSync(dir, { recursive: true });
+    for (const name of [
+      "a_0000.nii.gz",
+      "a_0001.nii.gz",
+      "c_0001.nii.gz",
+      "d_0000.nii",
+      "d_0000.nii.gz",
+      "e.nii.gz",
+    ])
+      writeFileSync(join(dir, name), "");
+    const { cases, failed } = await scanImageCases(dir, 3);
+    expect(cases).toEqual([{ id: "a", files: [join(dir, "a_0000.nii.gz"), join(dir, "a_0001.nii.gz")] }]);
+    expect(failed).toEqual([
+      { case: "d", file: join(dir, "d_0000.nii.gz"), reason: "channel 0000 of case d appears twice" },
+      {
+        case: "e",
+        file: join(dir, "e.nii.gz"),
+        reason: "has no _NNNN channel suffix, but this folder holds nnU-Net channel files (<case>_0000...)",
+      },
+      { case: "c", file: join(dir, "c_0000"), reason: "missing: case c has channels 1" },
+    ]);
+    // caseFailure: the error's own file, the reason without it, one line
+    const f = caseFailure("x", new InferError("/a/x.nii.gz", "bad\nthing"), "/fallback");
+    expect(f).toEqual({ case: "x", file: "/a/x.nii.gz", reason: "bad thing" });
+    expect(caseFailure("y", new Error("boom"), "/y.nii.gz")).toEqual({
+      case: "y",
+      file: "/y.nii.gz",
+      reason: "boom",
+    });
   });
 
   it("header checks: unreadable file, channel count mismatch", async () => {

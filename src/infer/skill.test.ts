@@ -187,7 +187,7 @@ for c in INPUT["cases"]:
     });
   });
 
-  it("fails with one line naming the file and exit 1: no model.onnx, wrong channel count, unreadable image", () => {
+  it("fails the stage with one line and exit 1: no model.onnx, every case bad, a plan that does not match the model", () => {
     mkdirSync(join(ws, "nomodel"));
     copyFileSync(join(ws, "pkg", "plan.json"), join(ws, "nomodel", "plan.json"));
     let r = runScript(["--model", "nomodel", "--images", "images"]);
@@ -206,13 +206,94 @@ for c in INPUT["cases"]:
       `error: ${join(ws, "two", "la_001_0000.nii.gz")}: 2 image channel(s) for case la_001, the model takes 1 (plan.json dataset.channels)`,
     );
 
-    mkdirSync(join(ws, "broken"));
-    copyFileSync(join(FIXTURES, "imagesTr", "la_001.nii.gz"), join(ws, "broken", "la_001.nii.gz"));
-    writeFileSync(join(ws, "broken", "la_009.nii.gz"), "not gzip, not NIfTI");
-    r = runScript(["--model", "pkg", "--images", "broken"]);
+    // every case bad: the stage fails with one line
+    mkdirSync(join(ws, "allbad"));
+    writeFileSync(join(ws, "allbad", "la_009.nii.gz"), "not gzip, not NIfTI");
+    r = runScript(["--model", "pkg", "--images", "allbad"]);
     expect(r.code).toBe(1);
     const line = failure(r.runDir);
     expect(line.split("\n")).toHaveLength(1);
-    expect(line.startsWith(`error: ${join(ws, "broken", "la_009.nii.gz")}: unreadable image`)).toBe(true);
+    expect(line.startsWith(`error: ${join(ws, "allbad", "la_009.nii.gz")}: unreadable image`)).toBe(true);
+
+    // a model whose output classes disagree with its plan: the package is bad, nothing runs
+    mkdirSync(join(ws, "threeclass"));
+    copyFileSync(join(ws, "pkg", "model.onnx"), join(ws, "threeclass", "model.onnx"));
+    const plan = JSON.parse(readFileSync(join(ws, "pkg", "plan.json"), "utf8")) as {
+      dataset: { labels: Record<string, string> };
+    };
+    plan.dataset.labels = { ...plan.dataset.labels, "2": "other" };
+    writeFileSync(join(ws, "threeclass", "plan.json"), JSON.stringify(plan, null, 2));
+    r = runScript(["--model", "threeclass", "--images", "images"]);
+    expect(r.code).toBe(1);
+    expect(failure(r.runDir)).toBe(
+      `error: ${join(ws, "threeclass", "model.onnx")}: the model outputs 2 classes, its plan.json declares 3 (labels 0, 1, 2)`,
+    );
+  });
+
+  it("fails only the bad cases: one good image, one unreadable, one with two channels -> 1 prediction, 2 failures, exit 0", () => {
+    const dir = join(ws, "mixed");
+    mkdirSync(dir);
+    copyFileSync(join(FIXTURES, "imagesTr", "la_001.nii.gz"), join(dir, "la_001.nii.gz"));
+    writeFileSync(join(dir, "la_009.nii.gz"), "not gzip, not NIfTI");
+    python(
+      `
+import nibabel as nib, numpy as np
+img = nib.load(INPUT["src"])
+data = np.asanyarray(img.dataobj)
+nib.save(nib.Nifti1Image(np.stack([data, data], axis=-1), img.affine), INPUT["dst"])
+`,
+      { src: join(FIXTURES, "imagesTr", "la_002.nii.gz"), dst: join(dir, "la_002.nii.gz") },
+    );
+    const r = runScript(["--model", "pkg", "--images", "mixed", "--threads", "1"]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(readFileSync(join(r.stage, "output.json"), "utf8")) as InferOutput & {
+      failed: Array<{ case: string; file: string; reason: string }>;
+      totals: { requested: number; failed: number };
+    };
+    const payload = ajv().compile(
+      JSON.parse(readFileSync(join(ROOT, "schemas", "skills", "infer.output.schema.json"), "utf8")) as object,
+    );
+    expect(payload(out), JSON.stringify(payload.errors)).toBe(true);
+    expect(out.cases.map((c) => c.id)).toEqual(["la_001"]);
+    expect(readdirSync(join(r.stage, "predictions"))).toEqual(["la_001.nii.gz"]);
+    expect(out.failed.map((f) => [f.case, f.file])).toEqual([
+      ["la_002", join(dir, "la_002.nii.gz")],
+      ["la_009", join(dir, "la_009.nii.gz")],
+    ]);
+    expect(out.failed[0]!.reason).toBe(
+      "2 image channel(s) for case la_002, the model takes 1 (plan.json dataset.channels)",
+    );
+    expect(out.failed[1]!.reason).toMatch(/^unreadable image \(/);
+    for (const f of out.failed) expect(f.reason).not.toContain("\n");
+    expect(out.totals).toMatchObject({ requested: 3, cases: 1, failed: 2 });
+    const events = readFileSync(join(r.stage, "logs", "stdout.log"), "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { event: string; id: string });
+    expect(events.map((e) => [e.event, e.id])).toEqual([
+      ["case_failed", "la_002"],
+      ["case_failed", "la_009"],
+      ["case", "la_001"],
+    ]);
+
+    // `cases`: only the listed ids, in that order; a listed id without an image is a failure
+    const only = runScript([
+      "--model",
+      "pkg",
+      "--images",
+      "images",
+      "--cases",
+      JSON.stringify(["la_003", "la_001", "la_777"]),
+      "--threads",
+      "1",
+    ]);
+    expect(only.code, only.stderr).toBe(0);
+    const sel = JSON.parse(readFileSync(join(only.stage, "output.json"), "utf8")) as InferOutput & {
+      failed: Array<{ case: string; file: string; reason: string }>;
+    };
+    expect(sel.cases.map((c) => c.id)).toEqual(["la_003", "la_001"]);
+    expect(sel.failed).toEqual([
+      { case: "la_777", file: join(ws, "images"), reason: "no image for case la_777 here" },
+    ]);
   });
 });

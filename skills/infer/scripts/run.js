@@ -1,16 +1,21 @@
 // The infer skill: a model package + images → predictions/<case>.nii.gz in each image's native
-// space (and optionally probabilities/<case>.nii.gz); one progress event per case. Every image
-// header is checked before the first window runs, so a bad input fails fast with one line.
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+// space (and optionally probabilities/<case>.nii.gz); one progress event per case. A bad model
+// package (no model.onnx, a plan that does not validate or does not match the model's channel,
+// dimension or class counts) fails the stage with one line. A bad image fails only its case:
+// it is listed in output.json `failed` ({case, file, reason}) and the others still run; the stage
+// fails (one line) only when no case succeeded. Every image header is checked before the first
+// window runs, so a bad file is reported in seconds.
+import { mkdir, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sha256File } from "../../../dist/evidence/hash.js";
 import {
+  caseFailure,
   checkImageCase,
-  findImageCases,
   InferError,
   inferCase,
   readModelPackage,
+  scanImageCases,
   writePrediction,
 } from "../../../dist/infer/index.js";
 import { loadModel } from "../../../dist/inference/index.js";
@@ -21,31 +26,87 @@ const peakRssMb = () => round(process.resourceUsage().maxRSS / 1024, 1);
 
 await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url)), async (ctx) => {
   const started = performance.now();
-  const { model: modelDir, images, save_probabilities: saveProbabilities, threads } = ctx.inputs;
+  const { model: modelDir, images, cases: only, save_probabilities: saveProbabilities, threads } = ctx.inputs;
+  // The package first: when it is bad, nothing can run, whatever the images are.
   const pkg = await readModelPackage(modelDir);
   const { plan } = pkg;
   const channels = plan.dataset.channels.length;
   const dims = plan.spatial_dims;
-
-  const cases = await findImageCases(images, dims);
-  const seen = new Set();
-  for (const c of cases) {
-    if (seen.has(c.id))
-      throw new InferError(c.files[0], `case ${c.id} appears twice (two files with one name)`);
-    seen.add(c.id);
+  const model = await loadModel(pkg.modelPath, threads === undefined ? {} : { intraOpThreads: threads });
+  const isPackageError = (err) =>
+    err instanceof InferError && (err.file === pkg.modelPath || err.file === pkg.planPath);
+  try {
+    if (model.inputChannels !== null && model.inputChannels !== channels)
+      throw new InferError(
+        pkg.modelPath,
+        `the model takes ${model.inputChannels} input channel(s), its plan.json declares ${channels}`,
+      );
+    if (model.spatialDims !== null && model.spatialDims !== dims)
+      throw new InferError(pkg.modelPath, `the model is ${model.spatialDims}D, its plan.json says ${dims}D`);
+    if (
+      model.outputChannels !== null &&
+      model.outputChannels !== undefined &&
+      model.outputChannels !== pkg.classes
+    )
+      throw new InferError(
+        pkg.modelPath,
+        `the model outputs ${model.outputChannels} classes, its plan.json declares ${pkg.classes} (labels ${Object.keys(plan.dataset.labels).join(", ")})`,
+      );
+  } catch (err) {
+    await model.release();
+    throw err;
   }
+
+  // Which cases; a problem of one case fails that case only.
+  const scan = await scanImageCases(images, dims);
+  let cases = scan.cases;
+  let failed = scan.failed;
+  const seen = new Set();
+  cases = cases.filter((c) => {
+    if (!seen.has(c.id)) {
+      seen.add(c.id);
+      return true;
+    }
+    failed.push({
+      case: c.id,
+      file: c.files[0],
+      reason: `case ${c.id} appears twice (two files with one name)`,
+    });
+    return false;
+  });
+  if (only !== undefined) {
+    // Only the listed cases, in the listed order; a listed case with no image is a failure.
+    const byId = new Map(cases.map((c) => [c.id, c]));
+    failed = failed.filter((f) => only.includes(f.case));
+    const failedIds = new Set(failed.map((f) => f.case));
+    cases = [];
+    for (const id of only) {
+      const c = byId.get(id);
+      if (c) cases.push(c);
+      else if (!failedIds.has(id))
+        failed.push({ case: id, file: resolve(images), reason: `no image for case ${id} here` });
+    }
+  }
+  const requested = cases.length + failed.length;
+  const fail = (id, err, file) => {
+    const f = caseFailure(id, err, file);
+    failed.push(f);
+    ctx.progress({ event: "case_failed", id, file: f.file, reason: f.reason });
+  };
   // Header-only pass over every case first (3D NIfTI; 2D slices are checked as they are read).
   const headers = new Map();
-  if (dims === 3) for (const c of cases) headers.set(c.id, await checkImageCase(c, channels));
-
-  const model = await loadModel(pkg.modelPath, threads === undefined ? {} : { intraOpThreads: threads });
-  if (model.inputChannels !== null && model.inputChannels !== channels)
-    throw new InferError(
-      pkg.modelPath,
-      `the model takes ${model.inputChannels} input channel(s), its plan.json declares ${channels}`,
-    );
-  if (model.spatialDims !== null && model.spatialDims !== dims)
-    throw new InferError(pkg.modelPath, `the model is ${model.spatialDims}D, its plan.json says ${dims}D`);
+  if (dims === 3) {
+    const readable = [];
+    for (const c of cases) {
+      try {
+        headers.set(c.id, await checkImageCase(c, channels));
+        readable.push(c);
+      } catch (err) {
+        fail(c.id, err, c.files[0]);
+      }
+    }
+    cases = readable;
+  }
 
   const ext = dims === 3 ? ".nii.gz" : ".npy";
   await mkdir(join(ctx.outputDir, "predictions"), { recursive: true });
@@ -55,22 +116,32 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   let done = 0;
   try {
     for (const c of cases) {
-      const pred = await inferCase(model, plan, c.files, { probabilities: saveProbabilities });
-      const tw = performance.now();
       const output = `predictions/${c.id}${ext}`;
-      await writePrediction(join(ctx.outputDir, output), pred.label, headers.get(c.id) ?? null);
-      roles[output] = "prediction";
+      let pred;
       let probabilities = null;
-      if (pred.probabilities) {
-        probabilities = `probabilities/${c.id}${ext}`;
-        await writePrediction(
-          join(ctx.outputDir, probabilities),
-          pred.probabilities,
-          headers.get(c.id) ?? null,
-        );
-        roles[probabilities] = "probabilities";
+      const tw = performance.now();
+      try {
+        pred = await inferCase(model, plan, c.files, { probabilities: saveProbabilities });
+        await writePrediction(join(ctx.outputDir, output), pred.label, headers.get(c.id) ?? null);
+        if (pred.probabilities) {
+          probabilities = `probabilities/${c.id}${ext}`;
+          await writePrediction(
+            join(ctx.outputDir, probabilities),
+            pred.probabilities,
+            headers.get(c.id) ?? null,
+          );
+        }
+      } catch (err) {
+        // The model's own faults (e.g. its class count) are the package's: no case can succeed.
+        if (isPackageError(err)) throw err;
+        await rm(join(ctx.outputDir, output), { force: true });
+        await rm(join(ctx.outputDir, "probabilities", `${c.id}${ext}`), { force: true });
+        fail(c.id, err, c.files[0]);
+        continue;
       }
-      const write = (performance.now() - tw) / 1000;
+      roles[output] = "prediction";
+      if (probabilities) roles[probabilities] = "probabilities";
+      const write = Math.max(0, (performance.now() - tw) / 1000 - pred.seconds.total);
       const p = pred.properties;
       const voxelMl = p.original_spacing.slice(0, dims).reduce((a, b) => a * b, 1) / 1000;
       const volumes = Object.fromEntries(
@@ -118,6 +189,16 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   } finally {
     await model.release();
   }
+  if (results.length === 0) {
+    const first = failed[0];
+    const why = first ? `; first: ${first.file}: ${first.reason}` : "";
+    throw new InferError(
+      failed.length === 1 && first ? first.file : resolve(images),
+      failed.length === 1 && first
+        ? first.reason
+        : `all ${failed.length} case(s) failed, none predicted${why}`,
+    );
+  }
 
   return {
     payload: {
@@ -144,8 +225,11 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
       },
       predictions: "predictions/",
       cases: results,
+      failed,
       totals: {
+        requested,
         cases: results.length,
+        failed: failed.length,
         seconds: round((performance.now() - started) / 1000),
         peak_rss_mb: peakRssMb(),
       },
