@@ -1,35 +1,15 @@
-// The single-split heart workflow, smoke profile, end to end as a user runs it from the project
-// root: `node bin/pipeline.js run pipelines/heart-patch.yaml --smoke --runs-dir <tmp>` — analyze,
-// plan (holdout 10%, seed 42), preprocess, cv-train fold 0 (train on the non-test cases, score the
-// test cases), infer with fold 0's model package on exactly the test cases, verify. Then: every
-// stage succeeded, the test cases are the plan's held-out ones and none was trained on, each
-// prediction overlays its image (nibabel: same shape and affine), and `pipeline verify` passes.
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
 import { python } from "./support/oracle.js";
 
 const runs = mkdtempSync(join(tmpdir(), "medpipe-heart-patch-"));
 afterAll(() => rmSync(runs, { recursive: true, force: true }));
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true }))
-    if (e.isDirectory()) t = Math.max(t, newest(join(dir, e.name)));
-    else if (e.name.endsWith(".ts") && !e.name.endsWith(".test.ts"))
-      t = Math.max(t, statSync(join(dir, e.name)).mtimeMs);
-  return t;
-}
-
-// `npm test` builds first; a direct vitest run after editing the sources rebuilds here.
-beforeAll(() => {
-  const built = join(ROOT, "dist", "infer", "index.js");
-  if (!existsSync(built) || statSync(built).mtimeMs < newest(join(ROOT, "src")))
-    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
-}, 120_000);
+beforeAll(() => ensureBuilt("infer/index.js"), 120_000);
 
 interface Plan {
   dataset: { cases: Array<{ id: string }> };

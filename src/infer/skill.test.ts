@@ -1,25 +1,17 @@
-// The infer skill end to end through the real CLI (the built dist/): `pipeline run-script
-// --workdir WS infer --model <package> --images <folder>` on mixed RAS/LPS/LAS images. The
-// output.json validates (envelope and schemas/skills/infer.output.schema.json), nibabel reads
-// every prediction with the image's exact shape and affine, the package digest is the sha256 of
-// the `sha256sum model.onnx plan.json` listing, one progress event per case; bad inputs fail
-// with one line naming the file and exit 1.
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   copyFileSync,
-  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "../../tests/support/build.js";
 import { cli, ROOT } from "../../tests/support/cli.js";
 import { python } from "../../tests/support/oracle.js";
 import { ajv, schemaValidator } from "../manifest/schema.js";
@@ -40,23 +32,8 @@ const NETWORK = {
 };
 const CASES = ["la_001", "la_002", "la_003"]; // RAS, LPS, LAS
 
-// `npm test` builds first; a direct vitest run after editing the sources rebuilds here.
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true }))
-    if (e.isDirectory()) t = Math.max(t, newest(join(dir, e.name)));
-    else if (e.name.endsWith(".ts") && !e.name.endsWith(".test.ts"))
-      t = Math.max(t, statSync(join(dir, e.name)).mtimeMs);
-  return t;
-}
-
 beforeAll(() => {
-  const built = join(ROOT, "dist", "infer", "index.js");
-  const sources = Math.max(
-    ...["infer", "inference", "preprocess", "imaging"].map((d) => newest(join(ROOT, "src", d))),
-  );
-  if (!existsSync(built) || statSync(built).mtimeMs < sources)
-    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+  ensureBuilt("infer/index.js");
   // A seeded, untrained network is enough here: the numbers are checked in infer.test.ts.
   python(
     `

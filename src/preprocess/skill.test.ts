@@ -1,21 +1,8 @@
-// The preprocess skill end to end through the real CLI (the built dist/, worker threads):
-// `pipeline run-script preprocess --plan ...` in a temporary workspace; output.json validates
-// against the envelope and the skill's schema, dataset.json lists every case, a rerun is cached,
-// another dataset can be preprocessed with the same plan, and a bad input is one line, exit 1.
-import { execFileSync } from "node:child_process";
-import {
-  cpSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "../../tests/support/build.js";
 import { cli, ROOT } from "../../tests/support/cli.js";
 import { ajv, schemaValidator } from "../manifest/schema.js";
 import { examplePlan } from "./example-plan.js";
@@ -25,21 +12,7 @@ const FIXTURES = join(ROOT, "fixtures");
 const ws = mkdtempSync(join(tmpdir(), "medpipe-preprocess-skill-"));
 afterAll(() => rmSync(ws, { recursive: true, force: true }));
 
-// `npm test` builds first; a direct vitest run after editing the sources rebuilds here.
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true }))
-    if (e.isDirectory()) t = Math.max(t, newest(join(dir, e.name)));
-    else if (e.name.endsWith(".ts") && !e.name.endsWith(".test.ts"))
-      t = Math.max(t, statSync(join(dir, e.name)).mtimeMs);
-  return t;
-}
-beforeAll(() => {
-  const built = join(ROOT, "dist", "preprocess", "index.js");
-  const sources = Math.max(newest(join(ROOT, "src", "preprocess")), newest(join(ROOT, "src", "imaging")));
-  if (!existsSync(built) || statSync(built).mtimeMs < sources)
-    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
-}, 120_000);
+beforeAll(() => ensureBuilt("preprocess/index.js"), 120_000);
 
 const HEART = ["la_001", "la_002", "la_003", "la_004"];
 
