@@ -56,9 +56,9 @@ if (imports(oracle, ["numpy", "scipy", "nibabel"]))
 else if (canApt) {
   say("installing the test oracles from Debian (python3-numpy python3-scipy python3-nibabel)");
   if (!apt(["python3-numpy", "python3-scipy", "python3-nibabel"]))
-    say("WARNING: could not install the test oracles");
+    say("WARNING: could not install the test oracles; the tests that need them are skipped, each one announced");
 } else
   say(
-    "WARNING: the test oracles (numpy, scipy, nibabel for /usr/bin/python3) are missing; oracle tests will fail",
+    "WARNING: the test oracles (numpy, scipy, nibabel for /usr/bin/python3) are missing; the tests that need them are skipped, each one announced",
   );
 say("done");

@@ -5,8 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../tests/support/cli.js";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import { type Analysis, analyzeDataset, DEFAULT_SETTINGS } from "./index.js";
+
+const describeOracle = describeWithOracle("nibabel", "scipy");
 
 const ORACLE = readFileSync(new URL("./analyze.oracle.py", import.meta.url), "utf8");
 const BAD = readFileSync(new URL("./bad-dataset.oracle.py", import.meta.url), "utf8");
@@ -123,7 +125,7 @@ function compareDataset(a: Analysis, ref: Ref): void {
   expect(a.fingerprint).toBe(ref.fingerprint);
 }
 
-describe("analyze on fixtures/heart_micro", () => {
+describeOracle("analyze on fixtures/heart_micro", () => {
   let a: Analysis;
   let ref: Ref;
   beforeAll(async () => {
@@ -169,7 +171,7 @@ describe("analyze on fixtures/heart_micro", () => {
   });
 });
 
-describe("analyze on a dataset with one problem per case", () => {
+describeOracle("analyze on a dataset with one problem per case", () => {
   let dir = "";
   let a: Analysis;
   let ref: Ref;

@@ -9,9 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli, ROOT } from "../../tests/support/cli.js";
-import { python } from "../../tests/support/oracle.js";
+import { itWithOracle, python } from "../../tests/support/oracle.js";
 import { examplePlan } from "../preprocess/example-plan.js";
 import { preprocessDataset } from "../preprocess/index.js";
+
+const itOracle = itWithOracle("nibabel");
 
 const FIXTURE = join(ROOT, "fixtures", "heart_micro");
 const IDS = ["la_001", "la_002", "la_003", "la_004", "la_005", "la_006"];
@@ -111,7 +113,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(ws, { recursive: true, force: true }));
 
 describe("cv-train through the CLI", () => {
-  it("writes every held-out prediction over its own image (nibabel: same affine and shape)", () => {
+  itOracle("writes every held-out prediction over its own image (nibabel: same affine and shape)", () => {
     const o = stages["0"]!.output;
     expect(o.val_cases).toEqual(IDS.slice(0, 3));
     expect(o.per_case.map((c) => c.id)).toEqual(IDS.slice(0, 3));
@@ -132,7 +134,7 @@ OUTPUT = out
     expect(check).toEqual([true, true, true]);
   });
 
-  it("reports per-case Dice and volumes that numpy recomputes from the written files", () => {
+  itOracle("reports per-case Dice and volumes that numpy recomputes from the written files", () => {
     const o = stages["0"]!.output;
     const got = python<number[][]>(
       `
@@ -165,6 +167,7 @@ OUTPUT = out
     const digests = python<string[]>(
       `
 import hashlib, json, struct
+
 def digest(path):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]

@@ -6,17 +6,20 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import { readNpy } from "../imaging/index.js";
 import { examplePlan } from "../preprocess/example-plan.js";
 import { preprocessDataset, readProperties } from "../preprocess/index.js";
 import { keepLargestPerClass, nativeLabel, scoreCase, writePrediction } from "./native.js";
 import { readNpyFloat16 } from "./npy-f16.js";
 
+const describeOracle = describeWithOracle("nibabel", "scipy");
+
 let dir: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "medpipe-cvtrain-native-"));
+  if (!oracleHas("nibabel", "scipy")) return;
   // An LPS-stored image with an offset origin; class 1 has a big and a small blob, class 2 one.
   python(
     `
@@ -54,7 +57,7 @@ async function perfectProbabilities(): Promise<Float32Array> {
   return probs;
 }
 
-describe("native-space predictions", () => {
+describeOracle("native-space predictions", () => {
   it("come back on the original grid: nibabel reads the original affine, shape and labels", async () => {
     const props = await readProperties(join(dir, "data", "c1", "properties.json"));
     const label = nativeLabel(await perfectProbabilities(), props, 3, {
@@ -135,6 +138,7 @@ describe("float16 .npy", () => {
     const expected = python<(number | string)[]>(
       `
 import numpy as np
+
 v = np.array([[0.0, -0.0, 1.0, 0.333], [65504.0, 6e-8, np.inf, -2.5], [1e-5, 0.1, 0.7, -np.inf]], np.float16)
 a = np.asfortranarray(v.reshape(3, 2, 2))
 np.save(INPUT, a)

@@ -9,10 +9,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, ROOT } from "../../tests/support/cli.js";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import type { LabelMetrics } from "../metrics/index.js";
 import { pairCases } from "./pairs.js";
 import { evaluatePairs } from "./run.js";
+
+const describeOracle = describeWithOracle("nibabel", "scipy");
 
 const LABELS = [1, 2, 3];
 const TOLS = [0.5, 1, 2, 2.5];
@@ -36,6 +38,7 @@ let oracle: Oracle;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "medpipe-evaluate-"));
+  if (!oracleHas("nibabel", "scipy")) return;
   oracle = python<Oracle>(`${REFERENCE}\n${GENERATE}`, { dir, labels: LABELS, tols: TOLS });
 });
 afterAll(() => {
@@ -77,7 +80,7 @@ function mismatches(where: string, ours: LabelMetrics, theirs: OracleLabel): str
   return bad;
 }
 
-describe("evaluatePairs vs numpy/scipy on NIfTI stored in different orientations", () => {
+describeOracle("evaluatePairs vs numpy/scipy on NIfTI stored in different orientations", () => {
   it("the fixtures really are stored as intended", () => {
     expect(oracle.stored.b_lps).toEqual({ pred: ["L", "P", "S"], gt: ["R", "A", "S"] });
     expect(oracle.stored.c_mixed).toEqual({ pred: ["L", "A", "S"], gt: ["P", "I", "R"] });
@@ -143,7 +146,7 @@ function run(args: string[]) {
 const fromWire = (v: number | string): number =>
   typeof v === "number" ? v : v === "NaN" ? Number.NaN : v === "Infinity" ? Infinity : -Infinity;
 
-describe("pipeline evaluate (built CLI)", () => {
+describeOracle("pipeline evaluate (built CLI)", () => {
   it("--json: one object with cases, summary and definition; non-finite as strings", () => {
     const r = run([
       "--pred",

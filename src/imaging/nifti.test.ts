@@ -6,12 +6,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import { ImageReadError } from "./errors.js";
 import { readNifti, readNiftiHeader } from "./nifti-read.js";
 import { writeNifti } from "./nifti-write.js";
 import { axisCodes, fromClosestCanonical, ioOrientation, toClosestCanonical } from "./orientation.js";
 import type { VoxelArray } from "./types.js";
+
+const describeOracle = describeWithOracle("nibabel");
 
 interface Expected {
   name: string;
@@ -64,13 +66,14 @@ let bad: Record<string, string> = {};
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "medpipe-nifti-"));
+  if (!oracleHas("nibabel")) return;
   const out = python<{ cases: Expected[]; bad: Record<string, string> }>(GENERATE, { dir });
   cases = out.cases;
   bad = out.bad;
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe("readNifti against nibabel", () => {
+describeOracle("readNifti against nibabel", () => {
   it("covers at least 20 files: every datatype, NIfTI-1 and 2, .nii and .nii.gz", () => {
     expect(cases.length).toBeGreaterThanOrEqual(20);
     expect(cases.some((c) => c.path.endsWith(".nii.gz")) && cases.some((c) => c.path.endsWith(".nii"))).toBe(
@@ -111,7 +114,7 @@ describe("readNifti against nibabel", () => {
   });
 });
 
-describe("orientation against nibabel", () => {
+describeOracle("orientation against nibabel", () => {
   it("io_orientation and axis codes", async () => {
     for (const c of cases.filter((x) => x.ornt)) {
       const img = await readNifti(c.path);
@@ -181,7 +184,7 @@ OUTPUT = [io_orientation(np.array(a).reshape(4, 4)) for a in INPUT]
   });
 });
 
-describe("writeNifti read back by nibabel", () => {
+describeOracle("writeNifti read back by nibabel", () => {
   it("gives nibabel the same data and affine (sform and qform), for every generated image and shear-free affines", async () => {
     const written: Array<{ path: string; data: number[]; affine: number[]; dtype: string; shape: number[] }> =
       [];
@@ -217,6 +220,7 @@ describe("writeNifti read back by nibabel", () => {
     >(
       `
 import nibabel as nib, numpy as np
+
 OUTPUT = []
 for p in INPUT:
     img = nib.load(p)
@@ -243,7 +247,7 @@ for p in INPUT:
   });
 });
 
-describe("bad files", () => {
+describeOracle("bad files", () => {
   const fails = async (path: string, pattern: RegExp) => {
     const err = await readNifti(path).then(
       () => null,

@@ -2,7 +2,7 @@
 // documented reference grid; labels against one-hot zoom + argmax; the nearest axis against
 // numpy indexing at floor((o + 0.5) n / m). One Python call for all cases.
 import { describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import {
   anisotropicAxis,
   resampledAffine,
@@ -10,6 +10,8 @@ import {
   resampleImage,
   resampleLabels,
 } from "./resample.js";
+
+const describeOracle = describeWithOracle("scipy");
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -43,7 +45,7 @@ const CASES: Case[] = [
   };
 });
 
-describe("resampling against scipy", () => {
+describeOracle("resampling against scipy", () => {
   it("shape rule, trilinear images, one-hot labels, nearest anisotropic axis, affine", () => {
     const plan = CASES.map((c) => ({
       outShape: resampledShape(c.shape, c.spacing, c.target),
@@ -53,6 +55,7 @@ describe("resampling against scipy", () => {
     const ref = python<Array<{ outShape: number[]; image: number[]; labels: number[]; affine: number[][] }>>(
       `
 import numpy as np
+
 from scipy import ndimage
 def resample(x, out, near):
     f = [o / i for o, i in zip(out, x.shape)]

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import { writeNifti } from "../imaging/index.js";
 import { loadModel, type OnnxModel } from "../inference/index.js";
 import { examplePlan } from "../preprocess/example-plan.js";
@@ -21,6 +21,8 @@ import { InferError } from "./errors.js";
 import { caseFailure, checkImageCase, findImageCases, scanImageCases } from "./images.js";
 import { type ModelPackage, readModelPackage } from "./package.js";
 import { writePrediction } from "./write.js";
+
+const describeOracle = describeWithOracle("nibabel", "scipy");
 
 const PY_SRC = fileURLToPath(new URL("../py", import.meta.url));
 const FIXTURES = fileURLToPath(new URL("../../fixtures/heart_micro", import.meta.url));
@@ -83,6 +85,7 @@ const REFERENCE = `
 import os, sys, json
 sys.path.insert(0, INPUT["py"])
 import numpy as np, torch, nibabel as nib
+
 from scipy import ndimage
 from nibabel.orientations import io_orientation, ornt_transform, apply_orientation
 torch.set_num_threads(2)
@@ -220,6 +223,7 @@ let stats = { mean: 0, std: 1 };
 let model: OnnxModel;
 
 beforeAll(async () => {
+  if (!oracleHas("nibabel", "scipy")) return;
   stats = python<{ mean: number; std: number }>(MAKE_MODEL, {
     py: PY_SRC,
     fixtures: FIXTURES,
@@ -278,7 +282,7 @@ function checkRows(rows: RefRow[], label: string): void {
   }
 }
 
-describe("inferCase vs an independent nibabel/scipy/torch pipeline", () => {
+describeOracle("inferCase vs an independent nibabel/scipy/torch pipeline", () => {
   it("dataset statistics, hann, TTA, keep-largest-component: RAS, LPS and LAS images", async () => {
     const dir = makePackage(
       "pkg-dataset",
@@ -322,7 +326,7 @@ describe("inferCase vs an independent nibabel/scipy/torch pipeline", () => {
   });
 });
 
-describe("the normalization rule shared with preprocess", () => {
+describeOracle("the normalization rule shared with preprocess", () => {
   it("dataset statistics when the plan has them, else the case's; foreground without a label → nonzero", () => {
     expect(normalizationFor({ scheme: "zscore", over: "foreground", mean: 1, std: 2 }, false)).toEqual({
       scheme: "zscore",
@@ -350,7 +354,7 @@ describe("the normalization rule shared with preprocess", () => {
   });
 });
 
-describe("images and packages: grouping and one-line errors", () => {
+describeOracle("images and packages: grouping and one-line errors", () => {
   it("groups nnU-Net channel files per case, in channel order; single files are their own case", async () => {
     const dir = join(tmp, "nnunet");
     mkdirSync(dir, { recursive: true });

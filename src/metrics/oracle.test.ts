@@ -3,13 +3,15 @@
 // random masks. Each group makes one Python call: spawning costs more than the work.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import { summarize, summarizeCases } from "./aggregate.js";
 import { type Connectivity, keepLargestComponent, labelComponents } from "./components.js";
 import { distanceTransform, squaredDistanceToSites } from "./edt.js";
 import { evaluateCase, type LabelMetrics } from "./index.js";
 import { MaskFactory, seeded } from "./random-masks.js";
 import { percentile } from "./surface.js";
+
+const describeOracle = describeWithOracle("scipy");
 
 const REL = 1e-6;
 
@@ -36,7 +38,7 @@ function wire(v: number): number | string {
 // The numpy + scipy reference lives in a .py file so that src/evaluate's tests share it.
 const PY_HELPERS = readFileSync(new URL("./oracle-reference.py", import.meta.url), "utf8");
 
-describe("exact EDT vs scipy.ndimage.distance_transform_edt", () => {
+describeOracle("exact EDT vs scipy.ndimage.distance_transform_edt", () => {
   it("matches on random 1D/2D/3D masks with anisotropic spacing", () => {
     const f = new MaskFactory(seeded(101));
     const cases: { shape: number[]; spacing: number[]; mask: number[] }[] = [];
@@ -88,7 +90,7 @@ OUTPUT = [ndimage.distance_transform_edt(arr(c["mask"], c["shape"]), sampling=c[
   });
 });
 
-describe("connected components vs scipy.ndimage.label", () => {
+describeOracle("connected components vs scipy.ndimage.label", () => {
   const f = new MaskFactory(seeded(202));
   const cases: { shape: number[]; mask: number[]; conns: Connectivity[] }[] = [];
   for (let k = 0; k < 60; k++) {
@@ -242,7 +244,7 @@ function drawCases(count: number): CaseInput[] {
   return out;
 }
 
-describe("evaluateCase vs numpy/scipy reference (monai-voxel)", () => {
+describeOracle("evaluateCase vs numpy/scipy reference (monai-voxel)", () => {
   it("agrees on every metric for 260 random cases within 1e-6 relative", () => {
     const cases = drawCases(260);
     const oracle = python<OracleLabel[][]>(PY_EVALUATE, cases);

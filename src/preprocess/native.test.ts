@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { itWithOracle, python } from "../../tests/support/oracle.js";
 import { readNifti } from "../imaging/nifti-read.js";
 import { writeNifti } from "../imaging/nifti-write.js";
 import { npyToVolume, readNpy } from "../imaging/npy.js";
@@ -14,6 +14,8 @@ import { examplePlan } from "./example-plan.js";
 import { readProperties, toNativeSpace } from "./native.js";
 import { preprocessDataset } from "./preprocess.js";
 import type { PlanCase } from "./types.js";
+
+const itOracle = itWithOracle("nibabel");
 
 const FIXTURES = join(import.meta.dirname, "../../fixtures");
 const tmp = mkdtempSync(join(tmpdir(), "medpipe-native-"));
@@ -76,46 +78,50 @@ function dice(a: ArrayLike<number>, b: ArrayLike<number>, value: number): number
 }
 
 describe("toNativeSpace", () => {
-  it("gives back the original label exactly at the case's own spacing (RAS, LPS, LAS), as nibabel reads it", async () => {
-    const ids = ["la_001", "la_002", "la_003"];
-    const files: Array<{ original: string; ours: string }> = [];
-    for (const id of ids) {
-      const c = heart(id);
-      // The canonical spacing is the case's own spacing permuted: target = it gives an identity grid.
-      const { image } = toClosestCanonical(await readNifti(c.image[0]!));
-      const dir = await preprocess(`own-${id}`, [c], image.spacing.slice(0, 3));
-      for (const viaProbabilities of [false, true]) {
-        const { props, native } = await backToNative(dir, id, viaProbabilities);
-        expect(props.resampled_shape).toEqual(props.canonical_shape);
-        const original = await readNifti(c.label!);
-        expect(native.label.shape).toEqual(original.shape);
-        expect(native.label.affine).toEqual(original.affine);
-        expect(Array.from(native.label.data)).toEqual(Array.from(original.data));
-        if (viaProbabilities) expect(native.probabilities?.shape).toEqual([...original.shape, 4]);
-        else {
-          const ours = join(tmp, `${id}-native.nii.gz`);
-          await writeNifti(ours, native.label);
-          files.push({ original: c.label!, ours });
+  itOracle(
+    "gives back the original label exactly at the case's own spacing (RAS, LPS, LAS), as nibabel reads it",
+    async () => {
+      const ids = ["la_001", "la_002", "la_003"];
+      const files: Array<{ original: string; ours: string }> = [];
+      for (const id of ids) {
+        const c = heart(id);
+        // The canonical spacing is the case's own spacing permuted: target = it gives an identity grid.
+        const { image } = toClosestCanonical(await readNifti(c.image[0]!));
+        const dir = await preprocess(`own-${id}`, [c], image.spacing.slice(0, 3));
+        for (const viaProbabilities of [false, true]) {
+          const { props, native } = await backToNative(dir, id, viaProbabilities);
+          expect(props.resampled_shape).toEqual(props.canonical_shape);
+          const original = await readNifti(c.label!);
+          expect(native.label.shape).toEqual(original.shape);
+          expect(native.label.affine).toEqual(original.affine);
+          expect(Array.from(native.label.data)).toEqual(Array.from(original.data));
+          if (viaProbabilities) expect(native.probabilities?.shape).toEqual([...original.shape, 4]);
+          else {
+            const ours = join(tmp, `${id}-native.nii.gz`);
+            await writeNifti(ours, native.label);
+            files.push({ original: c.label!, ours });
+          }
         }
       }
-    }
-    const ref = python<Array<{ equal: boolean; affine: number; shape: boolean }>>(
-      `
+      const ref = python<Array<{ equal: boolean; affine: number; shape: boolean }>>(
+        `
 import numpy as np, nibabel as nib
+
 OUTPUT = []
 for f in INPUT:
     a = nib.load(f["original"]); b = nib.load(f["ours"])
     OUTPUT.append({"equal": bool(np.array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))),
                    "shape": a.shape == b.shape, "affine": float(np.abs(a.affine - b.affine).max())})
 `,
-      files,
-    );
-    for (const r of ref) {
-      expect(r.equal).toBe(true);
-      expect(r.shape).toBe(true);
-      expect(r.affine).toBeLessThan(1e-5); // float32 sform
-    }
-  });
+        files,
+      );
+      for (const r of ref) {
+        expect(r.equal).toBe(true);
+        expect(r.shape).toBe(true);
+        expect(r.affine).toBeLessThan(1e-5); // float32 sform
+      }
+    },
+  );
 
   it("maps resampled heart_micro labels back with Dice > 0.95", async () => {
     const ids = ["la_001", "la_002", "la_003", "la_004", "la_005", "la_006", "la_007", "la_008"];

@@ -6,13 +6,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import { readNifti } from "../imaging/nifti-read.js";
 import { writeNifti } from "../imaging/nifti-write.js";
 import { npyToVolume, readNpy } from "../imaging/npy.js";
 import { examplePlan } from "./example-plan.js";
 import { preprocessDataset } from "./preprocess.js";
 import type { CaseProperties, PlanCase, PlanNormalization } from "./types.js";
+
+const describeOracle = describeWithOracle("nibabel", "scipy");
 
 const FIXTURES = join(import.meta.dirname, "../../fixtures");
 const tmp = mkdtempSync(join(tmpdir(), "medpipe-preprocess-"));
@@ -68,6 +70,7 @@ interface OracleCase {
 // normalize, and compare with our files.
 const ORACLE = `
 import json, numpy as np, nibabel as nib
+
 from scipy import ndimage
 def resample(x, out, near):
     f = [o / i for o, i in zip(out, x.shape)]
@@ -169,7 +172,7 @@ const SETUPS: Setup[] = [
   },
 ];
 
-describe("preprocess against nibabel + scipy + numpy", () => {
+describeOracle("preprocess against nibabel + scipy + numpy", () => {
   it.each(SETUPS)("$name: image.npy within 1e-4, label.npy equal, affines recorded", async (s) => {
     const { dir, result } = await run(s);
     const ref = oracle(s, dir);
