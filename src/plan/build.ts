@@ -23,8 +23,8 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     throw new PlanError(
       `the analysis lists ${analysis.errors} error(s) (first: ${analysis.problems.find((p) => p.severity === "error")?.message}); fix the data and analyze again`,
     );
-  const cases = analysis.cases;
-  if (cases.length === 0) throw new PlanError("the analysis has no case");
+  if (analysis.cases.length === 0) throw new PlanError("the analysis has no case");
+  const { pool: cases, test } = testSplit(analysis.cases, o);
   const targetSpacing = o.target_spacing ?? analysis.suggestions.target_spacing;
   if (!targetSpacing)
     throw new PlanError("the analysis has no target spacing suggestion; give target_spacing");
@@ -80,7 +80,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     val_every: o.val_every ?? DEFAULT_TRAINING.val_every,
     early_stopping: o.early_stopping ?? null,
     inference: { ...DEFAULT_INFERENCE, ...o.inference },
-    split: splitFor(cases, o),
+    split: { ...splitFor(cases, o), ...test },
   };
 }
 
@@ -149,6 +149,33 @@ function normalizationFor(
     base = { scheme, clip: [s.p00_5, s.p99_5], mean: s.mean, std: s.std };
   }
   return { ...base, ...over, scheme };
+}
+
+/**
+ * The test hold-out, made before anything else is split: the `holdout` rule (round(n × fraction)
+ * cases of numpy's `RandomState(split_seed).permutation(n)`) on all cases. The rest is the pool
+ * that the plan's dataset and folds are made of, so no training stage can reach a test case.
+ */
+function testSplit(
+  cases: CaseRecord[],
+  o: PlanOverrides,
+): { pool: CaseRecord[]; test: Pick<Split, "test_fraction" | "test_cases"> } {
+  if (o.test_fraction === undefined) return { pool: cases, test: {} };
+  let held: string[];
+  try {
+    held = holdout(
+      cases.map((c) => c.id),
+      o.test_fraction,
+      o.split_seed ?? DEFAULT_SPLIT.seed,
+    )[0]!.val;
+  } catch (err) {
+    throw new PlanError(`test_fraction: ${(err as Error).message.replace(/^holdout: /, "")}`);
+  }
+  const isTest = new Set(held);
+  return {
+    pool: cases.filter((c) => !isTest.has(c.id)),
+    test: { test_fraction: o.test_fraction, test_cases: held },
+  };
 }
 
 function splitFor(cases: CaseRecord[], o: PlanOverrides): Split {

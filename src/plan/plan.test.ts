@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../tests/support/cli.js";
+import { python } from "../../tests/support/oracle.js";
 import { type Analysis, analyzeDataset } from "../analyze/index.js";
 import { buildPlan, type Plan, planProblems } from "./index.js";
 
@@ -130,6 +131,42 @@ describe("overrides", () => {
     expect(hold.split.folds).toHaveLength(1);
     expect(hold.split.folds[0]!.val).toHaveLength(2);
     for (const p of [stratified, grouped, hold]) expect(planProblems(p)).toEqual([]);
+  });
+
+  it("test_fraction sets a test set aside first (numpy's permutation), then folds the rest as scikit-learn's KFold", () => {
+    const plan = buildPlan(analysis, { test_fraction: 0.25, folds: 3, split_seed: 7 });
+    expect(planProblems(plan)).toEqual([]);
+    const all = analysis.cases.map((c) => c.id);
+    // The oracle: numpy draws the test set from all 8 cases, then KFold(3, shuffle, seed 7) splits
+    // the remaining 6 in their original order (the first 6 % 3 = 0 folds one larger).
+    const expected = python<{ test: string[]; val: string[][] }>(
+      `
+import numpy as np
+ids, seed = INPUT["ids"], INPUT["seed"]
+test = [ids[i] for i in np.random.RandomState(seed).permutation(len(ids))[:round(len(ids) * 0.25)]]
+rest = [i for i in ids if i not in test]
+order = np.random.RandomState(seed).permutation(len(rest))
+OUTPUT = {"test": test, "val": [[rest[i] for i in order[2 * f:2 * f + 2]] for f in range(3)]}
+`,
+      { ids: all, seed: 7 },
+    );
+    expect(plan.split.test_cases).toEqual(expected.test);
+    expect(plan.split.test_fraction).toBe(0.25);
+    expect(plan.split.folds.map((f) => f.val)).toEqual(expected.val);
+    const pool = all.filter((id) => !expected.test.includes(id));
+    expect(plan.dataset.cases.map((c) => c.id)).toEqual(pool);
+    for (const f of plan.split.folds) expect([...f.train, ...f.val].sort()).toEqual([...pool].sort());
+    // Without test_fraction nothing is set aside.
+    expect(buildPlan(analysis).split.test_cases).toBeUndefined();
+    expect(() => buildPlan(analysis, { test_fraction: 1.5 })).toThrow(
+      /^test_fraction: fraction must be in \(0, 1\)/,
+    );
+    // A test case smuggled back into the training cases is a plan problem.
+    const leaky = clone(plan);
+    leaky.dataset.cases.push({ id: expected.test[0]!, image: ["x.nii.gz"], label: "y.nii.gz" });
+    expect(planProblems(leaky)).toContain(
+      `plan.split.test_cases: ${expected.test[0]} is also a training/validation case`,
+    );
   });
 
   it("CT data gets clip + z-score with the dataset's foreground statistics", () => {

@@ -29,6 +29,10 @@ export interface Split {
   stratify_by?: string;
   group_by?: string;
   holdout_fraction?: number;
+  /** Fraction of the cases set aside as a test set before the folds are made (absent: none). */
+  test_fraction?: number;
+  /** The test cases: in no fold and not in dataset.cases, so no training stage can see them. */
+  test_cases?: string[];
   folds: Fold[];
 }
 
@@ -102,4 +106,5 @@ export interface PlanOverrides {
   stratify_by?: string;
   group_by?: string;
   holdout_fraction?: number;
+  test_fraction?: number;
 }

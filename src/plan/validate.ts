@@ -53,5 +53,8 @@ export function planProblems(plan: unknown): string[] {
         out.push(
           `plan.split: case ${id} is in ${heldOut.get(id) ?? 0} validation folds (expected exactly 1)`,
         );
+  // Unknown to every fold by construction: a test case among the dataset's cases could be trained on.
+  for (const id of p.split.test_cases ?? [])
+    if (known.has(id)) out.push(`plan.split.test_cases: ${id} is also a training/validation case`);
   return out;
 }

@@ -39,6 +39,7 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
         seed: plan.split.seed,
         folds: plan.split.folds.map((f) => ({ fold: f.fold, train: f.train.length, val: f.val })),
       },
+      test_cases: plan.split.test_cases ?? [],
       num_folds: plan.split.folds.length,
       folds: plan.split.folds.map((f) => f.fold),
     },
