@@ -39,7 +39,7 @@ const MAKE_PACKAGE = `
 import os, sys, json
 sys.path.insert(0, INPUT["py"])
 import numpy as np, torch, nibabel as nib
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 from medpipe.nets import build_network
 from medpipe.export_onnx import export_onnx
 from medpipe.safetensors_io import save_file
@@ -184,7 +184,7 @@ function bothBackends(args: string[], probabilities: boolean) {
   const outputs: Record<string, InferOutput> = {};
   for (const backend of ["onnxruntime", "torch"]) {
     const extra = probabilities ? ["--save_probabilities", "true"] : [];
-    const r = runScript([...args, ...extra, "--backend", backend, "--threads", "2"]);
+    const r = runScript([...args, ...extra, "--backend", backend, "--threads", "1"]);
     expect(r.code, `${backend}: ${r.stderr}`).toBe(0);
     stages[backend] = r.stage;
     outputs[backend] = readOutput(r.stage);

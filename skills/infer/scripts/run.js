@@ -32,7 +32,10 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   const sources = Array.isArray(ctx.inputs.images) ? ctx.inputs.images : [ctx.inputs.images];
   const where = sources.length === 1 ? resolve(sources[0]) : `images (${sources.length} paths)`;
   // The package first: when it is bad, nothing can run, whatever the images are.
-  const pkg = await readModelPackage(modelDir);
+  const read = await readModelPackage(modelDir);
+  // `tta` overrides the plan's setting for this run only; every other setting is the plan's.
+  const tta = ctx.inputs.tta ?? read.plan.inference.tta;
+  const pkg = { ...read, plan: { ...read.plan, inference: { ...read.plan.inference, tta } } };
   const { plan } = pkg;
   const channels = plan.dataset.channels.length;
   const dims = plan.spatial_dims;
