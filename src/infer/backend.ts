@@ -31,6 +31,8 @@ export interface InferBackend {
   readonly outputChannels: number | null;
   /** Where it runs: "cpu", or torch's device ("cuda:0"); torch's version and Python (torch only). */
   readonly runtime: { device: string; torch: string | null; python: string | null };
+  /** The torch worker's process: its Python and peak memory so far (MiB); null for onnxruntime. */
+  worker(): { python: string; peak_rss_mb: number | null; peak_gpu_mb: number | null } | null;
   release(): Promise<void>;
 }
 
@@ -46,6 +48,7 @@ export async function openBackend(pkg: ModelPackage, options: BackendOptions = {
       spatialDims: model.spatialDims,
       outputChannels: model.outputChannels,
       runtime: { device: "cpu", torch: null, python: null },
+      worker: () => null,
       release: () => model.release(),
     };
   }
@@ -61,6 +64,7 @@ export async function openBackend(pkg: ModelPackage, options: BackendOptions = {
     spatialDims: info.spatialDims,
     outputChannels: info.outChannels,
     runtime: { device: info.device, torch: info.torch, python: info.python },
+    worker: () => ({ python: info.python, peak_rss_mb: model.peak.rssMb, peak_gpu_mb: model.peak.gpuMb }),
     release: () => model.release(),
   };
 }

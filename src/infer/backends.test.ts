@@ -122,6 +122,7 @@ interface InferOutput {
   backend: string;
   device: string;
   torch: string | null;
+  worker: { python: string; peak_rss_mb: number | null; peak_gpu_mb: number | null } | null;
   model: { files: Record<string, string> };
   cases: Array<{ id: string; output: string; probabilities: string | null; orientation: string[] }>;
 }
@@ -248,7 +249,14 @@ describe("infer: onnxruntime and torch backends agree", () => {
     // The engine hands the stage a GPU when there is one (resources.gpu: preferred).
     expect(torch.device).toMatch(oracle.cuda ? /^(cpu|cuda:\d+)$/ : /^cpu$/);
     expect(torch.model.files["weights.safetensors"]).toBe(sha256(join(ws, "plain", "weights.safetensors")));
-    expect(outputs.onnxruntime).toMatchObject({ backend: "onnxruntime", device: "cpu", torch: null });
+    expect(torch.worker!.peak_rss_mb).toBeGreaterThan(50); // a process that imported torch
+    if (torch.device === "cpu") expect(torch.worker!.peak_gpu_mb).toBeNull();
+    expect(outputs.onnxruntime).toMatchObject({
+      backend: "onnxruntime",
+      device: "cpu",
+      torch: null,
+      worker: null,
+    });
     expect(outputs.onnxruntime!.model.files["weights.safetensors"]).toBeUndefined();
   });
 

@@ -52,6 +52,8 @@ export class TorchVolumeModel {
   private lastErr = "";
   private counter = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The worker's high-water marks so far, as it reports them after each volume (MiB). */
+  readonly peak: { rssMb: number | null; gpuMb: number | null } = { rssMb: null, gpuMb: null };
 
   private constructor(
     readonly source: string,
@@ -173,6 +175,9 @@ export class TorchVolumeModel {
         );
       if (answer.event !== "case" || answer.id !== id)
         throw new Error(`backend torch: unexpected answer ${JSON.stringify(answer).slice(0, 200)}`);
+      const most = (a: number | null, b: unknown) => (typeof b === "number" ? Math.max(a ?? 0, b) : a);
+      this.peak.rssMb = most(this.peak.rssMb, answer.peak_rss_mb);
+      this.peak.gpuMb = most(this.peak.gpuMb, answer.peak_gpu_mb);
       const probs = await readNpy(output);
       const classes = probs.shape[spatial.length] ?? 0;
       if (

@@ -228,6 +228,7 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
       backend: backend.name,
       device: backend.runtime.device,
       torch: backend.runtime.torch,
+      worker: backend.worker(),
       threads: threads ?? null,
       settings: {
         target_spacing: plan.target_spacing,

@@ -19,7 +19,7 @@ then one request per stdin line, {"id", "image", "output"}: `image` is an .npy v
 the preprocessed data contract (Fortran, (x, y[, z], C), float32), `output` where the
 probabilities go: float32 (float16 would not meet the 1e-3 agreement with onnxruntime),
 Fortran, (x, y[, z], K), written atomically. Each request gets one answer:
-  {"event": "case", "id", "shape", "seconds"}
+  {"event": "case", "id", "shape", "seconds", "peak_rss_mb", "peak_gpu_mb"}
   {"event": "case_error", "id", "status": "oom" | "error", "message"}
 A failed request does not end the process; the next one runs. EOF on stdin ends it
 (exit 0). A network that cannot be loaded: an "error" event, one stderr line, exit 1.
@@ -43,7 +43,7 @@ import torch
 
 from medpipe.predict import channel_last_fortran, image_array, load_model, resolve_inference, save_npy
 from medpipe.sliding_window import sliding_window_inference
-from medpipe.train import emit_stdout, is_oom, pick_device
+from medpipe.train import emit_stdout, is_oom, peak_gpu_mb, peak_rss_mb, pick_device
 
 
 def one_line(exc):
@@ -73,7 +73,8 @@ def serve(model, settings, device, net, requests, emit=emit_stdout):
             request = json.loads(line)
             case_id = request.get("id")
             shape = predict_one(model, request, settings, device, net["in_channels"], net["spatial_dims"])
-            emit({"event": "case", "id": case_id, "shape": shape, "seconds": time.perf_counter() - t0})
+            emit({"event": "case", "id": case_id, "shape": shape, "seconds": time.perf_counter() - t0,
+                  "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(device)})
         except Exception as e:  # noqa: BLE001 - one case's failure is that case's, not the process's
             if os.environ.get("MEDPIPE_TRACEBACK"):
                 traceback.print_exc()
@@ -96,6 +97,7 @@ def main(argv=None):
         settings = resolve_inference(override=json.loads(args.inference))
         device = pick_device(args.device)
         if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         model, _, digest = load_model(args.weights, device)

@@ -66,6 +66,8 @@ class InferWorkerTest(unittest.TestCase):
         self.assertEqual(events[0]["device"], "cpu")
         self.assertEqual(events[0]["torch"], torch.__version__)
         self.assertEqual((events[0]["in_channels"], events[0]["out_channels"]), (1, 3))
+        self.assertGreater(events[1]["peak_rss_mb"], 50)  # a process that imported torch
+        self.assertIsNone(events[1]["peak_gpu_mb"])
         self.assertEqual(events[2]["id"], "bad")
         self.assertIn("2 image channel(s), the network takes 1", events[2]["message"])
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "x.npy")))
