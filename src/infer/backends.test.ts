@@ -268,7 +268,7 @@ describe("infer: onnxruntime and torch backends agree", () => {
 });
 
 describe("the torch backend's failures", () => {
-  it("one worker process for many volumes; a bad volume fails alone", async () => {
+  it("one worker process for many volumes; a bad volume fails alone; a dead worker fails the rest", async () => {
     const plan = JSON.parse(readFileSync(join(ws, "plain", "plan.json"), "utf8"));
     const { model, info } = await TorchVolumeModel.start(
       join(ws, "plain", "weights.safetensors"),
@@ -290,6 +290,9 @@ describe("the torch backend's failures", () => {
       for (let v = 0; v < 20 * 18 * 16; v += 97)
         expect(probs.data[v]! + probs.data[v + 20 * 18 * 16]!).toBeCloseTo(1, 5);
       expect(model.pid).toBe(pid);
+      // A worker that dies: every later volume fails with one line saying so; release still works.
+      process.kill(pid!, "SIGKILL");
+      await expect(model.predictVolume(one)).rejects.toThrow(/^the torch worker ended \(signal SIGKILL\)$/);
     } finally {
       await model.release();
     }

@@ -79,6 +79,8 @@ export class TorchVolumeModel {
       if (!line.startsWith("medpipe.infer_worker: ")) process.stderr.write(`${line}\n`);
     });
     child.on("error", (err) => this.end(err.message));
+    // A write to a worker that has just died fails with EPIPE; its "close" tells why.
+    child.stdin!.on("error", () => undefined);
     child.on("close", (code, signal) =>
       this.end(`the torch worker ended (${signal ? `signal ${signal}` : `exit code ${code}`})`),
     );
