@@ -34,6 +34,7 @@ export {
   type WindowSettings,
   windowSettings,
 } from "./package.js";
+export { type CaseSelection, selectCases } from "./select.js";
 export {
   type TorchBackendOptions,
   type TorchDevice,

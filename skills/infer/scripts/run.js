@@ -18,7 +18,7 @@ import {
   inferCase,
   openBackend,
   readModelPackage,
-  scanImageCases,
+  selectCases,
   writePrediction,
 } from "../../../dist/infer/index.js";
 import { runSkill } from "../../../dist/skill-kit/index.js";
@@ -30,7 +30,6 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   const started = performance.now();
   const { model: modelDir, cases: only, save_probabilities: saveProbabilities, threads } = ctx.inputs;
   const sources = Array.isArray(ctx.inputs.images) ? ctx.inputs.images : [ctx.inputs.images];
-  const where = sources.length === 1 ? resolve(sources[0]) : `images (${sources.length} paths)`;
   // The package first: when it is bad, nothing can run, whatever the images are.
   const read = await readModelPackage(modelDir);
   // `tta` overrides the plan's setting for this run only; every other setting is the plan's.
@@ -67,39 +66,8 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
         `the model outputs ${backend.outputChannels} classes, its plan.json declares ${pkg.classes} (labels ${Object.keys(plan.dataset.labels).join(", ")})`,
       );
 
-    // Which cases; a problem of one case fails that case only. Each path of `images` is a file
-    // or a folder; their cases are listed in the order given.
-    for (const source of sources) {
-      const scan = await scanImageCases(source, dims);
-      cases.push(...scan.cases);
-      failed.push(...scan.failed);
-    }
-    const seen = new Set();
-    cases = cases.filter((c) => {
-      if (!seen.has(c.id)) {
-        seen.add(c.id);
-        return true;
-      }
-      failed.push({
-        case: c.id,
-        file: c.files[0],
-        reason: `case ${c.id} appears twice (two files with one name)`,
-      });
-      return false;
-    });
-    if (only !== undefined) {
-      // Only the listed cases, in the listed order; a listed case with no image is a failure.
-      const byId = new Map(cases.map((c) => [c.id, c]));
-      failed = failed.filter((f) => only.includes(f.case));
-      const failedIds = new Set(failed.map((f) => f.case));
-      cases = [];
-      for (const id of only) {
-        const c = byId.get(id);
-        if (c) cases.push(c);
-        else if (!failedIds.has(id))
-          failed.push({ case: id, file: where, reason: `no image for case ${id} here` });
-      }
-    }
+    // Which cases; a problem of one case fails that case only.
+    ({ cases, failed } = await selectCases(sources, dims, only));
     requested = cases.length + failed.length;
     const fail = (id, err, file) => {
       const f = caseFailure(id, err, file);
@@ -203,7 +171,11 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
     const first = failed[0];
     const why = first ? `; first: ${first.file}: ${first.reason}` : "";
     throw new InferError(
-      failed.length === 1 && first ? first.file : where,
+      failed.length === 1 && first
+        ? first.file
+        : sources.length === 1
+          ? resolve(sources[0])
+          : `images (${sources.length} paths)`,
       failed.length === 1 && first
         ? first.reason
         : `all ${failed.length} case(s) failed, none predicted${why}`,
