@@ -99,6 +99,29 @@ program
     ),
   );
 
+program
+  .command("infer <model> <images...>")
+  .description(
+    "segment images with a model package (the infer skill, run as run-script runs it) and copy the predictions to --out; prints their paths, then the run folder",
+  )
+  .requiredOption("--out <dir>", "folder for the predictions, <case>.nii.gz (created if missing)")
+  .option("--backend <name>", "onnxruntime (default: CPU, no Python) or torch (CUDA when available)")
+  .option("--tta", "test-time augmentation by flips (default: the plan's inference.tta)")
+  .option("--threads <n>", "intra-op threads of the backend (default: all cores)")
+  .option("--probabilities", "also write per-class probabilities to <out>/probabilities/")
+  .option(
+    "--workdir <dir>",
+    "workspace: paths must stay inside it; runs/ lives there (default: current folder)",
+  )
+  .option("--runs-dir <dir>", "where runs go (default: <workdir>/runs)")
+  .option("--json", "NDJSON progress events, then one {event: predictions} line")
+  .action(
+    action(async (model: string, images: string[], o: import("./infer.js").InferOpts) => {
+      const { inferCommand } = await import("./infer.js");
+      return inferCommand(model, images, o);
+    }),
+  );
+
 pipelineOptions(
   program.command("validate <manifest>").description("check a manifest and its skills without running"),
 ).action(

@@ -1,6 +1,7 @@
 // One image (one case, one file per channel) through a model package: the preprocess skill's
-// own in-memory preprocessing, the sliding window on onnxruntime, back to the image's native
-// grid, label decision (argmax or threshold) there, keep-largest-component per class.
+// own in-memory preprocessing, the sliding window (onnxruntime here, or a whole-volume backend
+// such as torch), back to the image's native grid, label decision (argmax or threshold) there,
+// keep-largest-component per class.
 import type { Image } from "../imaging/types.js";
 import {
   type ChannelVolume,
@@ -16,12 +17,25 @@ import {
   toNativeSpace,
 } from "../preprocess/index.js";
 import { InferError } from "./errors.js";
-import { type InferencePlan, planClasses } from "./package.js";
+import { type InferencePlan, planClasses, windowSettings } from "./package.js";
+
+/**
+ * A backend that runs the whole sliding window itself (the torch worker): softmax
+ * probabilities [K, ...spatial] for a preprocessed volume [C, ...spatial], with the plan's
+ * window settings it was started with.
+ */
+export interface VolumePredictor {
+  /** Where the network came from (its file), for one-line error messages. */
+  readonly source: string;
+  predictVolume(volume: ChannelVolume): Promise<ChannelVolume>;
+}
+
+const isVolumePredictor = (m: WindowModel | VolumePredictor): m is VolumePredictor => "predictVolume" in m;
 
 export interface InferCaseOptions {
   /** Also return the per-class probabilities in native space (shape [...original, K]). */
   probabilities?: boolean;
-  /** Called after each batch of windows. */
+  /** Called after each batch of windows (onnxruntime; a VolumePredictor reports per volume only). */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -60,10 +74,11 @@ const since = (t: number) => (performance.now() - t) / 1000;
 /**
  * Predicts one case. `imagePaths` are its channel files in channel order (one 4D file may carry
  * several channels). The plan is the model package's (readModelPackage); the model any
- * WindowModel, in practice loadModel(package). Errors name the offending file in one line.
+ * WindowModel (in practice loadModel(package): the sliding window runs here on onnxruntime) or a
+ * VolumePredictor (the torch backend). Errors name the offending file in one line.
  */
 export async function inferCase(
-  model: WindowModel,
+  model: WindowModel | VolumePredictor,
   plan: InferencePlan,
   imagePaths: readonly string[],
   options: InferCaseOptions = {},
@@ -92,14 +107,12 @@ export async function inferCase(
 
   const t1 = performance.now();
   const inf = plan.inference;
-  const probs = await slidingWindowInference(model, volume, {
-    patch: plan.patch_size,
-    overlap: inf.overlap,
-    mode: inf.mode,
-    swBatchSize: inf.sw_batch_size ?? 1,
-    tta: inf.tta,
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-  });
+  const probs = isVolumePredictor(model)
+    ? await model.predictVolume(volume)
+    : await slidingWindowInference(model, volume, {
+        ...windowSettings(plan),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      });
   const tInf = since(t1);
 
   // Probabilities go back (linear), and the label is decided on the native grid: resampling a

@@ -1,7 +1,20 @@
 // Inference of a model package on images: preprocessing exactly as training (src/preprocess),
 // the sliding window on onnxruntime (src/inference), back to native space, post-processing.
 // See README.md.
-export { type CaseInferenceSeconds, type CasePrediction, type InferCaseOptions, inferCase } from "./case.js";
+export {
+  BACKENDS,
+  type BackendName,
+  type BackendOptions,
+  type InferBackend,
+  openBackend,
+} from "./backend.js";
+export {
+  type CaseInferenceSeconds,
+  type CasePrediction,
+  type InferCaseOptions,
+  inferCase,
+  type VolumePredictor,
+} from "./case.js";
 export { InferError } from "./errors.js";
 export {
   type CaseFailure,
@@ -18,5 +31,14 @@ export {
   type PlanInference,
   planClasses,
   readModelPackage,
+  type WindowSettings,
+  windowSettings,
 } from "./package.js";
+export { type CaseSelection, selectCases } from "./select.js";
+export {
+  type TorchBackendOptions,
+  type TorchDevice,
+  TorchVolumeModel,
+  type TorchWorkerInfo,
+} from "./torch-backend.js";
 export { writePrediction } from "./write.js";

@@ -28,6 +28,8 @@ export interface ModelPackage {
   /** Absolute folder. */
   dir: string;
   modelPath: string;
+  /** The network's weights (the torch backend's model); not checked here, only by that backend. */
+  weightsPath: string;
   planPath: string;
   plan: InferencePlan;
   /** Number of classes the plan declares: the largest label index + 1. */
@@ -68,10 +70,31 @@ export async function readModelPackage(path: string): Promise<ModelPackage> {
   return {
     dir,
     modelPath,
+    weightsPath: join(dir, "weights.safetensors"),
     planPath,
     plan,
     classes,
     digest: { package: sha256(listing), model_onnx: model, plan_json: loaded.sha256 },
+  };
+}
+
+/** The sliding-window settings of a plan, as both backends run them (sw_batch_size default 1). */
+export interface WindowSettings {
+  patch: number[];
+  overlap: number;
+  mode: WeightMode;
+  swBatchSize: number;
+  tta: boolean;
+}
+
+export function windowSettings(plan: InferencePlan): WindowSettings {
+  const inf = plan.inference;
+  return {
+    patch: plan.patch_size,
+    overlap: inf.overlap,
+    mode: inf.mode,
+    swBatchSize: inf.sw_batch_size ?? 1,
+    tta: inf.tta,
   };
 }
 

@@ -1,10 +1,12 @@
 // The infer skill: a model package + images → predictions/<case>.nii.gz in each image's native
-// space (and optionally probabilities/<case>.nii.gz); one progress event per case. A bad model
-// package (no model.onnx, a plan that does not validate or does not match the model's channel,
-// dimension or class counts) fails the stage with one line. A bad image fails only its case:
-// it is listed in output.json `failed` ({case, file, reason}) and the others still run; the stage
-// fails (one line) only when no case succeeded. Every image header is checked before the first
-// window runs, so a bad file is reported in seconds.
+// space (and optionally probabilities/<case>.nii.gz); one progress event per case. The network
+// runs on onnxruntime-node (model.onnx, CPU) or on torch (weights.safetensors, one Python worker
+// for all cases, CUDA when there is a GPU); everything around it is the same TS code. A bad
+// model package (no model.onnx, a plan that does not validate or does not match the network's
+// channel, dimension or class counts) fails the stage with one line. A bad image fails only its
+// case: it is listed in output.json `failed` ({case, file, reason}) and the others still run;
+// the stage fails (one line) only when no case succeeded. Every image header is checked before
+// the first window runs, so a bad file is reported in seconds.
 import { mkdir, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,11 +16,11 @@ import {
   checkImageCase,
   InferError,
   inferCase,
+  openBackend,
   readModelPackage,
-  scanImageCases,
+  selectCases,
   writePrediction,
 } from "../../../dist/infer/index.js";
-import { loadModel } from "../../../dist/inference/index.js";
 import { runSkill } from "../../../dist/skill-kit/index.js";
 
 const round = (x, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -26,102 +28,78 @@ const peakRssMb = () => round(process.resourceUsage().maxRSS / 1024, 1);
 
 await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url)), async (ctx) => {
   const started = performance.now();
-  const { model: modelDir, images, cases: only, save_probabilities: saveProbabilities, threads } = ctx.inputs;
+  const { model: modelDir, cases: only, save_probabilities: saveProbabilities, threads } = ctx.inputs;
+  const sources = Array.isArray(ctx.inputs.images) ? ctx.inputs.images : [ctx.inputs.images];
   // The package first: when it is bad, nothing can run, whatever the images are.
-  const pkg = await readModelPackage(modelDir);
+  const read = await readModelPackage(modelDir);
+  // `tta` overrides the plan's setting for this run only; every other setting is the plan's.
+  const tta = ctx.inputs.tta ?? read.plan.inference.tta;
+  const pkg = { ...read, plan: { ...read.plan, inference: { ...read.plan.inference, tta } } };
   const { plan } = pkg;
   const channels = plan.dataset.channels.length;
   const dims = plan.spatial_dims;
-  const model = await loadModel(pkg.modelPath, threads === undefined ? {} : { intraOpThreads: threads });
-  const isPackageError = (err) =>
-    err instanceof InferError && (err.file === pkg.modelPath || err.file === pkg.planPath);
-  try {
-    if (model.inputChannels !== null && model.inputChannels !== channels)
-      throw new InferError(
-        pkg.modelPath,
-        `the model takes ${model.inputChannels} input channel(s), its plan.json declares ${channels}`,
-      );
-    if (model.spatialDims !== null && model.spatialDims !== dims)
-      throw new InferError(pkg.modelPath, `the model is ${model.spatialDims}D, its plan.json says ${dims}D`);
-    if (
-      model.outputChannels !== null &&
-      model.outputChannels !== undefined &&
-      model.outputChannels !== pkg.classes
-    )
-      throw new InferError(
-        pkg.modelPath,
-        `the model outputs ${model.outputChannels} classes, its plan.json declares ${pkg.classes} (labels ${Object.keys(plan.dataset.labels).join(", ")})`,
-      );
-  } catch (err) {
-    await model.release();
-    throw err;
-  }
-
-  // Which cases; a problem of one case fails that case only.
-  const scan = await scanImageCases(images, dims);
-  let cases = scan.cases;
-  let failed = scan.failed;
-  const seen = new Set();
-  cases = cases.filter((c) => {
-    if (!seen.has(c.id)) {
-      seen.add(c.id);
-      return true;
-    }
-    failed.push({
-      case: c.id,
-      file: c.files[0],
-      reason: `case ${c.id} appears twice (two files with one name)`,
-    });
-    return false;
+  const backend = await openBackend(pkg, {
+    backend: ctx.inputs.backend,
+    ...(threads === undefined ? {} : { threads }),
   });
-  if (only !== undefined) {
-    // Only the listed cases, in the listed order; a listed case with no image is a failure.
-    const byId = new Map(cases.map((c) => [c.id, c]));
-    failed = failed.filter((f) => only.includes(f.case));
-    const failedIds = new Set(failed.map((f) => f.case));
-    cases = [];
-    for (const id of only) {
-      const c = byId.get(id);
-      if (c) cases.push(c);
-      else if (!failedIds.has(id))
-        failed.push({ case: id, file: resolve(images), reason: `no image for case ${id} here` });
-    }
-  }
-  const requested = cases.length + failed.length;
-  const fail = (id, err, file) => {
-    const f = caseFailure(id, err, file);
-    failed.push(f);
-    ctx.progress({ event: "case_failed", id, file: f.file, reason: f.reason });
-  };
-  // Header-only pass over every case first (3D NIfTI; 2D slices are checked as they are read).
-  const headers = new Map();
-  if (dims === 3) {
-    const readable = [];
-    for (const c of cases) {
-      try {
-        headers.set(c.id, await checkImageCase(c, channels));
-        readable.push(c);
-      } catch (err) {
-        fail(c.id, err, c.files[0]);
-      }
-    }
-    cases = readable;
-  }
-
-  const ext = dims === 3 ? ".nii.gz" : ".npy";
-  await mkdir(join(ctx.outputDir, "predictions"), { recursive: true });
-  if (saveProbabilities) await mkdir(join(ctx.outputDir, "probabilities"), { recursive: true });
+  const isPackageError = (err) =>
+    err instanceof InferError && [backend.source, pkg.modelPath, pkg.planPath].includes(err.file);
+  let cases = [];
+  let failed = [];
+  let requested = 0;
   const roles = {};
   const results = [];
-  let done = 0;
   try {
+    if (backend.inputChannels !== null && backend.inputChannels !== channels)
+      throw new InferError(
+        backend.source,
+        `the model takes ${backend.inputChannels} input channel(s), its plan.json declares ${channels}`,
+      );
+    if (backend.spatialDims !== null && backend.spatialDims !== dims)
+      throw new InferError(
+        backend.source,
+        `the model is ${backend.spatialDims}D, its plan.json says ${dims}D`,
+      );
+    if (backend.outputChannels !== null && backend.outputChannels !== pkg.classes)
+      throw new InferError(
+        backend.source,
+        `the model outputs ${backend.outputChannels} classes, its plan.json declares ${pkg.classes} (labels ${Object.keys(plan.dataset.labels).join(", ")})`,
+      );
+
+    // Which cases; a problem of one case fails that case only.
+    ({ cases, failed } = await selectCases(sources, dims, only));
+    requested = cases.length + failed.length;
+    const fail = (id, err, file) => {
+      const f = caseFailure(id, err, file);
+      failed.push(f);
+      ctx.progress({ event: "case_failed", id, file: f.file, reason: f.reason });
+    };
+    // Header-only pass over every case first (3D NIfTI; 2D slices are checked as they are read).
+    const headers = new Map();
+    if (dims === 3) {
+      const readable = [];
+      for (const c of cases) {
+        try {
+          headers.set(c.id, await checkImageCase(c, channels));
+          readable.push(c);
+        } catch (err) {
+          fail(c.id, err, c.files[0]);
+        }
+      }
+      cases = readable;
+    }
+
+    const ext = dims === 3 ? ".nii.gz" : ".npy";
+    await mkdir(join(ctx.outputDir, "predictions"), { recursive: true });
+    if (saveProbabilities) await mkdir(join(ctx.outputDir, "probabilities"), { recursive: true });
+    let done = 0;
     for (const c of cases) {
       const output = `predictions/${c.id}${ext}`;
       let pred;
       let probabilities = null;
       const tw = performance.now();
       try {
-        pred = await inferCase(model, plan, c.files, { probabilities: saveProbabilities });
+        pred = await inferCase(backend.model, plan, c.files, { probabilities: saveProbabilities });
         await writePrediction(join(ctx.outputDir, output), pred.label, headers.get(c.id) ?? null);
         if (pred.probabilities) {
           probabilities = `probabilities/${c.id}${ext}`;
@@ -187,13 +165,17 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
       });
     }
   } finally {
-    await model.release();
+    await backend.release();
   }
   if (results.length === 0) {
     const first = failed[0];
     const why = first ? `; first: ${first.file}: ${first.reason}` : "";
     throw new InferError(
-      failed.length === 1 && first ? first.file : resolve(images),
+      failed.length === 1 && first
+        ? first.file
+        : sources.length === 1
+          ? resolve(sources[0])
+          : `images (${sources.length} paths)`,
       failed.length === 1 && first
         ? first.reason
         : `all ${failed.length} case(s) failed, none predicted${why}`,
@@ -205,12 +187,20 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
       model: {
         path: pkg.dir,
         digest: pkg.digest.package,
-        files: { "model.onnx": pkg.digest.model_onnx, "plan.json": pkg.digest.plan_json },
+        files: {
+          "model.onnx": pkg.digest.model_onnx,
+          "plan.json": pkg.digest.plan_json,
+          // The torch backend's network: its file digest, as evidence of what predicted.
+          ...(backend.name === "torch" ? { "weights.safetensors": await sha256File(pkg.weightsPath) } : {}),
+        },
         spatial_dims: dims,
         channels: plan.dataset.channels,
         labels: plan.dataset.labels,
       },
-      backend: "onnxruntime-cpu",
+      backend: backend.name,
+      device: backend.runtime.device,
+      torch: backend.runtime.torch,
+      worker: backend.worker(),
       threads: threads ?? null,
       settings: {
         target_spacing: plan.target_spacing,

@@ -1,0 +1,118 @@
+// `pipeline infer MODEL IMAGES... --out DIR`: the infer skill run exactly as `pipeline run-script
+// infer` runs it (input checks, run folder, evidence), then its predictions copied into DIR.
+// stdout: one line per prediction written to DIR, then the run folder as the last line.
+import { copyFile, mkdir, readFile, rename, rm } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { runScript } from "../agent/run-script.js";
+import { UsageError } from "../manifest/diagnostics.js";
+import { EXIT } from "./output.js";
+import { startSession } from "./run-session.js";
+
+export interface InferOpts {
+  out: string;
+  backend?: string;
+  tta?: boolean;
+  threads?: string;
+  probabilities?: boolean;
+  workdir?: string;
+  runsDir?: string;
+  json?: boolean;
+}
+
+interface InferPayload {
+  cases: Array<{ id: string; output: string; probabilities: string | null }>;
+  failed: Array<{ case: string; file: string; reason: string }>;
+}
+
+const BACKENDS = ["onnxruntime", "torch"];
+
+/** The skill's arguments, as `run-script infer` takes them; paths absolute (from the current folder). */
+export function inferArgs(model: string, images: string[], o: InferOpts): string[] {
+  if (images.length === 0) throw new UsageError("infer: give at least one image (a file or a folder)");
+  const backend = o.backend ?? "onnxruntime";
+  if (!BACKENDS.includes(backend))
+    throw new UsageError(`--backend ${backend}: expected one of ${BACKENDS.join(", ")}`);
+  const args = ["--model", resolve(model)];
+  const paths = images.map((p) => resolve(p));
+  // Always JSON: a path that reads as a JSON number or keyword must stay a path.
+  args.push("--images", JSON.stringify(paths.length === 1 ? paths[0] : paths), "--backend", backend);
+  if (o.tta) args.push("--tta", "true");
+  if (o.probabilities) args.push("--save_probabilities", "true");
+  if (o.threads !== undefined) {
+    const n = Number(o.threads);
+    if (!Number.isInteger(n) || n < 1)
+      throw new UsageError(`--threads ${o.threads}: expected an integer >= 1`);
+    args.push("--threads", String(n));
+  }
+  return args;
+}
+
+/** Copies `src` to `dst` through a temp name: DIR never holds half a file under a case's name. */
+async function place(src: string, dst: string): Promise<void> {
+  const tmp = `${dst}.tmp-${process.pid}`;
+  try {
+    await copyFile(src, tmp);
+    await rename(tmp, dst);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export async function inferCommand(model: string, images: string[], o: InferOpts): Promise<number> {
+  const args = inferArgs(model, images, o);
+  const out = resolve(o.out);
+  const workspace = resolve(o.workdir ?? process.cwd());
+  const session = await startSession(o.json);
+  let result: Awaited<ReturnType<typeof runScript>>;
+  try {
+    result = await runScript({
+      script: "infer",
+      args,
+      mode: "full",
+      workspace,
+      env: process.env as Record<string, string | undefined>,
+      skillsDirs: [],
+      runsDir: resolve(workspace, o.runsDir ?? "runs"),
+      jobs: 1,
+      resume: false,
+      ...session,
+    });
+  } catch (err) {
+    await session.reporter.close();
+    if (err instanceof UsageError && err.message.includes("leaves the workspace"))
+      throw new UsageError(
+        `${err.message} (run from a folder that holds the model and images, or pass --workdir)`,
+      );
+    throw err;
+  }
+  await session.reporter.close();
+  if (result.status === "succeeded") {
+    const stage = join(result.runDir, "stages", "infer");
+    const payload = JSON.parse(await readFile(join(stage, "output.json"), "utf8")) as InferPayload;
+    await mkdir(out, { recursive: true });
+    const written: string[] = [];
+    for (const c of payload.cases) {
+      const dst = join(out, basename(c.output));
+      await place(join(stage, c.output), dst);
+      written.push(dst);
+      if (c.probabilities) {
+        await mkdir(join(out, "probabilities"), { recursive: true });
+        const p = join(out, "probabilities", basename(c.probabilities));
+        await place(join(stage, c.probabilities), p);
+        written.push(p);
+      }
+    }
+    for (const f of payload.failed)
+      process.stderr.write(`warning: case ${f.case} not predicted: ${f.file}: ${f.reason}\n`);
+    if (o.json)
+      process.stdout.write(
+        `${JSON.stringify({ event: "predictions", out, files: written, failed: payload.failed, run_dir: result.runDir })}\n`,
+      );
+    else for (const f of written) process.stdout.write(`${f}\n`);
+  }
+  // As run-script: the run folder last (with --json the events carry it).
+  if (!o.json) process.stdout.write(`${result.runDir}\n`);
+  if (result.status === "succeeded") return EXIT.ok;
+  return result.status === "interrupted" ? EXIT.interrupted : EXIT.failed;
+}

@@ -1,0 +1,185 @@
+// `pipeline infer MODEL IMAGES... --out DIR`: the infer skill through the engine (run folder,
+// evidence), its predictions copied to DIR byte for byte; usage errors exit 2, a failed stage 1.
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { examplePlan } from "../src/preprocess/example-plan.js";
+import { ensureBuilt } from "./support/build.js";
+import { cli, ROOT } from "./support/cli.js";
+import { python } from "./support/oracle.js";
+
+const FIXTURES = join(ROOT, "fixtures", "heart_micro");
+const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-cli-"));
+afterAll(() => rmSync(ws, { recursive: true, force: true }));
+
+const NETWORK = {
+  family: "unet",
+  spatial_dims: 3,
+  in_channels: 1,
+  out_channels: 2,
+  channels: [4, 8, 16],
+  strides: [2, 2],
+  num_res_units: 1,
+};
+
+beforeAll(() => {
+  ensureBuilt();
+  // A seeded, untrained network: the numbers are checked in src/infer/*.test.ts; here, the plumbing.
+  python(
+    `
+import os, sys, json
+sys.path.insert(0, INPUT["py"])
+import torch
+torch.set_num_threads(1)
+from medpipe.nets import build_network
+from medpipe.export_onnx import export_onnx
+from medpipe.safetensors_io import save_file
+net = build_network(INPUT["network"], seed=3).eval()
+os.makedirs(INPUT["pkg"], exist_ok=True)
+export_onnx(net, os.path.join(INPUT["pkg"], "model.onnx"), 1, 3)
+save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
+          os.path.join(INPUT["pkg"], "weights.safetensors"),
+          metadata={"architecture": json.dumps(net.config, sort_keys=True)})
+`,
+    { py: join(ROOT, "src", "py"), pkg: join(ws, "pkg"), network: NETWORK },
+  );
+  const plan = {
+    ...examplePlan({
+      cases: [{ id: "la_004", image: ["imagesTr/la_004.nii.gz"], label: "labelsTr/la_004.nii.gz" }],
+      targetSpacing: [2.0, 2.0, 2.0],
+      normalization: { scheme: "zscore", over: "foreground", mean: 160, std: 35 },
+    }),
+    patch_size: [32, 32, 32],
+    network: NETWORK,
+    inference: { overlap: 0.5, mode: "hann", tta: false, keep_largest_component: true },
+  };
+  writeFileSync(join(ws, "pkg", "plan.json"), JSON.stringify(plan, null, 2));
+  writeFileSync(join(ws, "pkg", "model_card.json"), "{}\n");
+  mkdirSync(join(ws, "imgs"));
+  for (const id of ["la_001", "la_002"])
+    copyFileSync(join(FIXTURES, "imagesTr", `${id}.nii.gz`), join(ws, "imgs", `${id}.nii.gz`));
+}, 120_000);
+
+const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+interface Output {
+  backend: string;
+  settings: { tta: boolean };
+  cases: Array<{ id: string; output: string; output_sha256: string; probabilities: string | null }>;
+}
+
+describe("pipeline infer", () => {
+  it("two image files -> DIR/<case>.nii.gz, the run's own files, overlaying their images", () => {
+    const r = cli(
+      ["infer", "pkg", "imgs/la_001.nii.gz", "imgs/la_002.nii.gz", "--out", "preds", "--threads", "1"],
+      { cwd: ws },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines.slice(0, 2)).toEqual([
+      join(ws, "preds", "la_001.nii.gz"),
+      join(ws, "preds", "la_002.nii.gz"),
+    ]);
+    const runDir = lines[2]!;
+    expect(runDir.startsWith(join(ws, "runs", "script-infer"))).toBe(true);
+    expect(existsSync(join(runDir, "evidence.json"))).toBe(true);
+    const out = JSON.parse(readFileSync(join(runDir, "stages", "infer", "output.json"), "utf8")) as Output;
+    expect(out.backend).toBe("onnxruntime");
+    expect(out.settings.tta).toBe(false);
+    for (const [i, c] of out.cases.entries()) {
+      expect(sha256(lines[i]!)).toBe(c.output_sha256);
+      expect(sha256(lines[i]!)).toBe(sha256(join(runDir, "stages", "infer", c.output)));
+    }
+    const overlay = python<boolean[]>(
+      `
+import nibabel as nib, numpy as np
+OUTPUT = []
+for img, pred in INPUT:
+    a, b = nib.load(img), nib.load(pred)
+    OUTPUT.append(list(a.shape) == list(b.shape) and bool(np.array_equal(a.affine, b.affine)))
+`,
+      [
+        [join(ws, "imgs", "la_001.nii.gz"), lines[0]],
+        [join(ws, "imgs", "la_002.nii.gz"), lines[1]],
+      ],
+    );
+    expect(overlay).toEqual([true, true]);
+  });
+
+  it("--backend torch --tta --probabilities --json: a folder of images", () => {
+    const r = cli(
+      [
+        "infer",
+        "pkg",
+        "imgs",
+        "--out",
+        "preds-torch",
+        "--backend",
+        "torch",
+        "--tta",
+        "--probabilities",
+      ].concat(["--threads", "1", "--json"]),
+      { cwd: ws, timeoutMs: 240_000 },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const last = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+      event: string;
+      files: string[];
+      failed: unknown[];
+      run_dir: string;
+    };
+    expect(last.event).toBe("predictions");
+    const dir = join(ws, "preds-torch");
+    expect(last.files).toEqual([
+      join(dir, "la_001.nii.gz"),
+      join(dir, "probabilities", "la_001.nii.gz"),
+      join(dir, "la_002.nii.gz"),
+      join(dir, "probabilities", "la_002.nii.gz"),
+    ]);
+    expect(last.failed).toEqual([]);
+    const out = JSON.parse(
+      readFileSync(join(last.run_dir, "stages", "infer", "output.json"), "utf8"),
+    ) as Output;
+    expect(out.backend).toBe("torch");
+    expect(out.settings.tta).toBe(true);
+    expect(sha256(last.files[0]!)).toBe(out.cases[0]!.output_sha256);
+  });
+
+  it("usage errors exit 2 with one line; a failed stage exits 1", () => {
+    const usage = [
+      [["infer", "pkg", "imgs"], /^error: required option '--out <dir>' not specified$/m],
+      [
+        ["infer", "pkg", "imgs", "--out", "x", "--backend", "tf"],
+        /^error: --backend tf: expected one of onnxruntime, torch$/,
+      ],
+      [
+        ["infer", "pkg", "imgs", "--out", "x", "--threads", "0"],
+        /^error: --threads 0: expected an integer >= 1$/,
+      ],
+      [
+        ["infer", "pkg", "/etc/hostname", "--out", "x"],
+        /^error: --images .*leaves the workspace .* \(run from a folder that holds the model and images, or pass --workdir\)$/,
+      ],
+    ] as const;
+    for (const [args, message] of usage) {
+      const r = cli([...args], { cwd: ws });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr.trim()).toMatch(message);
+    }
+    mkdirSync(join(ws, "nomodel"));
+    copyFileSync(join(ws, "pkg", "plan.json"), join(ws, "nomodel", "plan.json"));
+    const r = cli(["infer", "nomodel", "imgs", "--out", "never"], { cwd: ws });
+    expect(r.code).toBe(1);
+    expect(existsSync(join(ws, "never"))).toBe(false);
+  });
+});
