@@ -16,7 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { examplePlan } from "../src/preprocess/example-plan.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
-import { python } from "./support/oracle.js";
+import { itWithOracle, python } from "./support/oracle.js";
+
+const itOracle = itWithOracle("nibabel");
 
 const FIXTURES = join(ROOT, "fixtures", "heart_micro");
 const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-cli-"));
@@ -79,7 +81,7 @@ interface Output {
 }
 
 describe("pipeline infer", () => {
-  it("two image files -> DIR/<case>.nii.gz, the run's own files, overlaying their images", () => {
+  itOracle("two image files -> DIR/<case>.nii.gz, the run's own files, overlaying their images", () => {
     const r = cli(
       ["infer", "pkg", "imgs/la_001.nii.gz", "imgs/la_002.nii.gz", "--out", "preds", "--threads", "1"],
       { cwd: ws },

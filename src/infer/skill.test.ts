@@ -13,9 +13,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../../tests/support/build.js";
 import { cli, ROOT } from "../../tests/support/cli.js";
-import { python } from "../../tests/support/oracle.js";
+import { itWithOracle, python } from "../../tests/support/oracle.js";
 import { ajv, schemaValidator } from "../manifest/schema.js";
 import { examplePlan } from "../preprocess/example-plan.js";
+
+const itOracle = itWithOracle("nibabel");
 
 const FIXTURES = join(ROOT, "fixtures", "heart_micro");
 const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-skill-"));
@@ -92,7 +94,7 @@ interface InferOutput {
 const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
 
 describe("infer skill (CLI)", () => {
-  it("predicts every image in its native space, with schema-valid evidence", () => {
+  itOracle("predicts every image in its native space, with schema-valid evidence", () => {
     const r = runScript([
       "--model",
       "pkg",
@@ -207,70 +209,75 @@ for c in INPUT["cases"]:
     );
   });
 
-  it("fails only the bad cases: one good image, one unreadable, one with two channels -> 1 prediction, 2 failures, exit 0", () => {
-    const dir = join(ws, "mixed");
-    mkdirSync(dir);
-    copyFileSync(join(FIXTURES, "imagesTr", "la_001.nii.gz"), join(dir, "la_001.nii.gz"));
-    writeFileSync(join(dir, "la_009.nii.gz"), "not gzip, not NIfTI");
-    python(
-      `
+  itOracle(
+    "fails only the bad cases: one good image, one unreadable, one with two channels -> 1 prediction, 2 failures, exit 0",
+    () => {
+      const dir = join(ws, "mixed");
+      mkdirSync(dir);
+      copyFileSync(join(FIXTURES, "imagesTr", "la_001.nii.gz"), join(dir, "la_001.nii.gz"));
+      writeFileSync(join(dir, "la_009.nii.gz"), "not gzip, not NIfTI");
+      python(
+        `
 import nibabel as nib, numpy as np
 img = nib.load(INPUT["src"])
 data = np.asanyarray(img.dataobj)
 nib.save(nib.Nifti1Image(np.stack([data, data], axis=-1), img.affine), INPUT["dst"])
 `,
-      { src: join(FIXTURES, "imagesTr", "la_002.nii.gz"), dst: join(dir, "la_002.nii.gz") },
-    );
-    const r = runScript(["--model", "pkg", "--images", "mixed", "--threads", "1"]);
-    expect(r.code, r.stderr).toBe(0);
-    const out = JSON.parse(readFileSync(join(r.stage, "output.json"), "utf8")) as InferOutput & {
-      failed: Array<{ case: string; file: string; reason: string }>;
-      totals: { requested: number; failed: number };
-    };
-    const payload = ajv().compile(
-      JSON.parse(readFileSync(join(ROOT, "schemas", "skills", "infer.output.schema.json"), "utf8")) as object,
-    );
-    expect(payload(out), JSON.stringify(payload.errors)).toBe(true);
-    expect(out.cases.map((c) => c.id)).toEqual(["la_001"]);
-    expect(readdirSync(join(r.stage, "predictions"))).toEqual(["la_001.nii.gz"]);
-    expect(out.failed.map((f) => [f.case, f.file])).toEqual([
-      ["la_002", join(dir, "la_002.nii.gz")],
-      ["la_009", join(dir, "la_009.nii.gz")],
-    ]);
-    expect(out.failed[0]!.reason).toBe(
-      "2 image channel(s) for case la_002, the model takes 1 (plan.json dataset.channels)",
-    );
-    expect(out.failed[1]!.reason).toMatch(/^unreadable image \(/);
-    for (const f of out.failed) expect(f.reason).not.toContain("\n");
-    expect(out.totals).toMatchObject({ requested: 3, cases: 1, failed: 2 });
-    const events = readFileSync(join(r.stage, "logs", "stdout.log"), "utf8")
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as { event: string; id: string });
-    expect(events.map((e) => [e.event, e.id])).toEqual([
-      ["case_failed", "la_002"],
-      ["case_failed", "la_009"],
-      ["case", "la_001"],
-    ]);
+        { src: join(FIXTURES, "imagesTr", "la_002.nii.gz"), dst: join(dir, "la_002.nii.gz") },
+      );
+      const r = runScript(["--model", "pkg", "--images", "mixed", "--threads", "1"]);
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(readFileSync(join(r.stage, "output.json"), "utf8")) as InferOutput & {
+        failed: Array<{ case: string; file: string; reason: string }>;
+        totals: { requested: number; failed: number };
+      };
+      const payload = ajv().compile(
+        JSON.parse(
+          readFileSync(join(ROOT, "schemas", "skills", "infer.output.schema.json"), "utf8"),
+        ) as object,
+      );
+      expect(payload(out), JSON.stringify(payload.errors)).toBe(true);
+      expect(out.cases.map((c) => c.id)).toEqual(["la_001"]);
+      expect(readdirSync(join(r.stage, "predictions"))).toEqual(["la_001.nii.gz"]);
+      expect(out.failed.map((f) => [f.case, f.file])).toEqual([
+        ["la_002", join(dir, "la_002.nii.gz")],
+        ["la_009", join(dir, "la_009.nii.gz")],
+      ]);
+      expect(out.failed[0]!.reason).toBe(
+        "2 image channel(s) for case la_002, the model takes 1 (plan.json dataset.channels)",
+      );
+      expect(out.failed[1]!.reason).toMatch(/^unreadable image \(/);
+      for (const f of out.failed) expect(f.reason).not.toContain("\n");
+      expect(out.totals).toMatchObject({ requested: 3, cases: 1, failed: 2 });
+      const events = readFileSync(join(r.stage, "logs", "stdout.log"), "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { event: string; id: string });
+      expect(events.map((e) => [e.event, e.id])).toEqual([
+        ["case_failed", "la_002"],
+        ["case_failed", "la_009"],
+        ["case", "la_001"],
+      ]);
 
-    // `cases`: only the listed ids, in that order; a listed id without an image is a failure
-    const only = runScript([
-      "--model",
-      "pkg",
-      "--images",
-      "images",
-      "--cases",
-      JSON.stringify(["la_003", "la_001", "la_777"]),
-      "--threads",
-      "1",
-    ]);
-    expect(only.code, only.stderr).toBe(0);
-    const sel = JSON.parse(readFileSync(join(only.stage, "output.json"), "utf8")) as InferOutput & {
-      failed: Array<{ case: string; file: string; reason: string }>;
-    };
-    expect(sel.cases.map((c) => c.id)).toEqual(["la_003", "la_001"]);
-    expect(sel.failed).toEqual([
-      { case: "la_777", file: join(ws, "images"), reason: "no image for case la_777 here" },
-    ]);
-  });
+      // `cases`: only the listed ids, in that order; a listed id without an image is a failure
+      const only = runScript([
+        "--model",
+        "pkg",
+        "--images",
+        "images",
+        "--cases",
+        JSON.stringify(["la_003", "la_001", "la_777"]),
+        "--threads",
+        "1",
+      ]);
+      expect(only.code, only.stderr).toBe(0);
+      const sel = JSON.parse(readFileSync(join(only.stage, "output.json"), "utf8")) as InferOutput & {
+        failed: Array<{ case: string; file: string; reason: string }>;
+      };
+      expect(sel.cases.map((c) => c.id)).toEqual(["la_003", "la_001"]);
+      expect(sel.failed).toEqual([
+        { case: "la_777", file: join(ws, "images"), reason: "no image for case la_777 here" },
+      ]);
+    },
+  );
 });
