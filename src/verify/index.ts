@@ -15,6 +15,7 @@ import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
 import { renderMarkdown } from "./report-md.js";
 import { checkSmoke } from "./smoke.js";
+import { Taint } from "./taint.js";
 import type { CheckResult, VerifyReport } from "./types.js";
 
 export const VERIFIER_VERSION = "0.1.0";
@@ -81,19 +82,28 @@ function collect(
       message: `run ${run.run_id} of ${run.pipeline}, ${Object.keys(evidence.stages).length} stages`,
       evidence: ["run.json", "evidence.json"],
     });
-    checks.push(...checkIntegrity(pack, evidence));
-    checks.push(...checkOutputs(pack, evidence, skills, run.mode));
-    checks.push(...checkSplit(pack, evidence));
-    const ctx = runContext(pack, evidence, run.mode);
+    // In this order, each failure marks what it points at as false, and later checks leave
+    // those parts unjudged (taint.ts): every fault is reported once, by the check that owns it.
+    const taint = new Taint();
+    const add = (...results: CheckResult[]) => {
+      for (const r of results) {
+        checks.push(r);
+        taint.add(r);
+      }
+    };
+    add(...checkIntegrity(pack, evidence));
+    add(...checkOutputs(pack, evidence, skills, run.mode, taint));
+    add(...checkSplit(pack, evidence, taint));
+    const ctx = runContext(pack, evidence, run.mode, taint);
     const weights = new WeightsCache(pack);
-    checks.push(guarded("cv.folds", () => checkFolds(ctx, weights)));
-    checks.push(guarded("checkpoint.finite", () => checkFinite(pack, ctx, weights)));
-    checks.push(guarded("checkpoint.best-of-trace", () => checkBestOfTrace(pack, ctx, weights)));
-    checks.push(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
-    checks.push(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
-    checks.push(guarded("claims.aggregates", () => checkAggregates(ctx)));
+    add(guarded("cv.folds", () => checkFolds(ctx, weights)));
+    add(guarded("checkpoint.finite", () => checkFinite(pack, ctx, weights)));
+    add(guarded("checkpoint.best-of-trace", () => checkBestOfTrace(pack, ctx, weights)));
+    add(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
+    add(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
+    add(guarded("claims.aggregates", () => checkAggregates(ctx)));
     const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx));
-    if ("id" in prepared) checks.push(prepared);
+    if ("id" in prepared) add(prepared);
     else {
       job = prepared;
       checks.push({
@@ -104,7 +114,7 @@ function collect(
         evidence: [prepared.modelRel],
       });
     }
-    checks.push(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));
+    add(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));
     const unfinished = Object.values(evidence.stages).filter(
       (s) => s.stage !== opts.selfStage && s.status !== "succeeded" && s.status !== "cached",
     );
