@@ -121,6 +121,69 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
     expect(v.code, v.stdout.slice(0, 2000)).toBe(0);
   }, 60_000);
 
+  it("reports a smoke run against the reference and a baseline, never judging it (skipped, exit 0)", () => {
+    const v = cli(
+      ["verify", clean, "--json", "--reference", "eval/references/heart-cv.yaml", "--baseline", clean],
+      { cwd: ROOT },
+    );
+    expect(v.code).toBe(0);
+    const r = JSON.parse(v.stdout) as VerifyReport;
+    const ref = r.checks.find((c) => c.id === "regression.reference");
+    const base = r.checks.find((c) => c.id === "regression.baseline");
+    expect(ref?.verdict).toBe("skipped");
+    expect(ref?.message).toMatch(
+      /^smoke run, reported and not judged as quality against heart-cv: dsc 0\.\d+ /,
+    );
+    expect(base?.verdict).toBe("skipped");
+    expect(base?.message).toMatch(/^this run is a smoke run: .* 0 worse beyond tolerance/);
+    expect(r.quality.judged).toBe(false);
+  });
+
+  it("judges a run against a baseline: worse by more than two standard errors of the baseline's mean fails", () => {
+    // The baseline's pooled Dice and its tolerance, from the fold outputs' per-case values (numpy).
+    const oracle = python(
+      `
+import glob
+import numpy as np
+vals = []
+for p in sorted(glob.glob(INPUT["run"] + "/stages/cv[[]fold=*[]]/output.json")):
+    for c in json.load(open(p))["per_case"]:
+        vals += [l["metrics"]["dice"] for l in c["labels"] if l["label"] == 1]
+v = np.array(vals, dtype=np.float64)
+OUTPUT = {"mean": float(v.mean()), "tol": float(2 * v.std(ddof=1) / np.sqrt(len(v))), "n": len(v)}
+`,
+      { run: clean },
+    ) as { mean: number; tol: number; n: number };
+    expect(oracle.n).toBe(8);
+    // The check is only judged outside smoke mode; these copies say "full" in run.json (which
+    // evidence.json does not cover) to reach that branch on the real smoke outputs.
+    const asFull = (d: string) => {
+      const p = join(d, "run.json");
+      writeFileSync(p, readFileSync(p, "utf8").replace('"mode": "smoke"', '"mode": "full"'));
+    };
+    const run = tampered(asFull);
+    const baseline = (factor: number) =>
+      tampered((d) => {
+        asFull(d);
+        const p = stageFile(d, "summary", "output.json");
+        const j = JSON.parse(readFileSync(p, "utf8")) as Json;
+        const m = at<Json>(j, "performance", "mean", "1");
+        expect(m.dice as number).toBeCloseTo(oracle.mean, 12);
+        m.dice = oracle.mean + factor * oracle.tol; // the baseline was better by this much
+        writeFileSync(p, JSON.stringify(j, null, 2));
+      });
+    const judge = (b: string) =>
+      verifyRun(run, skills, { baseline: b }).checks.find((c) => c.id === "regression.baseline");
+    const within = judge(baseline(0.9));
+    expect(within?.verdict, within?.message).toBe("pass");
+    const beyond = judge(baseline(1.1));
+    expect(beyond?.verdict).toBe("fail");
+    expect(beyond?.message).toMatch(
+      /^1 of \d+ value\(s\) worse than the baseline beyond its tolerance: summary label 1 dice /,
+    );
+    expect(beyond?.evidence).toEqual(["stages/summary/output.json#/performance/mean/1/dice"]);
+  });
+
   // The twelve traps of the issue, each with the one check that owns it. Variants show the
   // ownership rule: an adversary who does not re-record digests is integrity's alone (the
   // checks that would read the altered file leave it unjudged); one who does is the semantic

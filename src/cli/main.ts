@@ -5,6 +5,7 @@ import { Command, CommanderError, Option } from "commander";
 import { EXIT, printError } from "./output.js";
 import { loadRequest, type PipelineOpts } from "./pipeline-options.js";
 import type { RunOpts } from "./run.js";
+import type { VerifyOpts } from "./verify.js";
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -232,10 +233,15 @@ program
 program
   .command("verify <run>")
   .description("audit a finished run as data: digests, schemas, claims; exit 1 on any failed check")
+  .option(
+    "--reference <file>",
+    "judge the aggregate metrics against a reference's ranges (eval/references/*.yaml)",
+  )
+  .option("--baseline <run>", "judge the metrics not worse than a baseline run of the same pipeline")
   .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
   .option("--json", "machine-readable output")
   .action(
-    action(async (run: string, o: { skillsDir: string[]; json?: boolean }) => {
+    action(async (run: string, o: VerifyOpts) => {
       const { verifyCommand } = await import("./verify.js");
       return verifyCommand(run, o);
     }),

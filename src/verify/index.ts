@@ -13,6 +13,8 @@ import { checkIntegrity } from "./integrity.js";
 import { type GridModelRunner, type ModelJob, prepareModelCheck, runModelCheck } from "./model.js";
 import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
+import { readReference } from "./reference.js";
+import { checkBaseline, checkReference } from "./regression.js";
 import { renderMarkdown } from "./report-md.js";
 import { checkSmoke } from "./smoke.js";
 import { Taint } from "./taint.js";
@@ -23,6 +25,10 @@ export const VERIFIER_VERSION = "0.1.0";
 export interface VerifyOptions {
   /** The verify stage auditing its own run from inside: itself excluded, the run still running. */
   selfStage?: string;
+  /** A reference (eval/references/*.yaml): regression.reference judges the run against its ranges. */
+  reference?: string;
+  /** A baseline run folder: regression.baseline judges the run not worse than it. */
+  baseline?: string;
 }
 
 /**
@@ -115,6 +121,20 @@ function collect(
       });
     }
     add(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));
+    // A value outside a range is not a false value: regression results taint nothing.
+    if (opts.reference) {
+      const path = opts.reference;
+      const ref = readReference(path);
+      checks.push(
+        ref instanceof Error
+          ? { id: "regression.reference", verdict: "fail", message: ref.message, evidence: [path] }
+          : guarded("regression.reference", () => checkReference(pack, evidence, ctx, ref, ref.id)),
+      );
+    }
+    if (opts.baseline) {
+      const baseline = opts.baseline;
+      checks.push(guarded("regression.baseline", () => checkBaseline(pack, ctx, baseline)));
+    }
     const unfinished = Object.values(evidence.stages).filter(
       (s) => s.stage !== opts.selfStage && s.status !== "succeeded" && s.status !== "cached",
     );
@@ -152,10 +172,15 @@ function collect(
           judged: false,
           note: "smoke run: its metrics are reported as information and judged for consistency with the evidence only, never as quality",
         }
-      : {
-          judged: true,
-          note: "metrics are recomputed from the evidence; ranges are judged against a reference when one is given",
-        },
+      : opts.reference || opts.baseline
+        ? {
+            judged: true,
+            note: `metrics are recomputed from the evidence and judged against ${[opts.reference && "the reference's ranges", opts.baseline && "the baseline run"].filter(Boolean).join(" and ")}`,
+          }
+        : {
+            judged: false,
+            note: "metrics are recomputed from the evidence; no reference or baseline was given, so none is judged as quality",
+          },
     verifier: { version: VERIFIER_VERSION, wall_s: (performance.now() - started) / 1000 },
   };
   return { report, job };
