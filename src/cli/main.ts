@@ -2,6 +2,7 @@
 // so `pipeline --help` stays fast.
 import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
+import type { RunTrustedOpts } from "./eval.js";
 import { EXIT, printError } from "./output.js";
 import { loadRequest, type PipelineOpts } from "./pipeline-options.js";
 import type { RunOpts } from "./run.js";
@@ -244,6 +245,24 @@ program
     action(async (run: string, o: VerifyOpts) => {
       const { verifyCommand } = await import("./verify.js");
       return verifyCommand(run, o);
+    }),
+  );
+
+program
+  .command("eval")
+  .description("the evaluation harness")
+  .command("run-trusted <skill>")
+  .description(
+    "run a skill (skills/NAME) in smoke mode on a fixture into OUT/skill_run, verify its evidence, write OUT/trust_summary.json",
+  )
+  .requiredOption("--fixture <dir>", "the fixture: the skill's one required path input, or DIR/inputs.json")
+  .requiredOption("--out <dir>", "a new or empty folder for skill_run/ and trust_summary.json")
+  .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
+  .option("--json", "NDJSON progress events and the summary as the final JSON line")
+  .action(
+    action(async (skill: string, o: RunTrustedOpts) => {
+      const { runTrustedCommand } = await import("./eval.js");
+      return runTrustedCommand(skill, o);
     }),
   );
 
