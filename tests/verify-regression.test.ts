@@ -1,6 +1,6 @@
 // `pipeline verify --reference` on real runs of the test skills (the range rule is the same for
 // any `measured` value), and the sanity profile's configuration check before a run starts.
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { cli, ROOT } from "./support/cli.js";
@@ -98,6 +98,63 @@ describe("verify --reference", () => {
     const b = plain("--baseline", join(ws.dir, "data"));
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--baseline .*data: no run\.json there, expected a run folder/);
+  });
+});
+
+describe("a sanity run is judged against its reference", () => {
+  /** A pipeline whose sanity profile names a reference on the gather stage's sum, verified inside. */
+  function sane(w: Workspace, centre: number): string {
+    w.write("data/input.txt", "abc\n");
+    w.write(
+      "refs/sane.yaml",
+      [
+        "id: sane",
+        "source: { document: the test pipeline, result: the sum of its fan values }",
+        "configuration: {}",
+        `metrics: { sum: { centre: ${centre}, tolerance: 1, measured: "combine:/sum" } }`,
+        "reasoning: a test reference; the sum of three emitted values is exact, so no spread is expected.",
+        "",
+      ].join("\n"),
+    );
+    return w.write(
+      "sane.yaml",
+      [
+        "name: sane",
+        "params: { source: data/input.txt, folds: 3, scale: 10 }",
+        "profiles: { sanity: { reference: refs/sane.yaml } }",
+        "stages:",
+        '  first: { skill: emit, with: { value: "${params.scale}", source: "${params.source}" } }',
+        '  fan: { skill: emit, foreach: { fold: "${range(params.folds)}" }, with: { value: "${fold * first.value}", count: 2 } }',
+        '  gather: { skill: combine, with: { values: "${fan.value}", files: "${fan.text}" } }',
+        '  verify: { skill: verify, with: { reference: "${profile.reference}" } }',
+        "",
+      ].join("\n"),
+    );
+  }
+
+  it("by its verify stage and by pipeline verify: inside the range passes", () => {
+    const w = makeWorkspace();
+    const r = cli(["run", sane(w, 30), "--sanity", "--skills-dir", w.skills], { cwd: w.dir });
+    expect(r.code, r.stderr.slice(-1500)).toBe(0);
+    const run = w.latestRun("sane");
+    const inside = JSON.parse(readFileSync(join(run, "stages/verify/output.json"), "utf8")) as {
+      checks: Report["checks"];
+    };
+    expect(inside.checks.find((c) => c.id === "regression.reference")?.message).toContain("sum 30 in 30 ± 1");
+    // From outside, with no --reference: the sanity run's own reference is used.
+    const v = cli(["verify", run, "--json", "--skills-dir", w.skills], { cwd: w.dir });
+    expect(v.code).toBe(0);
+    const report = JSON.parse(v.stdout) as Report;
+    expect(report.checks.find((c) => c.id === "regression.reference")?.verdict).toBe("pass");
+    expect(report.quality.judged).toBe(true);
+  });
+
+  it("outside the range fails the verify stage, and so the run", () => {
+    const w = makeWorkspace();
+    const r = cli(["run", sane(w, 40), "--sanity", "--skills-dir", w.skills], { cwd: w.dir });
+    expect(r.code).toBe(1);
+    expect(w.statuses(w.latestRun("sane")).verify).toBe("failed");
+    expect(r.stderr + r.stdout).toContain("sum 30 outside 40 ± 1");
   });
 });
 
