@@ -99,7 +99,8 @@ function collect(
     };
     add(...checkIntegrity(pack, evidence));
     add(...checkOutputs(pack, evidence, skills, run.mode, taint));
-    add(...checkSplit(pack, evidence, taint));
+    const split = guarded("cv.split", () => checkSplit(pack, evidence, taint));
+    add(...(Array.isArray(split) ? split : [split]));
     const ctx = runContext(pack, evidence, run.mode, taint);
     const weights = new WeightsCache(pack);
     add(guarded("cv.folds", () => checkFolds(ctx, weights)));
