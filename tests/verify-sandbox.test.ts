@@ -1,7 +1,8 @@
 // The verifier reads a run as data: it neither runs nor imports anything from it. Proven twice:
 // at run time, under Node's permission model that forbids child processes, workers and writes
-// outside verify/ (the project's onnxruntime addon is allowed: it evaluates a model as data), with booby-trapped files planted in the run and in the baseline it is compared with; and statically, no module of
-// the verifier can load code by a computed name.
+// outside verify/ (the project's onnxruntime addon is allowed: it evaluates a model as data),
+// with booby-trapped files planted in the run and in the baseline it is compared with; and
+// statically, no module of the verifier can load code by a computed name.
 
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
