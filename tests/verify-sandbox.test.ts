@@ -1,7 +1,8 @@
 // The verifier reads a run as data: it neither runs nor imports anything from it. Proven twice:
 // at run time, under Node's permission model that forbids child processes, workers and writes
-// outside verify/ (the project's onnxruntime addon is allowed: it evaluates a model as data), with booby-trapped files planted in the run; and statically, no module of
-// the verifier can load code by a computed name.
+// outside verify/ (the project's onnxruntime addon is allowed: it evaluates a model as data),
+// with booby-trapped files planted in the run and in the baseline it is compared with; and
+// statically, no module of the verifier can load code by a computed name.
 
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -28,6 +29,13 @@ describe("verifier sandbox", () => {
     );
     writeFileSync(join(stage, "evil.py"), `open(${JSON.stringify(marker)}, "w").write("py")\n`);
     writeFileSync(join(stage, "model.pth"), "not a pickle the verifier would ever open");
+    // The baseline is another pack, with the same planted files; the reference is read as YAML.
+    const baseline = join(ws.dir, "baseline");
+    cpSync(run, baseline, { recursive: true });
+    const reference = ws.write(
+      "ref.yaml",
+      'id: ref\nsource: { document: d, result: r }\nconfiguration: {}\nmetrics: { sum: { centre: 30, tolerance: 1, measured: "combine:/sum" } }\nreasoning: a test reference whose one value is exact, so no spread.\n',
+    );
     const v = spawnSync(
       process.execPath,
       [
@@ -39,6 +47,10 @@ describe("verifier sandbox", () => {
         BIN,
         "verify",
         run,
+        "--reference",
+        reference,
+        "--baseline",
+        baseline,
         "--json",
         "--skills-dir",
         ws.skills,
@@ -52,6 +64,8 @@ describe("verifier sandbox", () => {
     expect(integrity?.evidence).toEqual(
       expect.arrayContaining(["stages/first/evil.mjs", "stages/first/evil.py", "stages/first/model.pth"]),
     );
+    expect(report.checks.find((c) => c.id === "regression.reference")?.verdict).toBe("pass");
+    expect(report.checks.find((c) => c.id === "regression.baseline")?.verdict).toBe("skipped");
     expect(existsSync(marker)).toBe(false);
   });
 

@@ -1,7 +1,8 @@
-// The training checks of the verifier on ONE real smoke run of heart-cv and on tampered copies
-// of it: each trap is caught by exactly the check(s) meant for it, the untouched run passes, and
-// verifying takes well under 30 s. Traps that must get past integrity re-record digests the way
-// an adversary would (evidence.json, the stage's own artifact list, the root hash).
+// The verifier on ONE real smoke run of heart-cv and on tampered copies of it: each trap of the
+// issue is caught by exactly the one check that owns it (the others pass, or are skipped naming
+// that check), the untouched run passes every check, and verifying takes well under 30 s. Traps
+// that must get past integrity re-record digests the way an adversary would (evidence.json, the
+// stage's own artifact list, the root hash).
 import { createHash } from "node:crypto";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -97,6 +98,7 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
     const seconds = (performance.now() - t0) / 1000;
     console.log(`verify (all checks, ONNX spot check included): ${seconds.toFixed(2)} s`);
     expect(failed(r)).toEqual([]);
+    expect(r.checks.filter((c) => c.verdict !== "pass")).toEqual([]);
     const ids = r.checks.map((c) => c.id);
     for (const id of [
       "cv.folds",
@@ -119,27 +121,125 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
     expect(v.code, v.stdout.slice(0, 2000)).toBe(0);
   }, 60_000);
 
-  const traps: { name: string; tamper: (d: string) => void; caughtBy: string[]; model?: boolean }[] = [
+  it("reports a smoke run against the reference and a baseline, never judging it (skipped, exit 0)", () => {
+    const v = cli(
+      ["verify", clean, "--json", "--reference", "eval/references/heart-cv.yaml", "--baseline", clean],
+      { cwd: ROOT },
+    );
+    expect(v.code).toBe(0);
+    const r = JSON.parse(v.stdout) as VerifyReport;
+    const ref = r.checks.find((c) => c.id === "regression.reference");
+    const base = r.checks.find((c) => c.id === "regression.baseline");
+    expect(ref?.verdict).toBe("skipped");
+    expect(ref?.message).toMatch(
+      /^smoke run, reported and not judged as quality against heart-cv: dsc 0\.\d+ /,
+    );
+    expect(base?.verdict).toBe("skipped");
+    expect(base?.message).toMatch(/^this run is a smoke run: .* 0 worse beyond tolerance/);
+    expect(r.quality.judged).toBe(false);
+  });
+
+  it("judges a run against a baseline: worse by more than two standard errors of the baseline's mean fails", () => {
+    // The baseline's pooled Dice and its tolerance, from the fold outputs' per-case values (numpy).
+    const oracle = python(
+      `
+import glob
+import numpy as np
+vals = []
+for p in sorted(glob.glob(INPUT["run"] + "/stages/cv[[]fold=*[]]/output.json")):
+    for c in json.load(open(p))["per_case"]:
+        vals += [l["metrics"]["dice"] for l in c["labels"] if l["label"] == 1]
+v = np.array(vals, dtype=np.float64)
+OUTPUT = {"mean": float(v.mean()), "tol": float(2 * v.std(ddof=1) / np.sqrt(len(v))), "n": len(v)}
+`,
+      { run: clean },
+    ) as { mean: number; tol: number; n: number };
+    expect(oracle.n).toBe(8);
+    // The check is only judged outside smoke mode; these copies say "full" in run.json (which
+    // evidence.json does not cover) to reach that branch on the real smoke outputs.
+    const asFull = (d: string) => {
+      const p = join(d, "run.json");
+      writeFileSync(p, readFileSync(p, "utf8").replace('"mode": "smoke"', '"mode": "full"'));
+    };
+    const run = tampered(asFull);
+    const baseline = (factor: number) =>
+      tampered((d) => {
+        asFull(d);
+        const p = stageFile(d, "summary", "output.json");
+        const j = JSON.parse(readFileSync(p, "utf8")) as Json;
+        const m = at<Json>(j, "performance", "mean", "1");
+        expect(m.dice as number).toBeCloseTo(oracle.mean, 12);
+        m.dice = oracle.mean + factor * oracle.tol; // the baseline was better by this much
+        writeFileSync(p, JSON.stringify(j, null, 2));
+      });
+    const judge = (b: string) =>
+      verifyRun(run, skills, { baseline: b }).checks.find((c) => c.id === "regression.baseline");
+    const within = judge(baseline(0.9));
+    expect(within?.verdict, within?.message).toBe("pass");
+    const beyond = judge(baseline(1.1));
+    expect(beyond?.verdict).toBe("fail");
+    expect(beyond?.message).toMatch(
+      /^1 of \d+ value\(s\) worse than the baseline beyond its tolerance: summary label 1 dice /,
+    );
+    expect(beyond?.evidence).toEqual(["stages/summary/output.json#/performance/mean/1/dice"]);
+  });
+
+  // The twelve traps of the issue, each with the one check that owns it. Variants show the
+  // ownership rule: an adversary who does not re-record digests is integrity's alone (the
+  // checks that would read the altered file leave it unjudged); one who does is the semantic
+  // check's alone (the checks downstream of its finding leave that part unjudged).
+  const traps: {
+    name: string;
+    tamper: (d: string) => void;
+    caughtBy: string;
+    /** Checks that must be skipped because they depend on what the owner found false. */
+    skipped?: string[];
+  }[] = [
     {
-      name: "a per-case Dice edited in a cv-train output.json (its fold summaries then disagree too)",
+      name: "1a. a per-case Dice edited in output.json, digests left alone",
+      tamper: (d) => {
+        const p = stageFile(d, F0, "output.json");
+        const j = JSON.parse(readFileSync(p, "utf8")) as Json;
+        const m = at<Json>(j, "per_case", 0, "labels", 0, "metrics");
+        m.dice = (m.dice as number) + 0.01;
+        writeFileSync(p, JSON.stringify(j, null, 2));
+      },
+      caughtBy: "integrity.artifacts",
+      // Nothing in that output.json is evidence any more: every check that reads it skips it.
+      skipped: [
+        "outputs.schema",
+        "outputs.artifact-claims",
+        "cv.folds",
+        "checkpoint.best-of-trace",
+        "checkpoint.not-initial",
+        "claims.per-case",
+        "claims.aggregates",
+        "model.predictions",
+        "smoke.no-quality-claims",
+      ],
+    },
+    {
+      name: "1b. a per-case Dice edited in output.json, digests re-recorded",
       tamper: (d) =>
         forgeJson(d, F0, "output.json", (j) => {
           const m = at<Json>(j, "per_case", 0, "labels", 0, "metrics");
           m.dice = (m.dice as number) + 0.01;
         }),
-      caughtBy: ["claims.per-case", "claims.aggregates"],
+      caughtBy: "claims.per-case",
+      // The fold and pooled summaries summarise the false value: not judged twice.
+      skipped: ["claims.aggregates"],
     },
     {
-      name: "a fold's mean Dice edited in its performance",
+      name: "1c. a fold's mean Dice edited in its performance, digests re-recorded",
       tamper: (d) =>
         forgeJson(d, F0, "output.json", (j) => {
           const m = at<Json>(j, "performance", "mean", "1");
           m.dice = (m.dice as number) + 0.05;
         }),
-      caughtBy: ["claims.aggregates"],
+      caughtBy: "claims.aggregates",
     },
     {
-      name: "a prediction voxel changed",
+      name: "2. a prediction voxel changed",
       tamper: (d) => {
         const p = stageFile(d, F0, "predictions/la_001.nii.gz");
         const nii = gunzipSync(readFileSync(p));
@@ -148,19 +248,11 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
         nii[i] = nii[i] ? 0 : 1;
         forge(d, F0, "predictions/la_001.nii.gz", gzipSync(nii));
       },
-      caughtBy: ["claims.per-case"],
+      caughtBy: "claims.per-case",
+      skipped: ["claims.aggregates"],
     },
     {
-      name: "the per-case spacing edited",
-      tamper: (d) =>
-        forgeJson(d, F0, "output.json", (j) => {
-          const s = at<number[]>(j, "per_case", 0, "spacing");
-          s[0] = (s[0] as number) * 1.1;
-        }),
-      caughtBy: ["claims.per-case"],
-    },
-    {
-      name: "the best checkpoint replaced by the initial weights, re-serialized in another tensor order",
+      name: "3. the best checkpoint replaced by the initial weights, re-serialized in another tensor order",
       tamper: (d) => {
         const best = stageFile(d, F0, "checkpoints/best.safetensors");
         const out = JSON.parse(readFileSync(stageFile(d, F0, "output.json"), "utf8")) as {
@@ -196,10 +288,10 @@ with open(INPUT["out"], "wb") as f:
         expect(layout(file)).not.toEqual(layout(readSafetensors(best)));
         forge(d, F0, "checkpoints/best.safetensors", readFileSync(target));
       },
-      caughtBy: ["checkpoint.not-initial"],
+      caughtBy: "checkpoint.not-initial",
     },
     {
-      name: "a NaN written into a weight (its digests re-recorded)",
+      name: "4. a NaN written into a weight (its digests re-recorded)",
       tamper: (d) => {
         const p = stageFile(d, F1, "checkpoints/last.safetensors");
         const buf = readFileSync(p);
@@ -215,19 +307,40 @@ with open(INPUT["out"], "wb") as f:
           at<Json>(j, "checkpoints", "last").digest = digest;
         });
       },
-      caughtBy: ["checkpoint.finite"],
+      caughtBy: "checkpoint.finite",
+      skipped: ["checkpoint.not-initial"],
     },
     {
-      name: "a held-out case added to its fold's training list in plan.json",
+      name: "5a. a held-out case added to its fold's training list in plan.json",
       tamper: (d) =>
         forgeJson(d, "plan", "plan.json", (j) => {
           at<string[]>(j, "split", "folds", 0, "train").push("la_001");
         }),
-      // cv.split sees the leak in the plan; cv.folds sees that the stage did not train on that plan.
-      caughtBy: ["cv.split", "cv.folds"],
+      caughtBy: "cv.split",
+      // The stages are compared with the plan's folds, which cv.split found false.
+      skipped: ["cv.folds"],
     },
     {
-      name: "the recommended checkpoint is the last epoch's, not the trace's best",
+      name: "5b. a held-out case added to the training list a cv-train stage records",
+      tamper: (d) =>
+        forgeJson(d, F0, "output.json", (j) => {
+          at<string[]>(j, "train_cases").push("la_001");
+        }),
+      caughtBy: "cv.folds",
+    },
+    {
+      name: "6. a file deleted",
+      tamper: (d) => rmSync(stageFile(d, F1, "predictions/la_003.nii.gz")),
+      caughtBy: "integrity.artifacts",
+      skipped: ["claims.per-case"],
+    },
+    {
+      name: "7. an extra file",
+      tamper: (d) => writeFileSync(stageFile(d, "summary", "better-results.json"), "{}"),
+      caughtBy: "integrity.artifacts",
+    },
+    {
+      name: "8. the recommended checkpoint is the last epoch's, not the trace's best",
       // In this run the best EMA is the last epoch, so the trap is built the other way round:
       // the trace (and every claim made from it) now peaks at epoch 1, while best.safetensors
       // stays epoch 2's weights — the last epoch recommended in place of the best.
@@ -244,30 +357,75 @@ with open(INPUT["out"], "wb") as f:
           j.training_best = e1.ema;
         });
       },
-      caughtBy: ["checkpoint.best-of-trace"],
+      caughtBy: "checkpoint.best-of-trace",
+      // best.safetensors is known to be the wrong weights: its digests are not judged again.
+      skipped: ["checkpoint.not-initial"],
     },
     {
-      name: "a smoke run claiming quality",
+      name: "9. a smoke run claiming quality",
       tamper: (d) =>
         forgeJson(d, "summary", "output.json", (j) => {
           j.quality_claim = true;
         }),
-      caughtBy: ["smoke.no-quality-claims"],
+      caughtBy: "smoke.no-quality-claims",
     },
     {
-      name: "the ONNX model swapped for another fold's",
+      name: "10a. a recorded sha256 edited in evidence.json",
+      tamper: (d) => {
+        const p = join(d, "evidence.json");
+        const ev = JSON.parse(readFileSync(p, "utf8")) as Evidence;
+        (ev.stages[F0]?.artifacts[0] as { sha256: string }).sha256 = sha("forged");
+        writeFileSync(p, JSON.stringify(ev, null, 2));
+      },
+      caughtBy: "integrity.root-hash",
+      skipped: ["integrity.artifacts", "outputs.artifact-claims"],
+    },
+    {
+      name: "10b. evidence.json's root hash edited",
+      tamper: (d) => {
+        const p = join(d, "evidence.json");
+        const ev = JSON.parse(readFileSync(p, "utf8")) as Evidence;
+        ev.root_hash = sha("forged");
+        writeFileSync(p, JSON.stringify(ev, null, 2));
+      },
+      caughtBy: "integrity.root-hash",
+      skipped: ["integrity.artifacts", "outputs.artifact-claims"],
+    },
+    {
+      name: "11a. the ONNX model swapped for another fold's, digests re-recorded",
       tamper: (d) => forge(d, F0, "model/model.onnx", readFileSync(stageFile(d, F1, "model/model.onnx"))),
-      caughtBy: ["model.predictions"],
-      model: true,
+      caughtBy: "model.predictions",
+    },
+    {
+      name: "11b. the ONNX model swapped for another fold's, digests left alone",
+      tamper: (d) => cpSync(stageFile(d, F1, "model/model.onnx"), stageFile(d, F0, "model/model.onnx")),
+      caughtBy: "integrity.artifacts",
+      skipped: ["model.predictions"],
+    },
+    {
+      name: "12. the per-case spacing edited",
+      tamper: (d) =>
+        forgeJson(d, F0, "output.json", (j) => {
+          const s = at<number[]>(j, "per_case", 0, "spacing");
+          s[0] = (s[0] as number) * 1.1;
+        }),
+      caughtBy: "claims.per-case",
     },
   ];
 
   it.each(traps)("catches $name", async (t) => {
     const dir = tampered(t.tamper);
     try {
-      const r = t.model ? await verifyRunWithModel(dir, skills, onnxGridRunner) : verifyRun(dir, skills);
-      expect(failed(r), JSON.stringify(r.checks.filter((c) => c.verdict === "fail"))).toEqual(t.caughtBy);
+      const r = await verifyRunWithModel(dir, skills, onnxGridRunner);
+      const summary = JSON.stringify(r.checks.filter((c) => c.verdict !== "pass"));
+      expect(failed(r), summary).toEqual([t.caughtBy]);
       expect(r.verdict).toBe("fail");
+      // Everything else passes, or is skipped because it depends on what the owner found false.
+      const skipped = r.checks.filter((c) => c.verdict === "skipped").map((c) => c.id);
+      expect(skipped.sort(), summary).toEqual([...(t.skipped ?? [])].sort());
+      for (const c of r.checks.filter((x) => x.verdict === "skipped"))
+        expect(c.message, c.id).toContain(`already failed ${t.caughtBy}`);
+      expect(r.checks.filter((c) => c.verdict === "warn")).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

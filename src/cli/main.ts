@@ -2,9 +2,11 @@
 // so `pipeline --help` stays fast.
 import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
+import type { RunTrustedOpts } from "./eval.js";
 import { EXIT, printError } from "./output.js";
 import { loadRequest, type PipelineOpts } from "./pipeline-options.js";
 import type { RunOpts } from "./run.js";
+import type { VerifyOpts } from "./verify.js";
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -255,12 +257,35 @@ program
 program
   .command("verify <run>")
   .description("audit a finished run as data: digests, schemas, claims; exit 1 on any failed check")
+  .option(
+    "--reference <file>",
+    "judge the aggregate metrics against a reference's ranges (eval/references/*.yaml)",
+  )
+  .option("--baseline <run>", "judge the metrics not worse than a baseline run of the same pipeline")
   .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
   .option("--json", "machine-readable output")
   .action(
-    action(async (run: string, o: { skillsDir: string[]; json?: boolean }) => {
+    action(async (run: string, o: VerifyOpts) => {
       const { verifyCommand } = await import("./verify.js");
       return verifyCommand(run, o);
+    }),
+  );
+
+program
+  .command("eval")
+  .description("the evaluation harness")
+  .command("run-trusted <skill>")
+  .description(
+    "run a skill (skills/NAME) in smoke mode on a fixture into OUT/skill_run, verify its evidence, write OUT/trust_summary.json",
+  )
+  .requiredOption("--fixture <dir>", "the fixture: the skill's one required path input, or DIR/inputs.json")
+  .requiredOption("--out <dir>", "a new or empty folder for skill_run/ and trust_summary.json")
+  .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
+  .option("--json", "NDJSON progress events and the summary as the final JSON line")
+  .action(
+    action(async (skill: string, o: RunTrustedOpts) => {
+      const { runTrustedCommand } = await import("./eval.js");
+      return runTrustedCommand(skill, o);
     }),
   );
 

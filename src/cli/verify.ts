@@ -1,21 +1,73 @@
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Evidence } from "../evidence/evidence.js";
 import { UsageError } from "../manifest/diagnostics.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
 import { verifyRunWithModel, writeReport } from "../verify/index.js";
 import { onnxGridRunner } from "../verify/onnx-runner.js";
+import { readReference } from "../verify/reference.js";
 import { EXIT } from "./output.js";
 
 const MARK = { pass: "✔", fail: "✖", warn: "!", skipped: "-" } as const;
 
-export async function verifyCommand(
-  run: string,
-  o: { skillsDir: string[]; json?: boolean },
-): Promise<number> {
+export interface VerifyOpts {
+  skillsDir: string[];
+  json?: boolean;
+  reference?: string;
+  baseline?: string;
+}
+
+/**
+ * A sanity run is judged against the reference its verify stage was given (the manifest's
+ * `${profile.reference}`), unless --reference names another.
+ */
+function sanityReference(dir: string): string | undefined {
+  try {
+    const run = JSON.parse(readFileSync(join(dir, "run.json"), "utf8")) as {
+      mode?: string;
+      workspace?: string;
+    };
+    if (run.mode !== "sanity") return undefined;
+    const ev = JSON.parse(readFileSync(join(dir, "evidence.json"), "utf8")) as Evidence;
+    for (const s of Object.values(ev.stages)) {
+      const ref = s.skill === "verify" ? s.key_parts?.inputs.reference : undefined;
+      if (typeof ref === "string") return resolve(run.workspace ?? dir, ref);
+    }
+  } catch {
+    // an unreadable run.json or evidence.json is the verifier's finding, not a usage error
+  }
+  return undefined;
+}
+
+export async function verifyCommand(run: string, o: VerifyOpts): Promise<number> {
   const dir = resolve(run);
   if (!existsSync(dir)) throw new UsageError(`${run}: no such run folder`);
+  const reference = o.reference ? resolve(o.reference) : sanityReference(dir);
+  // Bad arguments are usage errors (exit 2), found before anything is judged.
+  if (reference) {
+    const ref = readReference(reference);
+    if (ref instanceof Error) throw new UsageError(`--reference ${ref.message}`);
+  }
+  if (o.baseline) {
+    const base = resolve(o.baseline);
+    if (!existsSync(join(base, "run.json")))
+      throw new UsageError(`--baseline ${o.baseline}: no run.json there, expected a run folder`);
+    const pipelineOf = (d: string) =>
+      existsSync(join(d, "run.json"))
+        ? (JSON.parse(readFileSync(join(d, "run.json"), "utf8")) as { pipeline?: string }).pipeline
+        : undefined;
+    const mine = pipelineOf(dir);
+    const theirs = pipelineOf(base);
+    if (mine && theirs !== mine)
+      throw new UsageError(
+        `--baseline ${o.baseline}: a run of '${theirs}', expected a run of '${mine}' to compare with`,
+      );
+  }
   // The model check runs the run's ONNX model with the project's own inference code (onnxruntime).
-  const report = await verifyRunWithModel(dir, loadSkills(skillDirs(o.skillsDir)), onnxGridRunner);
+  const report = await verifyRunWithModel(dir, loadSkills(skillDirs(o.skillsDir)), onnxGridRunner, {
+    ...(reference ? { reference } : {}),
+    ...(o.baseline ? { baseline: resolve(o.baseline) } : {}),
+  });
   const where = writeReport(report);
   if (o.json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else {

@@ -6,6 +6,7 @@ import { readSource } from "../manifest/source.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
 import type { Mode } from "../skills/types.js";
 import { checkStaticInputs } from "./inputs.js";
+import { checkSanityConfiguration } from "./sanity.js";
 
 export interface LoadRequest {
   manifest: string;
@@ -33,6 +34,7 @@ export function loadPipeline(req: LoadRequest): LoadedPipeline {
     sets: req.sets,
     env: req.env,
   });
+  checkSanityConfiguration(spec, req.env, req.workspace);
   const graph = buildGraph(spec);
   checkStaticInputs(spec, graph, req.env, req.workspace);
   return { spec, graph, manifestPath };

@@ -11,6 +11,7 @@ import {
 } from "../evidence/safetensors.js";
 import { type CvTrainOutput, close, type RunContext, type Staged, verdictOf } from "./context.js";
 import type { Pack } from "./pack.js";
+import type { Skip } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 interface Weights {
@@ -60,7 +61,13 @@ export function checkFinite(pack: Pack, ctx: RunContext, cache: WeightsCache): C
   if (files.length === 0)
     return { id: "checkpoint.finite", verdict: "skipped", message: "no weights in this run", evidence: [] };
   const problems: Problem[] = [];
+  const skips: Skip[] = [];
   for (const rel of files) {
+    const blocked = ctx.taint.blocking([rel]);
+    if (blocked) {
+      skips.push({ what: rel, blocked });
+      continue;
+    }
     const w = cache.get(rel);
     if (w instanceof Error) problems.push({ what: w.message, where: rel });
     else {
@@ -68,7 +75,13 @@ export function checkFinite(pack: Pack, ctx: RunContext, cache: WeightsCache): C
       if (bad.length) problems.push({ what: `${rel}: NaN/Inf in ${bad.slice(0, 3).join(", ")}`, where: rel });
     }
   }
-  return verdictOf("checkpoint.finite", problems, `${files.length} weight files, every float finite`, files);
+  return verdictOf(
+    "checkpoint.finite",
+    problems,
+    `${files.length} weight files, every float finite`,
+    files,
+    skips,
+  );
 }
 
 /**
@@ -77,10 +90,23 @@ export function checkFinite(pack: Pack, ctx: RunContext, cache: WeightsCache): C
  */
 export function checkBestOfTrace(pack: Pack, ctx: RunContext, cache: WeightsCache): CheckResult {
   const problems: Problem[] = [];
+  const skips: Skip[] = [];
   let n = 0;
   for (const t of ctx.train) {
     if (t.out.val_cases.length === 0) continue; // fold all: nothing validated, "last" is the rule
     const traceRel = `${t.dir}/${t.out.trace ?? "trace.json"}`;
+    const o = `${t.dir}/output.json`;
+    const blocked = ctx.taint.blocking([
+      `${o}#/best`,
+      `${o}#/training_best`,
+      `${o}#/trace`,
+      traceRel,
+      ckptRel(t, "best"),
+    ]);
+    if (blocked) {
+      skips.push({ what: `${t.stage}'s best checkpoint`, blocked });
+      continue;
+    }
     let trace: TraceJson;
     try {
       trace = pack.json<TraceJson>(traceRel);
@@ -128,7 +154,7 @@ export function checkBestOfTrace(pack: Pack, ctx: RunContext, cache: WeightsCach
         where: rel,
       });
   }
-  if (n === 0 && problems.length === 0)
+  if (n === 0 && problems.length === 0 && skips.length === 0)
     return {
       id: "checkpoint.best-of-trace",
       verdict: "skipped",
@@ -140,6 +166,7 @@ export function checkBestOfTrace(pack: Pack, ctx: RunContext, cache: WeightsCach
     problems,
     `${n} stage(s): the recommended checkpoint is the trace's best EMA epoch`,
     ctx.train.map((t) => `${t.dir}/trace.json`),
+    skips,
   );
 }
 
@@ -152,8 +179,23 @@ export function checkNotInitial(ctx: RunContext, cache: WeightsCache): CheckResu
   if (ctx.train.length === 0)
     return { id: "checkpoint.not-initial", verdict: "skipped", message: "no training stage", evidence: [] };
   const problems: Problem[] = [];
+  const skips: Skip[] = [];
   for (const t of ctx.train) {
     const out = `${t.dir}/output.json`;
+    const blocked = ctx.taint.blocking([
+      `${out}#/init_digest`,
+      `${out}#/checkpoints`,
+      `${out}#/best_digest`,
+      `${out}#/final_digest`,
+      `${out}#/model`,
+      ckptRel(t, "best"),
+      ckptRel(t, "last"),
+      packageRel(t),
+    ]);
+    if (blocked) {
+      skips.push({ what: `${t.stage}'s weights`, blocked });
+      continue;
+    }
     const init = t.out.init_digest;
     const loaded: Record<string, Weights> = {};
     for (const kind of ["best", "last"]) {
@@ -212,5 +254,6 @@ export function checkNotInitial(ctx: RunContext, cache: WeightsCache): CheckResu
     problems,
     `${ctx.train.length} stage(s): best and last moved from their init; claimed digests recompute; packages hold the best weights`,
     ctx.train.map((t) => ckptRel(t, "best")),
+    skips,
   );
 }

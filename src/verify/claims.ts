@@ -22,6 +22,7 @@ import {
 } from "./context.js";
 import type { Pack } from "./pack.js";
 import { parseNifti } from "./readers.js";
+import type { Skip } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 type Problem = { what: string; where: string };
@@ -52,10 +53,16 @@ export function checkPerCase(pack: Pack, ctx: RunContext): CheckResult {
     .filter((k) => k !== 0)
     .sort((a, b) => a - b);
   const problems: Problem[] = [];
+  const skips: Skip[] = [];
   const unreadable: string[] = [];
   let scored = 0;
   for (const t of folds) {
     const out = `${t.dir}/output.json`;
+    const stageBlocked = ctx.taint.blocking([`${out}#/val_cases`, `${ctx.plan?.rel}#/dataset`]);
+    if (stageBlocked) {
+      skips.push({ what: `${t.stage}'s cases`, blocked: stageBlocked });
+      continue;
+    }
     const ids = t.out.per_case.map((c) => c.id);
     const missing = t.out.val_cases.filter((id) => !ids.includes(id));
     const extra = ids.filter((id, i) => !t.out.val_cases.includes(id) || ids.indexOf(id) !== i);
@@ -66,6 +73,11 @@ export function checkPerCase(pack: Pack, ctx: RunContext): CheckResult {
       });
     for (const [i, c] of t.out.per_case.entries()) {
       const where = `${out}#/per_case/${i}`;
+      const blocked = ctx.taint.blocking([where, `${t.dir}/${c.prediction}`]);
+      if (blocked) {
+        skips.push({ what: `${t.stage} ${c.id}`, blocked });
+        continue;
+      }
       const gtPath = gtOf.get(c.id);
       if (!gtPath) {
         problems.push({ what: `${c.id} has no ground-truth label in plan.json`, where });
@@ -132,7 +144,7 @@ export function checkPerCase(pack: Pack, ctx: RunContext): CheckResult {
       }
     }
   }
-  if (unreadable.length && scored === 0 && problems.length === 0)
+  if (unreadable.length && scored === 0 && problems.length === 0 && skips.length === 0)
     return {
       id: "claims.per-case",
       verdict: "skipped",
@@ -144,6 +156,7 @@ export function checkPerCase(pack: Pack, ctx: RunContext): CheckResult {
     problems,
     `${scored} case(s) rescored from their predictions and labels: every metric agrees within 1e-6`,
     folds.map((t) => `${t.dir}/predictions`),
+    skips,
   );
   if (result.verdict === "pass" && unreadable.length)
     return { ...result, verdict: "warn", message: `${result.message}; unreadable: ${unreadable.join(", ")}` };
@@ -204,7 +217,11 @@ function compareMeans(
     for (const m of names) {
       const fm = f?.[m];
       if (!fm || !close(fromJson(r?.[m]), fm.mean)) {
-        problems.push({ what: `${what} label ${l} ${m}: ${r?.[m]} but the cases give ${fm?.mean}`, where });
+        // Pointed at the one value, so that checks reading its neighbours still judge them.
+        problems.push({
+          what: `${what} label ${l} ${m}: ${r?.[m]} but the cases give ${fm?.mean}`,
+          where: `${where}/mean/${l}/${m}`,
+        });
         return;
       }
     }
@@ -239,8 +256,20 @@ export function checkAggregates(ctx: RunContext): CheckResult {
   if (folds.length === 0 && ctx.summaries.length === 0)
     return { id: "claims.aggregates", verdict: "skipped", message: "no summaries in this run", evidence: [] };
   const problems: Problem[] = [];
+  const skips: Skip[] = [];
+  // A summary is judged against the per-case values it summarises; one of those already found
+  // false (claims.per-case) leaves the summary unjudged rather than failed twice.
+  const reads = (t: Staged<CvTrainOutput>): string[] => {
+    const o = `${t.dir}/output.json`;
+    return t.out.per_case.flatMap((_, i) => [`${o}#/per_case/${i}/id`, `${o}#/per_case/${i}/labels`]);
+  };
   for (const t of folds) {
     const where = `${t.dir}/output.json`;
+    const blocked = ctx.taint.blocking([...reads(t), `${where}#/summary`, `${where}#/performance`]);
+    if (blocked) {
+      skips.push({ what: `${t.stage}'s summaries`, blocked });
+      continue;
+    }
     const fresh = summarizeCases(rowsOf(t, false));
     compareSummaries(t.out.summary, fresh, false, `${t.stage} summary`, `${where}#/summary`, problems);
     const means = new Map(fresh.map((s) => [s.label, s.pooled]));
@@ -248,11 +277,17 @@ export function checkAggregates(ctx: RunContext): CheckResult {
     if (t.out.performance && t.out.performance.cases !== t.out.per_case.length)
       problems.push({
         what: `${t.stage} performance counts ${t.out.performance.cases} cases`,
-        where: `${where}#/performance`,
+        where: `${where}#/performance/cases`,
       });
   }
   for (const s of ctx.summaries) {
     const where = `${s.dir}/output.json`;
+    const own = ["folds", "cases", "summary", "performance"].map((k) => `${where}#/${k}`);
+    const blocked = ctx.taint.blocking([...own, ...folds.flatMap(reads)]);
+    if (blocked) {
+      skips.push({ what: `${s.stage}'s summaries`, blocked });
+      continue;
+    }
     const byFold = new Map(folds.map((t) => [String(t.out.fold), t]));
     const used: Staged<CvTrainOutput>[] = [];
     for (const [i, f] of s.out.folds.entries()) {
@@ -266,7 +301,7 @@ export function checkAggregates(ctx: RunContext): CheckResult {
       }
       used.push(t);
       const fresh = new Map(summarizeCases(rowsOf(t, false)).map((x) => [x.label, x.pooled]));
-      compareMeans(f.mean, fresh, `${s.stage} fold ${f.fold} mean`, `${where}#/folds/${i}`, problems);
+      compareMeans(f.mean, fresh, `${s.stage} fold ${f.fold}`, `${where}#/folds/${i}`, problems);
     }
     const rows = used.flatMap((t) => rowsOf(t, true));
     const pooled = summarizeCases(rows);
@@ -289,7 +324,7 @@ export function checkAggregates(ctx: RunContext): CheckResult {
     if (s.out.performance && (s.out.performance.cases !== nCases || s.out.performance.folds !== used.length))
       problems.push({
         what: `${s.stage} performance claims ${s.out.performance.cases} cases of ${s.out.performance.folds} folds; the folds hold ${nCases} of ${used.length}`,
-        where: `${where}#/performance`,
+        where: `${where}#/performance/cases`,
       });
     const dice = new Map(used.flatMap((t) => t.out.per_case.map((c) => [c.id, c.labels] as const)));
     for (const [i, c] of s.out.cases.entries()) {
@@ -312,5 +347,6 @@ export function checkAggregates(ctx: RunContext): CheckResult {
       ...folds.map((t) => `${t.dir}/output.json#/summary`),
       ...ctx.summaries.map((s) => `${s.dir}/output.json#/summary`),
     ],
+    skips,
   );
 }

@@ -3,6 +3,7 @@
 // output.json is unreadable is left to outputs.schema.
 import type { Evidence } from "../evidence/evidence.js";
 import type { Pack } from "./pack.js";
+import { type Skip, skipLine, type Taint } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 /** JSON has no NaN or Infinity: outputs carry them as these strings. */
@@ -117,11 +118,13 @@ export interface RunContext {
   train: Staged<CvTrainOutput>[];
   summaries: Staged<CvSummaryOutput>[];
   mode: string | null;
+  /** What earlier checks found false: not judged again. */
+  taint: Taint;
 }
 
 const FINISHED = new Set(["succeeded", "cached"]);
 
-export function runContext(pack: Pack, evidence: Evidence, mode: string | null): RunContext {
+export function runContext(pack: Pack, evidence: Evidence, mode: string | null, taint: Taint): RunContext {
   const finished = Object.values(evidence.stages).filter((s) => FINISHED.has(s.status));
   const read = <T>(stage: string): T | null => {
     const rel = `stages/${stage}/output.json`;
@@ -154,25 +157,36 @@ export function runContext(pack: Pack, evidence: Evidence, mode: string | null):
       if (out) summaries.push({ stage: s.stage, dir: `stages/${s.stage}`, out });
     }
   }
-  return { plan, data: pre ? `stages/${pre.stage}/data` : null, train, summaries, mode };
+  return { plan, data: pre ? `stages/${pre.stage}/data` : null, train, summaries, mode, taint };
 }
 
-/** One result per check: fail when any problem, else pass (or skipped when nothing applied). */
+/**
+ * One result per check: fail when any problem; else skipped when a part could not be judged
+ * because an earlier check failed on what it reads; else pass.
+ */
 export function verdictOf(
   id: string,
   problems: { what: string; where: string }[],
   passMessage: string,
   passEvidence: string[],
+  skips: Skip[] = [],
 ): CheckResult {
-  return problems.length
-    ? {
-        id,
-        verdict: "fail",
-        message: `${problems.length} problem(s): ${problems
-          .slice(0, 4)
-          .map((p) => p.what)
-          .join("; ")}${problems.length > 4 ? "; …" : ""}`,
-        evidence: [...new Set(problems.map((p) => p.where))],
-      }
-    : { id, verdict: "pass", message: passMessage, evidence: passEvidence };
+  if (problems.length)
+    return {
+      id,
+      verdict: "fail",
+      message: `${problems.length} problem(s): ${problems
+        .slice(0, 4)
+        .map((p) => p.what)
+        .join("; ")}${problems.length > 4 ? "; …" : ""}`,
+      evidence: [...new Set(problems.map((p) => p.where))],
+    };
+  if (skips.length)
+    return {
+      id,
+      verdict: "skipped",
+      message: `${skips.slice(0, 3).map(skipLine).join("; ")}${skips.length > 3 ? `; … (${skips.length} parts)` : ""}; the rest agrees`,
+      evidence: [...new Set(skips.map((s) => s.blocked.pointer))],
+    };
+  return { id, verdict: "pass", message: passMessage, evidence: passEvidence };
 }

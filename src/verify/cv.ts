@@ -3,6 +3,7 @@
 // and groups (one patient's scans) never straddle folds.
 import type { Evidence } from "../evidence/evidence.js";
 import type { Pack } from "./pack.js";
+import { skipLine, type Taint } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 interface PlanSplit {
@@ -10,7 +11,7 @@ interface PlanSplit {
   split?: { method?: string; folds?: { fold: number; train: string[]; val: string[] }[] };
 }
 
-export function checkSplit(pack: Pack, evidence: Evidence): CheckResult[] {
+export function checkSplit(pack: Pack, evidence: Evidence, taint: Taint): CheckResult[] {
   const plans = Object.values(evidence.stages).filter(
     (s) => s.skill === "plan" && (s.status === "succeeded" || s.status === "cached"),
   );
@@ -21,6 +22,16 @@ export function checkSplit(pack: Pack, evidence: Evidence): CheckResult[] {
     const rel = `stages/${rec.stage}/plan.json`;
     if (!pack.exists(rel)) {
       out.push({ id: "cv.split", verdict: "fail", message: `${rel} is missing`, evidence: [rel] });
+      continue;
+    }
+    const blocked = taint.blocking([rel]);
+    if (blocked) {
+      out.push({
+        id: "cv.split",
+        verdict: "skipped",
+        message: skipLine({ what: rel, blocked }),
+        evidence: [blocked.pointer],
+      });
       continue;
     }
     const plan = pack.json<PlanSplit>(rel);

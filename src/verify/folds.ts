@@ -3,6 +3,7 @@
 // summary passes its nominal numbers off as one.
 import type { WeightsCache } from "./checkpoints.js";
 import { type RunContext, verdictOf } from "./context.js";
+import type { Skip } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 type Problem = { what: string; where: string };
@@ -15,9 +16,24 @@ export function checkFolds(ctx: RunContext, cache: WeightsCache): CheckResult {
     return { id: "cv.folds", verdict: "skipped", message: "no training stage", evidence: [] };
   const plan = ctx.plan?.json;
   const problems: Problem[] = [];
+  const skips: Skip[] = [];
+  const planRel = ctx.plan?.rel ?? "plan.json";
   const all = (plan?.dataset?.cases ?? []).map((c) => c.id);
   for (const t of ctx.train) {
     const out = `${t.dir}/output.json`;
+    const reads = [
+      `${out}#/fold`,
+      `${out}#/train_cases`,
+      `${out}#/val_cases`,
+      ...(t.out.fold === "all"
+        ? [`${out}#/performance`, `${out}#/per_case`, `${out}#/summary`, `${planRel}#/dataset/cases`]
+        : [`${planRel}#/split`]),
+    ];
+    const blocked = ctx.taint.blocking(reads);
+    if (blocked) {
+      skips.push({ what: `${t.stage}'s fold`, blocked });
+      continue;
+    }
     const leak = t.out.val_cases.filter((id) => t.out.train_cases.includes(id));
     if (leak.length)
       problems.push({
@@ -60,6 +76,12 @@ export function checkFolds(ctx: RunContext, cache: WeightsCache): CheckResult {
   const inits = new Map<string, string>();
   const ends = new Map<string, string>();
   for (const t of ctx.train) {
+    const bestRel = `${t.dir}/${t.out.checkpoints?.best?.path ?? "checkpoints/best.safetensors"}`;
+    const blocked = ctx.taint.blocking([`${t.dir}/output.json#/init_digest`, bestRel]);
+    if (blocked) {
+      skips.push({ what: `${t.stage}'s init and weights`, blocked });
+      continue;
+    }
     const seen = inits.get(t.out.init_digest);
     if (seen)
       problems.push({
@@ -67,7 +89,7 @@ export function checkFolds(ctx: RunContext, cache: WeightsCache): CheckResult {
         where: `${t.dir}/output.json#/init_digest`,
       });
     else inits.set(t.out.init_digest, t.stage);
-    const w = cache.get(`${t.dir}/${t.out.checkpoints?.best?.path ?? "checkpoints/best.safetensors"}`);
+    const w = cache.get(bestRel);
     if (w instanceof Error) continue; // checkpoint.not-initial reports it
     const same = ends.get(w.digest);
     if (same) problems.push({ what: `${t.stage} ends with ${same}'s weights`, where: w.rel });
@@ -75,6 +97,11 @@ export function checkFolds(ctx: RunContext, cache: WeightsCache): CheckResult {
   }
   for (const s of ctx.summaries) {
     const out = `${s.dir}/output.json`;
+    const blocked = ctx.taint.blocking([`${out}#/folds`, `${out}#/final`]);
+    if (blocked) {
+      skips.push({ what: `${s.stage}'s folds`, blocked });
+      continue;
+    }
     const finals = ctx.train.filter((t) => t.out.fold === "all");
     if (s.out.folds.some((f) => f.fold === "all"))
       problems.push({ what: `${s.stage} counts the final model among its folds`, where: `${out}#/folds` });
@@ -89,5 +116,6 @@ export function checkFolds(ctx: RunContext, cache: WeightsCache): CheckResult {
     problems,
     `${ctx.train.length} training stage(s) match their folds, fresh distinct inits, distinct weights; the final model claims no performance`,
     [ctx.plan ? `${ctx.plan.rel}#/split` : "plan.json", ...ctx.train.map((t) => `${t.dir}/output.json`)],
+    skips,
   );
 }

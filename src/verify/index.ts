@@ -13,8 +13,11 @@ import { checkIntegrity } from "./integrity.js";
 import { type GridModelRunner, type ModelJob, prepareModelCheck, runModelCheck } from "./model.js";
 import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
+import { readReference } from "./reference.js";
+import { checkBaseline, checkReference } from "./regression.js";
 import { renderMarkdown } from "./report-md.js";
 import { checkSmoke } from "./smoke.js";
+import { Taint } from "./taint.js";
 import type { CheckResult, VerifyReport } from "./types.js";
 
 export const VERIFIER_VERSION = "0.1.0";
@@ -22,6 +25,10 @@ export const VERIFIER_VERSION = "0.1.0";
 export interface VerifyOptions {
   /** The verify stage auditing its own run from inside: itself excluded, the run still running. */
   selfStage?: string;
+  /** A reference (eval/references/*.yaml): regression.reference judges the run against its ranges. */
+  reference?: string;
+  /** A baseline run folder: regression.baseline judges the run not worse than it. */
+  baseline?: string;
 }
 
 /**
@@ -81,19 +88,29 @@ function collect(
       message: `run ${run.run_id} of ${run.pipeline}, ${Object.keys(evidence.stages).length} stages`,
       evidence: ["run.json", "evidence.json"],
     });
-    checks.push(...checkIntegrity(pack, evidence));
-    checks.push(...checkOutputs(pack, evidence, skills, run.mode));
-    checks.push(...checkSplit(pack, evidence));
-    const ctx = runContext(pack, evidence, run.mode);
+    // In this order, each failure marks what it points at as false, and later checks leave
+    // those parts unjudged (taint.ts): every fault is reported once, by the check that owns it.
+    const taint = new Taint();
+    const add = (...results: CheckResult[]) => {
+      for (const r of results) {
+        checks.push(r);
+        taint.add(r);
+      }
+    };
+    add(...checkIntegrity(pack, evidence));
+    add(...checkOutputs(pack, evidence, skills, run.mode, taint));
+    const split = guarded("cv.split", () => checkSplit(pack, evidence, taint));
+    add(...(Array.isArray(split) ? split : [split]));
+    const ctx = runContext(pack, evidence, run.mode, taint);
     const weights = new WeightsCache(pack);
-    checks.push(guarded("cv.folds", () => checkFolds(ctx, weights)));
-    checks.push(guarded("checkpoint.finite", () => checkFinite(pack, ctx, weights)));
-    checks.push(guarded("checkpoint.best-of-trace", () => checkBestOfTrace(pack, ctx, weights)));
-    checks.push(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
-    checks.push(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
-    checks.push(guarded("claims.aggregates", () => checkAggregates(ctx)));
+    add(guarded("cv.folds", () => checkFolds(ctx, weights)));
+    add(guarded("checkpoint.finite", () => checkFinite(pack, ctx, weights)));
+    add(guarded("checkpoint.best-of-trace", () => checkBestOfTrace(pack, ctx, weights)));
+    add(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
+    add(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
+    add(guarded("claims.aggregates", () => checkAggregates(ctx)));
     const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx));
-    if ("id" in prepared) checks.push(prepared);
+    if ("id" in prepared) add(prepared);
     else {
       job = prepared;
       checks.push({
@@ -104,7 +121,21 @@ function collect(
         evidence: [prepared.modelRel],
       });
     }
-    checks.push(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));
+    add(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));
+    // A value outside a range is not a false value: regression results taint nothing.
+    if (opts.reference) {
+      const path = opts.reference;
+      const ref = readReference(path);
+      checks.push(
+        ref instanceof Error
+          ? { id: "regression.reference", verdict: "fail", message: ref.message, evidence: [path] }
+          : guarded("regression.reference", () => checkReference(pack, evidence, ctx, ref, ref.id)),
+      );
+    }
+    if (opts.baseline) {
+      const baseline = opts.baseline;
+      checks.push(guarded("regression.baseline", () => checkBaseline(pack, ctx, baseline)));
+    }
     const unfinished = Object.values(evidence.stages).filter(
       (s) => s.stage !== opts.selfStage && s.status !== "succeeded" && s.status !== "cached",
     );
@@ -142,10 +173,15 @@ function collect(
           judged: false,
           note: "smoke run: its metrics are reported as information and judged for consistency with the evidence only, never as quality",
         }
-      : {
-          judged: true,
-          note: "metrics are recomputed from the evidence; ranges are judged against a reference when one is given",
-        },
+      : opts.reference || opts.baseline
+        ? {
+            judged: true,
+            note: `metrics are recomputed from the evidence and judged against ${[opts.reference && "the reference's ranges", opts.baseline && "the baseline run"].filter(Boolean).join(" and ")}`,
+          }
+        : {
+            judged: false,
+            note: "metrics are recomputed from the evidence; no reference or baseline was given, so none is judged as quality",
+          },
     verifier: { version: VERIFIER_VERSION, wall_s: (performance.now() - started) / 1000 },
   };
   return { report, job };

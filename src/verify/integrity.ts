@@ -1,5 +1,7 @@
 // integrity.*: the files of the run are exactly those evidence.json records, with the recorded
-// digests, and evidence.json itself is unaltered (its root hash recomputes).
+// digests, and evidence.json itself is unaltered (its root hash recomputes). Records that fail
+// the root hash are not evidence of anything, so the files are not judged against them: an
+// edited record is integrity.root-hash's finding, not also integrity.artifacts'.
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Evidence, rootHash } from "../evidence/evidence.js";
@@ -26,6 +28,16 @@ export function checkIntegrity(pack: Pack, evidence: Evidence): CheckResult[] {
           evidence: ["evidence.json#/root_hash"],
         },
   );
+  if (recomputed !== evidence.root_hash) {
+    out.push({
+      id: "integrity.artifacts",
+      verdict: "skipped",
+      message:
+        "stage files not judged: evidence.json#/root_hash already failed integrity.root-hash, so its records vouch for nothing",
+      evidence: ["evidence.json#/root_hash"],
+    });
+    return out;
+  }
 
   const problems: string[] = [];
   const pointers: string[] = [];
@@ -81,7 +93,7 @@ export function checkIntegrity(pack: Pack, evidence: Evidence): CheckResult[] {
           id: "integrity.artifacts",
           verdict: "fail",
           message: `${problems.length} problem(s): ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? "; …" : ""}`,
-          evidence: pointers,
+          evidence: [...new Set(pointers)],
         }
       : {
           id: "integrity.artifacts",

@@ -10,6 +10,7 @@
 import type { RunContext } from "./context.js";
 import type { Pack } from "./pack.js";
 import { parseNpy } from "./readers.js";
+import { skipLine } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 export interface GridSettings {
@@ -57,15 +58,16 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext): ModelJob | Check
   const inf = plan.inference ?? {};
   const patch = plan.patch_size ?? [];
   const spatialDims = plan.spatial_dims ?? patch.length;
-  let best: { id: string; grid: string; image: ReturnType<typeof parseNpy>; rel: string } | null = null;
-  for (const c of t.out.per_case) {
+  let best: { id: string; grid: string; image: ReturnType<typeof parseNpy>; rel: string; i: number } | null =
+    null;
+  for (const [i, c] of t.out.per_case.entries()) {
     if (!c.grid_prediction) continue;
     const rel = `${ctx.data}/${c.id}/image.npy`;
     if (!pack.exists(rel)) continue;
     const image = parseNpy(pack.bytes(rel), rel);
     const n = image.shape.slice(0, spatialDims).reduce((a, b) => a * b, 1);
     const m = best ? best.image.shape.slice(0, spatialDims).reduce((a, b) => a * b, 1) : Infinity;
-    if (n < m) best = { id: c.id, grid: c.grid_prediction, image, rel };
+    if (n < m) best = { id: c.id, grid: c.grid_prediction, image, rel, i };
   }
   if (!best) return skipped(`${t.stage}: no preprocessed image of its held-out cases`);
   const gridRel = `${t.dir}/${best.grid}`;
@@ -76,6 +78,22 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext): ModelJob | Check
     message,
     evidence: [where],
   });
+  const blocked = ctx.taint.blocking([
+    modelRel,
+    gridRel,
+    best.rel,
+    `${t.dir}/output.json#/model`,
+    `${t.dir}/output.json#/per_case/${best.i}/grid_prediction`,
+    `${ctx.plan?.rel}#/inference`,
+    `${ctx.plan?.rel}#/patch_size`,
+  ]);
+  if (blocked)
+    return {
+      id: ID,
+      verdict: "skipped",
+      message: skipLine({ what: modelRel, blocked }),
+      evidence: [blocked.pointer],
+    };
   if (!pack.exists(gridRel)) return fail(`${gridRel} is missing`, gridRel);
   if (!pack.exists(modelRel)) return fail(`${modelRel} is missing`, modelRel);
   const grid = parseNpy(pack.bytes(gridRel), gridRel);

@@ -6,6 +6,7 @@ import { checkOutput } from "../evidence/output-check.js";
 import type { Value } from "../manifest/expr.js";
 import type { Skill } from "../skills/types.js";
 import type { Pack } from "./pack.js";
+import { type Skip, skipLine, type Taint } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 interface OutputEnvelope {
@@ -18,7 +19,10 @@ export function checkOutputs(
   evidence: Evidence,
   skills: Map<string, Skill>,
   mode: string | null,
+  taint: Taint,
 ): CheckResult[] {
+  const schemaSkips: Skip[] = [];
+  const claimSkips: Skip[] = [];
   const schemaProblems: string[] = [];
   const schemaPointers: string[] = [];
   const claimProblems: string[] = [];
@@ -28,13 +32,22 @@ export function checkOutputs(
     if (rec.status !== "succeeded" && rec.status !== "cached") continue;
     const rel = `stages/${id}/output.json`;
     if (!pack.exists(rel)) continue; // integrity.artifacts reports it
+    // A file integrity found altered is not evidence of its stage; claims about files are
+    // only as good as the records, which the root hash vouches for.
+    const fileBlocked = taint.blocking([rel]);
+    const claimBlocked = taint.blocking([rel, "evidence.json#/root_hash"]);
+    if (fileBlocked) schemaSkips.push({ what: rel, blocked: fileBlocked });
+    if (claimBlocked) claimSkips.push({ what: `${rel}#/artifacts`, blocked: claimBlocked });
+    if (fileBlocked && claimBlocked) continue;
     n++;
     let output: Record<string, Value>;
     try {
       output = pack.json<Record<string, Value>>(rel);
     } catch (err) {
-      schemaProblems.push(`${rel}: not JSON (${(err as Error).message})`);
-      schemaPointers.push(rel);
+      if (!fileBlocked) {
+        schemaProblems.push(`${rel}: not JSON (${(err as Error).message})`);
+        schemaPointers.push(rel);
+      }
       continue;
     }
     const skill = skills.get(rec.skill);
@@ -43,16 +56,17 @@ export function checkOutputs(
       schemaPointers.push(rel);
       continue;
     }
-    const problem = checkOutput(skill, id, output);
+    const problem = fileBlocked ? null : checkOutput(skill, id, output);
     if (problem) {
       schemaProblems.push(`${rel}: ${problem}`);
       schemaPointers.push(rel);
     }
     const env = output as OutputEnvelope;
-    if (mode && env.mode !== mode) {
+    if (!fileBlocked && mode && env.mode !== mode) {
       schemaProblems.push(`${rel}: mode '${String(env.mode)}' but the run is '${mode}'`);
       schemaPointers.push(`${rel}#/mode`);
     }
+    if (claimBlocked) continue;
     // The stage's own claims about its files must agree with what the engine recorded; a file
     // that no longer matches the record is integrity.artifacts' finding, not this one's.
     const recorded = new Map(rec.artifacts.map((a) => [a.path, a.sha256]));
@@ -75,12 +89,14 @@ export function checkOutputs(
           message: schemaProblems.slice(0, 5).join("; "),
           evidence: schemaPointers,
         }
-      : {
-          id: "outputs.schema",
-          verdict: "pass",
-          message: `${n} output.json files match the envelope and their skills' result schemas`,
-          evidence: ["stages/*/output.json"],
-        },
+      : schemaSkips.length
+        ? skippedResult("outputs.schema", schemaSkips)
+        : {
+            id: "outputs.schema",
+            verdict: "pass",
+            message: `${n} output.json files match the envelope and their skills' result schemas`,
+            evidence: ["stages/*/output.json"],
+          },
     claimProblems.length
       ? {
           id: "outputs.artifact-claims",
@@ -88,11 +104,22 @@ export function checkOutputs(
           message: claimProblems.slice(0, 5).join("; "),
           evidence: claimPointers,
         }
-      : {
-          id: "outputs.artifact-claims",
-          verdict: "pass",
-          message: "every artifact digest a stage claims matches its file",
-          evidence: ["stages/*/output.json#/artifacts"],
-        },
+      : claimSkips.length
+        ? skippedResult("outputs.artifact-claims", claimSkips)
+        : {
+            id: "outputs.artifact-claims",
+            verdict: "pass",
+            message: "every artifact digest a stage claims matches its file",
+            evidence: ["stages/*/output.json#/artifacts"],
+          },
   ];
+}
+
+function skippedResult(id: string, skips: Skip[]): CheckResult {
+  return {
+    id,
+    verdict: "skipped",
+    message: skips.slice(0, 3).map(skipLine).join("; "),
+    evidence: [...new Set(skips.map((s) => s.blocked.pointer))],
+  };
 }

@@ -4,6 +4,7 @@
 import type { Evidence } from "../evidence/evidence.js";
 import { type RunContext, verdictOf } from "./context.js";
 import type { Pack } from "./pack.js";
+import type { Skip } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 export function checkSmoke(pack: Pack, evidence: Evidence, ctx: RunContext): CheckResult {
@@ -15,9 +16,15 @@ export function checkSmoke(pack: Pack, evidence: Evidence, ctx: RunContext): Che
       evidence: ["run.json#/mode"],
     };
   const problems: { what: string; where: string }[] = [];
+  const skips: Skip[] = [];
   for (const rec of Object.values(evidence.stages)) {
     const rel = `stages/${rec.stage}/output.json`;
     if (!pack.exists(rel)) continue;
+    const blocked = ctx.taint.blocking([`${rel}#/quality_claim`, `${rel}#/performance/quality_claim`]);
+    if (blocked) {
+      skips.push({ what: rel, blocked });
+      continue;
+    }
     let out: Record<string, unknown>;
     try {
       out = pack.json<Record<string, unknown>>(rel);
@@ -39,5 +46,6 @@ export function checkSmoke(pack: Pack, evidence: Evidence, ctx: RunContext): Che
     problems,
     `smoke run: ${reported} performance record(s) reported as information, none judged or claimed as quality`,
     [...ctx.train, ...ctx.summaries].map((s) => `${s.dir}/output.json#/performance`),
+    skips,
   );
 }

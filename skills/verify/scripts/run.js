@@ -15,12 +15,11 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   const runDir = ctx.inputs.run_dir ?? own;
   if (!runDir) throw new Error("no run to audit: give --run_dir, or run this skill as a pipeline stage");
   const inside = !ctx.inputs.run_dir || ctx.inputs.run_dir === own;
-  const report = await verifyRunWithModel(
-    runDir,
-    loadSkills(skillDirs()),
-    onnxGridRunner,
-    inside ? { selfStage: ctx.stage } : {},
-  );
+  const report = await verifyRunWithModel(runDir, loadSkills(skillDirs()), onnxGridRunner, {
+    ...(inside ? { selfStage: ctx.stage } : {}),
+    ...(ctx.inputs.reference ? { reference: ctx.inputs.reference } : {}),
+    ...(ctx.inputs.baseline ? { baseline: ctx.inputs.baseline } : {}),
+  });
   writeFileSync(join(ctx.outputDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(ctx.outputDir, "report.md"), renderMarkdown(report));
   for (const c of report.checks) ctx.progress({ event: "check", id: c.id, verdict: c.verdict });
