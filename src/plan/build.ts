@@ -23,7 +23,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     throw new PlanError(
       `the analysis lists ${analysis.errors} error(s) (first: ${analysis.problems.find((p) => p.severity === "error")?.message}); fix the data and analyze again`,
     );
-  const cases = analysis.cases;
+  const { cases, test } = plannedCases(analysis.cases, o);
   if (cases.length === 0) throw new PlanError("the analysis has no case");
   const targetSpacing = o.target_spacing ?? analysis.suggestions.target_spacing;
   if (!targetSpacing)
@@ -80,8 +80,18 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     val_every: o.val_every ?? DEFAULT_TRAINING.val_every,
     early_stopping: o.early_stopping ?? null,
     inference: { ...DEFAULT_INFERENCE, ...o.inference },
-    split: splitFor(cases, o),
+    split: { ...splitFor(cases, o), ...(test ? { test } : {}) },
   };
+}
+
+/**
+ * The cases the plan trains and validates on: all of them, except with `split: predefined`, where
+ * the source's `test` cases (npy2d's test/ folder) are set aside, by id, for a later test stage.
+ */
+function plannedCases(all: CaseRecord[], o: PlanOverrides): { cases: CaseRecord[]; test?: string[] } {
+  if (o.split !== "predefined") return { cases: all };
+  const isTest = (c: CaseRecord) => c.split === "test";
+  return { cases: all.filter((c) => !isTest(c)), test: all.filter(isTest).map((c) => c.id) };
 }
 
 /**
@@ -180,6 +190,8 @@ function splitFor(cases: CaseRecord[], o: PlanOverrides): Split {
         seed,
       );
       Object.assign(split, { k, group_by: by });
+    } else if (method === "predefined") {
+      folds = [predefined(cases)];
     } else {
       const fraction = o.holdout_fraction ?? DEFAULT_SPLIT.holdout_fraction;
       folds = holdout(ids, fraction, seed);
@@ -189,6 +201,20 @@ function splitFor(cases: CaseRecord[], o: PlanOverrides): Split {
     throw new PlanError(`split: ${(err as Error).message}`);
   }
   return { ...split, folds };
+}
+
+/** The source's own split as one fold: its `train` cases train, its `val` cases validate. */
+function predefined(cases: CaseRecord[]): Fold {
+  const other = cases.filter((c) => c.split !== "train" && c.split !== "val").map((c) => c.id);
+  if (other.length)
+    throw new Error(
+      `predefined: case(s) ${other.slice(0, 3).join(", ")} have no train/val split from the dataset (npy2d train/ val/ test/ folders)`,
+    );
+  const train = cases.filter((c) => c.split === "train").map((c) => c.id);
+  const val = cases.filter((c) => c.split === "val").map((c) => c.id);
+  if (train.length === 0 || val.length === 0)
+    throw new Error(`predefined: needs training and validation cases, got ${train.length} and ${val.length}`);
+  return { fold: 0, train, val };
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Fold } from "./split.js";
 export type JsonObject = { [key: string]: JsonValue };
 export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
 
-export type SplitMethod = "kfold" | "stratified" | "group" | "holdout";
+export type SplitMethod = "kfold" | "stratified" | "group" | "holdout" | "predefined";
 
 export interface Normalization {
   scheme: "zscore" | "ct" | "none";
@@ -29,6 +29,8 @@ export interface Split {
   stratify_by?: string;
   group_by?: string;
   holdout_fraction?: number;
+  /** predefined: the source's test cases, kept out of the plan (no fold trains or validates on them). */
+  test?: string[];
   folds: Fold[];
 }
 
