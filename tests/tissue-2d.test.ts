@@ -36,6 +36,18 @@ np.save(INPUT["short"], np.load(INPUT["short"])[:60])`,
     expect(r.stderr).toContain(`${short}: label shape [60, 64] differs from image shape [64, 64]`);
     expect(r.stderr).toContain("analysis found 2 error(s) in 2 case(s)");
   });
+
+  it("plan's predefined split refuses a dataset without train/ val/ folders", () => {
+    cpSync(join(ROOT, "fixtures/heart_micro"), join(tmp, "heart"), { recursive: true });
+    const a = cli(["run-script", "analyze", "--dataset", "heart"], { cwd: tmp });
+    expect(a.code, a.stderr).toBe(0);
+    const fingerprint = join(a.stdout.trim().split("\n").pop() as string, "stages/analyze/fingerprint.json");
+    const p = cli(["run-script", "plan", "--analysis", fingerprint, "--split", "predefined"], { cwd: tmp });
+    expect(p.code).toBe(1);
+    expect(p.stderr).toContain(
+      "split: predefined: case(s) la_001, la_002, la_003 have no train/val split from the dataset",
+    );
+  });
 });
 
 describe("pipelines/tissue-2d.yaml --smoke", () => {

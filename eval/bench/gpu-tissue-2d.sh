@@ -117,7 +117,7 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 log "\$ ${run_cmd[*]}"
 set +e
-"${run_cmd[@]}" >"$WORK/run.stdout" 2> >(grep -v ' case id=\| case case=\|analyze: case' | tee -a "$LOG" >&2)
+"${run_cmd[@]}" >"$WORK/run.stdout" 2> >(grep --line-buffered -v ' case id=\| case case=\|analyze: case' | tee -a "$LOG" >&2)
 rc=$?
 set -e
 t2=$(date +%s.%N)
