@@ -6,6 +6,7 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
 import { python } from "./support/oracle.js";
@@ -67,24 +68,21 @@ describe("pipelines/tissue-2d.yaml --smoke", () => {
     expect(plan.split).toMatchObject({ method: "predefined", test: ids(17, 20) });
     expect(plan.split.folds).toEqual([{ fold: 0, train: ids(1, 12), val: ids(13, 16) }]);
     expect(plan.dataset.cases.map((c: { id: string }) => c.id)).toEqual(ids(1, 16));
+    // The recipe is the reference's configuration, but for the smoke profile's crops and cadence.
+    const reference = parse(readFileSync(join(ROOT, "eval/references/tissue-2d.yaml"), "utf8"));
+    expect(plan).toMatchObject({
+      ...reference.configuration,
+      patch_size: [48, 48],
+      val_every: 2,
+      early_stopping: { patience: 2 },
+    });
     expect(plan).toMatchObject({
       spatial_dims: 2,
       target_spacing: [1, 1],
-      patch_size: [48, 48],
-      network: {
-        family: "basic_unet",
-        features: [32, 64, 128, 256, 512, 32],
-        act: { name: "leakyrelu", negative_slope: 0.01 },
-        norm: { name: "instance", affine: false },
-        dropout: 0.4,
-      },
-      loss: { name: "dice_ce", lambda_dice: 0.8, lambda_ce: 0.2 },
-      optimizer: { name: "adam", lr: 0.001 },
-      sampler: { name: "uniform" },
+      optimizer: { beta2: 0.999, eps: 1e-8 },
+      schedule: { name: "constant" },
       ema: 0,
-      val_every: 2,
-      early_stopping: { patience: 2 },
-      inference: { overlap: 0.25, tta: false },
+      inference: { overlap: 0.25, mode: "constant", tta: false, keep_largest_component: false },
     });
 
     // Training: the fold's cases; early stopping recorded and consistent with the trace (ema 0:
