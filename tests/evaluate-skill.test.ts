@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pairReferences } from "../src/evaluate/references.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli } from "./support/cli.js";
 import { python } from "./support/oracle.js";
@@ -145,6 +146,48 @@ OUTPUT = {"size": list(got.size), "mode": got.mode, "equal": bool(np.array_equal
       { png: join(stage, "overlays", "s1.png"), ref: REF_1, pred: PRED_1 },
     );
     expect(check).toEqual({ size: [20, 4], mode: "RGB", equal: true });
+  });
+
+  it("pairs an npy2d folder by case: infer's X_T1w.npy or cv-train's X.npy, every problem at once", () => {
+    const dir = join(ws, "pairing");
+    python(
+      `import os, numpy as np
+d = INPUT
+for sub, names in (("refs", ["a_T1w.npy", "a_T1w_tissue_segmentation.npy", "b_T1w_tissue_segmentation.npy",
+                             "c_T1w_tissue_segmentation.npy"]),
+                   ("preds", ["a.npy", "b_T1w.npy", "b.npy", "z_T1w.npy"])):
+    os.makedirs(os.path.join(d, sub))
+    for n in names:
+        np.save(os.path.join(d, sub, n), np.zeros((2, 2), np.uint8))`,
+      dir,
+    );
+    const refs = join(dir, "refs");
+    const preds = join(dir, "preds");
+    expect(() => pairReferences(preds, refs)).toThrow(
+      [
+        `case 'b': 2 predictions in --pred ${preds}: ${join(preds, "b.npy")}, ${join(preds, "b_T1w.npy")}`,
+        `error: case 'c': in --gt (${join(refs, "c_T1w_tissue_segmentation.npy")}) but not in --pred ${preds}`,
+        `error: case 'z': in --pred (${join(preds, "z_T1w.npy")}) but not in --gt ${refs}`,
+      ].join("\n"),
+    );
+    python(
+      `import os\nfor n in ("b.npy", "z_T1w.npy"): os.remove(os.path.join(INPUT, "preds", n))\nos.remove(os.path.join(INPUT, "refs", "c_T1w_tissue_segmentation.npy"))`,
+      dir,
+    );
+    expect(pairReferences(preds, refs)).toEqual([
+      {
+        case: "a",
+        pred: join(preds, "a.npy"),
+        gt: join(refs, "a_T1w_tissue_segmentation.npy"),
+        image: join(refs, "a_T1w.npy"),
+      },
+      {
+        case: "b",
+        pred: join(preds, "b_T1w.npy"),
+        gt: join(refs, "b_T1w_tissue_segmentation.npy"),
+        image: null,
+      },
+    ]);
   });
 
   it("fails in one line naming a reference without a prediction", () => {
