@@ -466,8 +466,8 @@ def train(config, output_dir=None, emit=emit_stdout):
 
       status "ok" | "oom", selection, best_epoch, best_dice, best_ema, last_epoch,
       last_dice, last_ema, stopped_early, stop_epoch (null unless stopped early),
-      epochs_run (= last_epoch; epochs is the configured count), init_digest, best_digest, last_digest, final_digest (=
-      last), epochs, iterations_per_epoch, device, data_device, amp, compile, torch,
+      epochs_run (= last_epoch), init_digest, best_digest, last_digest, final_digest
+      (= last), epochs (as configured), iterations_per_epoch, device, data_device, amp, compile, torch,
       seed, nominal_validation (bool), held_out (bool, null without validation),
       checkpoints {best, last}, trace, peak_gpu_mb (null on the CPU), peak_rss_mb,
       timings {load_s, train_s, val_s, checkpoint_s, epoch_mean_s, fwd_bwd_s, data_s,
@@ -574,8 +574,6 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     timer = StepTimer(device)
     fwd_bwd_total = 0.0
     for epoch in range(1, epochs + 1):
-        if stop_epoch is not None:
-            break
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         batches = iter(sampler.epoch(device))
@@ -634,6 +632,7 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
             if patience is not None and stale >= patience and epoch < epochs:
                 stop_epoch = epoch
                 emit({"event": "early_stop", "epoch": epoch, "patience": patience, "best_epoch": best["epoch"]})
+                break
 
     # The last weights; without (real) validation they are also "best" (no selection made).
     # Nominal numbers stay out of the checkpoints' metadata (they are no performance claim).
