@@ -190,6 +190,32 @@ for sub, names in (("refs", ["a_T1w.npy", "a_T1w_tissue_segmentation.npy", "b_T1
     ]);
   });
 
+  it("scores 3D NIfTI folders by case name as the CLI does, without pictures", () => {
+    // one case: reference 8 voxels of label 1, prediction 4 of them plus 4 others -> Dice 4/8.
+    python(
+      `import os, numpy as np, nibabel as nib
+for sub in ("refs3d", "preds3d"):
+    os.makedirs(os.path.join(INPUT, sub))
+ref, pred = np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8)
+ref[:2, :2, :2] = 1
+pred[:2, :2, :1] = 1
+pred[2:, 2:, :1] = 1
+nib.save(nib.Nifti1Image(ref, np.eye(4)), os.path.join(INPUT, "refs3d", "k1.nii.gz"))
+nib.save(nib.Nifti1Image(pred, np.eye(4)), os.path.join(INPUT, "preds3d", "k1.nii.gz"))`,
+      ws,
+    );
+    const r = runSkill(["--predictions", "preds3d", "--references", "refs3d", "--surface", "false"]);
+    expect(r.code, r.stderr).toBe(0);
+    const stage = join(r.stdout.trim().split("\n").pop() as string, "stages", "evaluate");
+    const out = JSON.parse(readFileSync(join(stage, "output.json"), "utf8")) as Output;
+    expect(out.labels).toEqual(["1"]);
+    expect(out.per_case).toEqual([
+      expect.objectContaining({ case: "k1", dice: { "1": 0.5 }, mean_dice: 0.5, overlay: null }),
+    ]);
+    expect(out.overlays).toBe(0);
+    expect(out.mean_foreground_dice).toBe(0.5);
+  });
+
   it("fails in one line naming a reference without a prediction", () => {
     python(
       `import os, shutil\nshutil.copytree(os.path.join(INPUT, "preds"), os.path.join(INPUT, "some"))\nos.remove(os.path.join(INPUT, "some", "s2_T1w.npy"))`,

@@ -10,6 +10,7 @@ import {
   loadMask,
   overlayRaster,
   pairReferences,
+  readGrid,
   toJson,
   wireNumber,
 } from "../../../dist/evaluate/index.js";
@@ -43,8 +44,8 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   const pngs = new Map();
   if (overlays) {
     for (const pair of pairs) {
+      if ((await readGrid(pair.gt)).shape.length !== 2) continue; // 3D: numbers only (header read)
       const [pred, gt] = await Promise.all([loadMask(pair.pred), loadMask(pair.gt)]);
-      if (gt.shape.length !== 2) continue;
       const image = pair.image ? await loadMask(pair.image) : null;
       const rel = `overlays/${pair.case}.png`;
       mkdirSync(join(ctx.outputDir, "overlays"), { recursive: true });
