@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { readDataset } from "../src/datasets/index.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
 import { python } from "./support/oracle.js";
@@ -36,6 +37,30 @@ np.save(INPUT["short"], np.load(INPUT["short"])[:60])`,
     expect(r.stderr).toContain(`${bad}: label values 5 (1 voxels) outside the declared set {0, 1, 2, 3}`);
     expect(r.stderr).toContain(`${short}: label shape [60, 64] differs from image shape [64, 64]`);
     expect(r.stderr).toContain("analysis found 2 error(s) in 2 case(s)");
+  });
+
+  it("reads the reference's folder names training_data/ validation_data/ test_data/ as the splits", async () => {
+    const data = join(tmp, "named");
+    for (const [from, to] of [
+      ["train", "training_data"],
+      ["val", "validation_data"],
+      ["test", "test_data"],
+    ])
+      cpSync(join(ROOT, "fixtures/tissue2d_micro", from as string), join(data, to as string), {
+        recursive: true,
+      });
+    const r = await readDataset(data);
+    expect(r.format).toBe("npy2d");
+    expect(r.problems).toEqual([]);
+    expect(r.cases.map((c) => `${c.id}:${c.split}`)).toEqual([
+      ...ids(1, 12).map((id) => `${id}:train`),
+      ...ids(13, 16).map((id) => `${id}:val`),
+      ...ids(17, 20).map((id) => `${id}:test`),
+    ]);
+    cpSync(join(ROOT, "fixtures/tissue2d_micro/val"), join(data, "val"), { recursive: true });
+    expect((await readDataset(data)).problems[0]).toBe(
+      `${data}: val/ and validation_data/ are both the val split: keep one`,
+    );
   });
 
   it("plan's predefined split refuses a dataset without train/ val/ folders", () => {
