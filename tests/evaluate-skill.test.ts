@@ -127,6 +127,17 @@ describe("evaluate skill", () => {
         expect(out.per_case.find((p) => p.case === id)?.dice[String(x.label)]).toEqual(x.metrics.dice);
     }
 
+    // The CLI on the two folders pairs them the same way and prints the same document.
+    const folders = cli(["evaluate", "--pred", "preds", "--gt", "refs", "--labels", "1,2,3", "--json"], {
+      cwd: ws,
+    });
+    expect(folders.code, folders.stderr).toBe(0);
+    const viaFolders = JSON.parse(folders.stdout) as EvalJson;
+    expect(viaFolders.cases.map((x) => [x.case, x.label, x.metrics])).toEqual(
+      metrics.cases.map((x) => [x.case, x.label, x.metrics]),
+    );
+    expect(viaFolders.summary).toEqual(metrics.summary);
+
     // Overlays: image | reference | prediction, 4 white pixels apart, decoded by Pillow.
     expect(out.overlays).toBe(2);
     expect(s1?.overlay).toBe("overlays/s1.png");
