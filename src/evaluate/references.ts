@@ -1,7 +1,8 @@
-// Predictions against a folder of references that may also hold the images: the npy2d layout
-// (`X_T1w.npy` beside its label `X_T1w_tissue_segmentation.npy`, the layout infer reads) pairs each
-// label with the prediction infer wrote for its image (`X_T1w.npy`, or `X.npy`) and keeps the image
-// for overlays. Any other folder (or two files) pairs exactly as `pipeline evaluate` does.
+// How `pipeline evaluate` and the evaluate skill pair predictions with references. A references
+// folder in the npy2d layout (`X_T1w.npy` beside its label `X_T1w_tissue_segmentation.npy`, the
+// layout infer reads) pairs each label with the prediction infer wrote for its image (`X_T1w.npy`,
+// or cv-train's `X.npy`) and keeps the image for overlays; any other folder, or two files, pairs
+// by case name (pairs.ts).
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { NPY_IMAGE_SUFFIX, NPY_LABEL_SUFFIX } from "../datasets/npy2d.js";
