@@ -16,6 +16,7 @@ export interface CaseJob {
   label: string | null;
   group?: string;
   fold?: number;
+  split?: string;
   settings: AnalysisSettings;
   allowedLabels: number[] | null;
 }
@@ -38,6 +39,7 @@ export async function analyzeCaseFiles(job: CaseJob): Promise<CaseOutput> {
       label: job.label,
       ...(job.group !== undefined ? { group: job.group } : {}),
       ...(job.fold !== undefined ? { fold: job.fold } : {}),
+      ...(job.split !== undefined ? { split: job.split } : {}),
       files: read.map((r) => r.file),
       images,
       labelFile,

@@ -20,6 +20,7 @@ export interface CaseInput {
   label: string | null;
   group?: string;
   fold?: number;
+  split?: string;
   files: FileRecord[];
   images: LoadedFile[];
   labelFile: LoadedFile | null;
@@ -239,7 +240,7 @@ function fmtMm(x: number): string {
 
 /** The record of a case nothing could be read of. */
 export function emptyRecord(
-  input: Pick<CaseInput, "id" | "image" | "label" | "group" | "fold" | "files">,
+  input: Pick<CaseInput, "id" | "image" | "label" | "group" | "fold" | "split" | "files">,
 ): CaseRecord {
   const record: CaseRecord = {
     id: input.id,
@@ -265,5 +266,6 @@ export function emptyRecord(
   };
   if (input.group !== undefined) record.group = input.group;
   if (input.fold !== undefined) record.fold = input.fold;
+  if (input.split !== undefined) record.split = input.split;
   return record;
 }

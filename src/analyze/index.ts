@@ -69,6 +69,7 @@ export async function analyzeDataset(path: string, options: AnalyzeOptions = {})
     label: c.label,
     ...(c.group !== undefined ? { group: c.group } : {}),
     ...(c.fold !== undefined ? { fold: c.fold } : {}),
+    ...(c.split !== undefined ? { split: c.split } : {}),
     settings,
     allowedLabels,
   }));

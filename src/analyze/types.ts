@@ -100,6 +100,8 @@ export interface CaseRecord {
   label: string | null;
   group?: string;
   fold?: number;
+  /** The source's own split (npy2d `train`/`val`/`test` folders); plan's `split: predefined` reads it. */
+  split?: string;
   files: FileRecord[];
   /** False when the image could not be read: the fields below are then null. */
   readable: boolean;

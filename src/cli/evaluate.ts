@@ -1,5 +1,5 @@
 // `pipeline evaluate`: flags in, report out. The work lives in src/evaluate/.
-import { evaluatePairs, pairCases, parseNumberList, toCsv, toJson, toText } from "../evaluate/index.js";
+import { evaluatePairs, pairReferences, parseNumberList, toCsv, toJson, toText } from "../evaluate/index.js";
 import { UsageError } from "../manifest/diagnostics.js";
 import { EXIT } from "./output.js";
 
@@ -19,7 +19,8 @@ export async function evaluateCommand(o: EvaluateCommandOptions): Promise<number
   const labels = o.labels === undefined ? undefined : parseNumberList(o.labels, "--labels", "label");
   const tolerancesMm =
     o.tolerances === undefined ? undefined : parseNumberList(o.tolerances, "--tolerances", "tolerance");
-  const pairs = pairCases(o.pred, o.gt);
+  // The evaluate skill's pairing: a --gt folder in the npy2d layout pairs by case, else by name.
+  const pairs = pairReferences(o.pred, o.gt);
   // Progress only where a person watches; pipes and CI get clean stderr.
   const live = process.stderr.isTTY && pairs.length > 1;
   const ev = await evaluatePairs(pairs, {

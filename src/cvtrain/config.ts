@@ -28,7 +28,7 @@ export interface TrainPlan {
   augment: Record<string, unknown>[];
   ema: number;
   val_every: number;
-  early_stopping?: { patience?: number } | null;
+  early_stopping?: { patience: number } | null;
   inference: {
     overlap: number;
     mode: "hann" | "gaussian" | "constant";
@@ -125,6 +125,8 @@ export interface TrainerConfig {
   epochs: number;
   val_every: number;
   ema: number;
+  /** null: off; else stop after `patience` validations in a row without a new best (train.py). */
+  early_stopping: { patience: number } | null;
   inference: { overlap: number; mode: string; sw_batch_size: number; tta: boolean };
   seed: number;
   device: "auto" | "cpu" | "cuda";
@@ -252,6 +254,7 @@ export function trainerConfig(o: ConfigOptions): TrainerConfig {
     epochs: ov.epochs ?? plan.epochs,
     val_every: ov.val_every ?? plan.val_every,
     ema: plan.ema,
+    early_stopping: plan.early_stopping ?? null,
     // Validation during training runs without TTA (2^d times cheaper); the held-out inference
     // after training uses the plan's TTA.
     inference: { overlap: inf.overlap, mode: inf.mode, sw_batch_size: inf.sw_batch_size ?? 4, tta: false },

@@ -46,6 +46,8 @@ interface TrainResult {
   best_dice: number | null;
   best_ema: number | null;
   last_epoch: number;
+  stopped_early: boolean;
+  stop_epoch: number | null;
   last_dice: number | null;
   last_ema: number | null;
   nominal_validation: boolean;
@@ -152,7 +154,8 @@ export async function runCvTrain(
   const notes: string[] = [];
   if (!planSha256Matches)
     notes.push("data/ was preprocessed from a plan with other bytes (same preprocessing settings)");
-  if (plan.early_stopping) notes.push("plan.early_stopping is not applied by this trainer; every epoch runs");
+  if (plan.early_stopping && split.nominal !== undefined)
+    notes.push("plan.early_stopping does not apply to fold all: its nominal validation selects nothing");
 
   // ---- training
   await mkdir(join(out, "predictions"), { recursive: true });
@@ -240,7 +243,7 @@ export async function runCvTrain(
           `${probsPath}: shape [${probs.shape}] (fortran ${probs.fortranOrder}), expected [${want}] Fortran`,
         );
       const label = nativeLabel(probs.data, props, classes, post);
-      const rel = `predictions/${row.id}.nii.gz`;
+      const rel = `predictions/${row.id}${plan.spatial_dims === 2 ? ".npy" : ".nii.gz"}`;
       await writePrediction(join(out, rel), label);
       // The probabilities were only the way to native space; the grid label map stays as evidence.
       await rm(probsPath);
@@ -383,6 +386,9 @@ export async function runCvTrain(
         }
       : null,
     epochs: result.epochs,
+    early_stopping: config.early_stopping
+      ? { ...config.early_stopping, stopped_early: result.stopped_early, stop_epoch: result.stop_epoch }
+      : null,
     iterations_per_epoch: result.iterations_per_epoch,
     selection: result.selection,
     best: { epoch: result.best_epoch, dice: result.best_dice, ema: result.best_ema },

@@ -1,7 +1,7 @@
 // A held-out prediction from the preprocessed grid to a scored NIfTI in the image's own space:
 // the preprocess inverse (toNativeSpace), post-processing, the NIfTI file, and the metrics against
 // the original label with that case's own spacing.
-import { readNifti, writeNifti } from "../imaging/index.js";
+import { npyToVolume, readNifti, readNpy, writeNifti, writeNpy } from "../imaging/index.js";
 import type { Image } from "../imaging/types.js";
 import { evaluateCase, flattenMetrics, keepLargestComponent } from "../metrics/index.js";
 import { type CaseProperties, toNativeSpace } from "../preprocess/index.js";
@@ -56,8 +56,15 @@ export function keepLargestPerClass(data: Uint8Array, shape: number[], classes: 
   }
 }
 
-/** Writes the label map as NIfTI with the original image's affine (exactly, as nibabel reads it). */
+/**
+ * Writes the label map as NIfTI with the original image's affine (exactly, as nibabel reads it),
+ * or, for a `.npy` path (2D slices, which carry no placement), as a Fortran-order uint8 array.
+ */
 export async function writePrediction(path: string, label: Image<Uint8Array>): Promise<void> {
+  if (path.endsWith(".npy")) {
+    await writeNpy(path, { data: label.data, dtype: "uint8", shape: label.shape, fortranOrder: true });
+    return;
+  }
   await writeNifti(path, { data: label.data, shape: label.shape, affine: label.affine, dtype: "uint8" });
 }
 
@@ -96,7 +103,10 @@ export async function scoreCase(
   referencePath: string,
   labelNames: Record<string, string>,
 ): Promise<CaseScore> {
-  const ref = await readNifti(referencePath);
+  // A .npy label (2D slices) has no header: spacing 1, as the analysis read it.
+  const ref = referencePath.endsWith(".npy")
+    ? npyToVolume(await readNpy(referencePath))
+    : await readNifti(referencePath);
   const spatial = ref.shape.slice(0, prediction.shape.length);
   if (
     ref.shape.length > prediction.shape.length &&

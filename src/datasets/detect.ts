@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { isRecord, kindOf, listNames } from "./common.js";
-import { NPY_IMAGE_SUFFIX, NPY_SPLITS } from "./npy2d.js";
+import { NPY_IMAGE_SUFFIX, NPY_SPLIT_FOLDERS } from "./npy2d.js";
 import type { DatasetFormat, ReadDatasetOptions } from "./types.js";
 
 export interface Detected {
@@ -33,7 +33,12 @@ export async function detectFormat(path: string, opts: ReadDatasetOptions = {}):
   if ((await kindOf(join(path, "imagesTr"))) === "dir")
     return { format: (await looksNnunet(path)) ? "nnunet" : "msd", path };
   const suffix = opts.npyImageSuffix ?? NPY_IMAGE_SUFFIX;
-  for (const folder of [path, ...NPY_SPLITS.map((s) => join(path, s))])
+  for (const folder of [
+    path,
+    ...Object.values(NPY_SPLIT_FOLDERS)
+      .flat()
+      .map((s) => join(path, s)),
+  ])
     if ((await listNames(folder))?.some((n) => n.endsWith(suffix))) return { format: "npy2d", path };
   if ((await kindOf(join(path, "dataset.json"))) === "file")
     return { format: "datalist", path: join(path, "dataset.json") };

@@ -1,5 +1,6 @@
 // 2D slices as .npy pairs: `X_T1w.npy` with its label `X_T1w_tissue_segmentation.npy`, either in
-// one folder or split into train/ val/ test/ sub-folders (the 2D tissue reference's layout).
+// one folder or split into train/ val/ test/ sub-folders (or the 2D tissue reference's own names,
+// training_data/ validation_data/ test_data/).
 // An optional dataset.json (MSD-style name, labels, modality) supplies the metadata.
 import { join, resolve } from "node:path";
 import {
@@ -15,8 +16,12 @@ import {
 import { msdLabels } from "./labels.js";
 import { type DatasetCase, type DatasetReadResult, emptyMeta, type ReadDatasetOptions } from "./types.js";
 
-/** Sub-folder names taken as splits, in this order. */
-export const NPY_SPLITS = ["train", "val", "test"];
+/** The splits, in this order, and the folder names each may have: ours, then the 2D tissue reference's. */
+export const NPY_SPLIT_FOLDERS: Record<string, string[]> = {
+  train: ["train", "training_data"],
+  val: ["val", "validation_data"],
+  test: ["test", "test_data"],
+};
 export const NPY_IMAGE_SUFFIX = "_T1w.npy";
 export const NPY_LABEL_SUFFIX = "_T1w_tissue_segmentation.npy";
 
@@ -39,7 +44,12 @@ export async function readNpy2d(dir: string, opts: ReadDatasetOptions = {}): Pro
   if (meta.channelNames.length === 0) meta.channelNames = ["channel 0"];
 
   const splits: Array<[string | undefined, string]> = [];
-  for (const s of NPY_SPLITS) if ((await kindOf(join(root, s))) === "dir") splits.push([s, join(root, s)]);
+  for (const [s, names] of Object.entries(NPY_SPLIT_FOLDERS)) {
+    const found: string[] = [];
+    for (const name of names) if ((await kindOf(join(root, name))) === "dir") found.push(name);
+    if (found.length > 1) problems.add(root, `${found.join("/ and ")}/ are both the ${s} split: keep one`);
+    for (const name of found) splits.push([s, join(root, name)]);
+  }
   if (splits.length === 0) splits.push([undefined, root]);
   const cases: DatasetCase[] = [];
   for (const [split, folder] of splits) cases.push(...(await pairFolder(folder, split, opts, problems)));

@@ -1,4 +1,6 @@
 // `pipeline evaluate` as a library: pair cases, load them into one space, score, format.
+
+export { type CaseDice, type ClassDice, type DiceSummary, diceSummary } from "./dice-summary.js";
 export { definition, toCsv, toJson, toText, wireNumber } from "./format.js";
 export { labelValues, parseNumberList } from "./labels.js";
 export {
@@ -9,7 +11,9 @@ export {
   type PlacedMask,
   readGrid,
 } from "./load.js";
+export { CLASS_COLOURS, classColour, overlayRaster, PANEL_GAP, type Slice } from "./overlay.js";
 export { type CasePair, caseName, pairCases } from "./pairs.js";
+export { pairReferences, type ReferencePair } from "./references.js";
 export {
   type CaseResult,
   checkGrids,

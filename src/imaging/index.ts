@@ -6,5 +6,6 @@ export { type NiftiWritable, type NiftiWriteOptions, writeNifti } from "./nifti-
 export * from "./normalize.js";
 export { type NpyArray, npyToVolume, readNpy, volumeToNpy, writeNpy } from "./npy.js";
 export * from "./orientation.js";
+export { encodePng, type RasterImage } from "./png.js";
 export * from "./resample.js";
 export type * from "./types.js";

@@ -3,6 +3,7 @@
 // before any inference, so a bad file fails the run in seconds with a line naming it.
 import { readdir, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
+import { NPY_LABEL_SUFFIX } from "../datasets/npy2d.js";
 import { ImageReadError, type NiftiHeader, readNiftiHeader } from "../imaging/index.js";
 import { InferError } from "./errors.js";
 
@@ -85,7 +86,12 @@ export async function scanImageCases(
       throw new InferError(abs, `not a ${kind} image, which this ${spatialDims}D model reads`);
     return { cases: [{ id: stem(abs).replace(/_0000$/, ""), files: [abs] }], failed: [] };
   }
-  const names = (await readdir(abs)).filter((n) => !n.startsWith(".") && pattern.test(n)).sort();
+  // npy2d folders keep each slice's label beside it (X_T1w_tissue_segmentation.npy): not an image.
+  const names = (await readdir(abs))
+    .filter(
+      (n) => !n.startsWith(".") && pattern.test(n) && !(spatialDims === 2 && n.endsWith(NPY_LABEL_SUFFIX)),
+    )
+    .sort();
   if (names.length === 0) throw new InferError(abs, `no ${kind} images in this folder`);
   const grouped = names.some((n) => stem(n).endsWith("_0000"));
   if (!grouped) return { cases: names.map((n) => ({ id: stem(n), files: [join(abs, n)] })), failed: [] };

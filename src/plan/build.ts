@@ -25,6 +25,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     );
   if (analysis.cases.length === 0) throw new PlanError("the analysis has no case");
   const { pool: cases, test } = testSplit(analysis.cases, o);
+  if (cases.length === 0) throw new PlanError("the analysis has no case outside the test set");
   const targetSpacing = o.target_spacing ?? analysis.suggestions.target_spacing;
   if (!targetSpacing)
     throw new PlanError("the analysis has no target spacing suggestion; give target_spacing");
@@ -84,6 +85,10 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
   };
 }
 
+/**
+ * The cases the plan trains and validates on: all of them, except with `split: predefined`, where
+ * the source's `test` cases (npy2d's test/ folder) are set aside, by id, for a later test stage.
+ */
 /**
  * A plan case; a group split records each case's group (also one derived by a regex), so that the
  * verifier can check from plan.json alone that no group straddles folds.
@@ -152,14 +157,24 @@ function normalizationFor(
 }
 
 /**
- * The test hold-out, made before anything else is split: the `holdout` rule (round(n × fraction)
- * cases of numpy's `RandomState(split_seed).permutation(n)`) on all cases. The rest is the pool
- * that the plan's dataset and folds are made of, so no training stage can reach a test case.
+ * The test set, set aside before anything else is split, so that no training stage can reach a
+ * test case: a predefined split's `test/` cases, or with `test_fraction` the `holdout` rule
+ * (round(n × fraction) cases of numpy's `RandomState(split_seed).permutation(n)`) on all cases.
+ * The rest is the pool that the plan's dataset and folds are made of.
  */
 function testSplit(
   cases: CaseRecord[],
   o: PlanOverrides,
 ): { pool: CaseRecord[]; test: Pick<Split, "test_fraction" | "test_cases"> } {
+  if (o.split === "predefined") {
+    if (o.test_fraction !== undefined)
+      throw new PlanError("test_fraction: not with split predefined, whose test/ cases are the test set");
+    const isTest = (c: CaseRecord): boolean => c.split === "test";
+    return {
+      pool: cases.filter((c) => !isTest(c)),
+      test: { test_cases: cases.filter(isTest).map((c) => c.id) },
+    };
+  }
   if (o.test_fraction === undefined) return { pool: cases, test: {} };
   let held: string[];
   try {
@@ -207,6 +222,8 @@ function splitFor(cases: CaseRecord[], o: PlanOverrides): Split {
         seed,
       );
       Object.assign(split, { k, group_by: by });
+    } else if (method === "predefined") {
+      folds = [predefined(cases)];
     } else {
       const fraction = o.holdout_fraction ?? DEFAULT_SPLIT.holdout_fraction;
       folds = holdout(ids, fraction, seed);
@@ -216,6 +233,20 @@ function splitFor(cases: CaseRecord[], o: PlanOverrides): Split {
     throw new PlanError(`split: ${(err as Error).message}`);
   }
   return { ...split, folds };
+}
+
+/** The source's own split as one fold: its `train` cases train, its `val` cases validate. */
+function predefined(cases: CaseRecord[]): Fold {
+  const other = cases.filter((c) => c.split !== "train" && c.split !== "val").map((c) => c.id);
+  if (other.length)
+    throw new Error(
+      `predefined: case(s) ${other.slice(0, 3).join(", ")} have no train/val split from the dataset (npy2d train/ val/ test/ folders)`,
+    );
+  const train = cases.filter((c) => c.split === "train").map((c) => c.id);
+  const val = cases.filter((c) => c.split === "val").map((c) => c.id);
+  if (train.length === 0 || val.length === 0)
+    throw new Error(`predefined: needs training and validation cases, got ${train.length} and ${val.length}`);
+  return { fold: 0, train, val };
 }
 
 /**

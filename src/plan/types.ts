@@ -5,7 +5,7 @@ import type { Fold } from "./split.js";
 export type JsonObject = { [key: string]: JsonValue };
 export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
 
-export type SplitMethod = "kfold" | "stratified" | "group" | "holdout";
+export type SplitMethod = "kfold" | "stratified" | "group" | "holdout" | "predefined";
 
 export interface Normalization {
   scheme: "zscore" | "ct" | "none";
@@ -31,7 +31,10 @@ export interface Split {
   holdout_fraction?: number;
   /** Fraction of the cases set aside as a test set before the folds are made (absent: none). */
   test_fraction?: number;
-  /** The test cases: in no fold and not in dataset.cases, so no training stage can see them. */
+  /**
+   * The test cases (test_fraction's draw, or a predefined split's test/ cases): in no fold and
+   * not in dataset.cases, so no training stage can see them.
+   */
   test_cases?: string[];
   folds: Fold[];
 }

@@ -47,7 +47,7 @@ export function planProblems(plan: unknown): string[] {
         `plan.split.folds[${f.fold}]: train and val hold ${f.train.length + f.val.length} of ${ids.length} cases`,
       );
   }
-  if (p.split.method !== "holdout")
+  if (p.split.method !== "holdout" && p.split.method !== "predefined")
     for (const id of ids)
       if (heldOut.get(id) !== 1)
         out.push(

@@ -49,6 +49,12 @@ the current working directory):
   val_every          1: validate after every val_every-th epoch and after the last.
   ema                0.9: ema_1 = dice_1, ema_n = ema ema_(n-1) + (1 - ema) dice_n;
                      the checkpoint with the highest EMA (first on ties) is "best".
+  early_stopping     null (off) or {"patience": N}: stop after the first validation
+                     that makes N validations in a row without a new best EMA (the
+                     selection metric; ema 0 selects on the raw Dice). Only with held-out
+                     validation (nominal validation selects nothing, so nothing stops it).
+                     best stays the best seen; last is the stopping epoch; trace/result
+                     record "stopped_early" and "stop_epoch" (null when every epoch ran).
   inference          {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": false}
                      for sliding_window.sliding_window_inference on each full
                      validation volume.
@@ -79,7 +85,8 @@ Output directory:
   trace.json    {"epochs": [{epoch, loss, lr, seconds, fwd_bwd_seconds,
                 data_seconds}], "validations": [{epoch, dice, ema, per_class,
                 seconds}], "ema_momentum", "selection", "nominal_validation",
-                "held_out", "best": {epoch, dice, ema}, "timing": {...}}
+                "held_out", "best": {epoch, dice, ema}, "stopped_early", "stop_epoch",
+                "timing": {...}}
                 seconds is the epoch's wall time (host clock); fwd_bwd_seconds the
                 forward + loss + backward + optimizer step of the same steps and
                 data_seconds the patch sampling + augmentation, both measured on
@@ -98,6 +105,7 @@ Events (NDJSON, one per line on stdout, flushed):
    "data_seconds"}
   {"event": "val", "epoch": 3, "dice", "ema", "best": bool, "seconds"} (+ "nominal": true
    for nominal validation, where "best" is always false: nothing is selected)
+  {"event": "early_stop", "epoch", "patience", "best_epoch"}
   {"event": "done", "status": "ok", "best_epoch", "best_dice", "best_ema", "seconds"}
   {"event": "error", "status": "oom" | "error", "message"}
 Failures also print one line on stderr (MEDPIPE_TRACEBACK=1 adds the traceback).
@@ -152,6 +160,7 @@ DEFAULTS = {
     "epochs": 20,
     "val_every": 1,
     "ema": 0.9,
+    "early_stopping": None,
     "inference": {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": False},
     "seed": 0,
     "device": "auto",
@@ -213,6 +222,11 @@ def resolve_config(config):
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in c["metadata"].items()):
         raise ValueError("config 'metadata' must map strings to strings")
     c["patch_size"] = [int(p) for p in c["patch_size"]]
+    if c["early_stopping"] is not None:
+        es = c["early_stopping"]
+        if not isinstance(es, dict) or set(es) != {"patience"} or int(es["patience"]) < 1:
+            raise ValueError(f"config 'early_stopping' must be null or {{\"patience\": N >= 1}}, got {es!r}")
+        c["early_stopping"] = {"patience": int(es["patience"])}
     return c
 
 
@@ -451,8 +465,9 @@ def train(config, output_dir=None, emit=emit_stdout):
     result dict that is also written to result.json:
 
       status "ok" | "oom", selection, best_epoch, best_dice, best_ema, last_epoch,
-      last_dice, last_ema, init_digest, best_digest, last_digest, final_digest (=
-      last), epochs, iterations_per_epoch, device, data_device, amp, compile, torch,
+      last_dice, last_ema, stopped_early, stop_epoch (null unless stopped early),
+      epochs_run (= last_epoch), init_digest, best_digest, last_digest, final_digest
+      (= last), epochs (as configured), iterations_per_epoch, device, data_device, amp, compile, torch,
       seed, nominal_validation (bool), held_out (bool, null without validation),
       checkpoints {best, last}, trace, peak_gpu_mb (null on the CPU), peak_rss_mb,
       timings {load_s, train_s, val_s, checkpoint_s, epoch_mean_s, fwd_bwd_s, data_s,
@@ -554,6 +569,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
           "epochs": epochs, "init_digest": init_digest})
 
     step, ema, best, last_val = 0, None, None, None
+    patience = c["early_stopping"]["patience"] if c["early_stopping"] and selecting else None
+    stale, stop_epoch = 0, None  # validations since the last new best
     timer = StepTimer(device)
     fwd_bwd_total = 0.0
     for epoch in range(1, epochs + 1):
@@ -611,9 +628,16 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
                 t0 = time.perf_counter()
                 save_checkpoint(model, ckpt["best"], "best", epoch, dice, ema, c, init_digest, selection)
                 timings["checkpoint_s"] += time.perf_counter() - t0
+            stale = 0 if improved else stale + 1
+            if patience is not None and stale >= patience and epoch < epochs:
+                stop_epoch = epoch
+                emit({"event": "early_stop", "epoch": epoch, "patience": patience, "best_epoch": best["epoch"]})
+                break
 
     # The last weights; without (real) validation they are also "best" (no selection made).
     # Nominal numbers stay out of the checkpoints' metadata (they are no performance claim).
+    epochs = stop_epoch or epochs  # from here on: the epochs that ran
+    trace.update({"stopped_early": stop_epoch is not None, "stop_epoch": stop_epoch})
     t0 = time.perf_counter()
     last_dice = last_val["dice"] if last_val else None
     save_checkpoint(model, ckpt["last"], "last", epochs, None if nominal else last_dice, None if nominal else ema, c,
@@ -630,7 +654,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     timings["total_s"] = time.perf_counter() - t_start
     result["epoch_over_compute"] = timings["train_s"] / fwd_bwd_total if fwd_bwd_total > 0 else None
     result.update({
-        "status": "ok", "oom": False, "selection": selection,
+        "status": "ok", "oom": False, "selection": selection, "stopped_early": stop_epoch is not None,
+        "stop_epoch": stop_epoch, "epochs_run": epochs,
         "best_epoch": best["epoch"], "best_dice": _finite(best["dice"]), "best_ema": _finite(best["ema"]),
         "last_epoch": epochs, "last_dice": _finite(last_dice), "last_ema": _finite(ema) if validating else None,
         "best_digest": best_digest, "last_digest": last_digest, "final_digest": last_digest,
