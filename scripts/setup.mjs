@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run setup: the JavaScript dependencies (npm ci, which also builds), then the Python runtime
-// the GPU stages need (torch, numpy) and the test oracles (scipy, nibabel) when they are missing.
+// the GPU stages need (torch, numpy) and the test oracles (scipy, nibabel, Pillow) when they are missing.
 // Debian packages when we are root with apt-get; else pip with requirements.txt; else instructions.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -51,14 +51,16 @@ if (runtime) {
 
 // Test-only: the tests compare against Debian's Python with numpy, scipy and nibabel.
 const oracle = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-if (imports(oracle, ["numpy", "scipy", "nibabel"]))
-  say(`test oracles: ${oracle} has numpy, scipy and nibabel`);
+if (imports(oracle, ["numpy", "scipy", "nibabel", "PIL"]))
+  say(`test oracles: ${oracle} has numpy, scipy, nibabel and Pillow`);
 else if (canApt) {
-  say("installing the test oracles from Debian (python3-numpy python3-scipy python3-nibabel)");
-  if (!apt(["python3-numpy", "python3-scipy", "python3-nibabel"]))
-    say("WARNING: could not install the test oracles; the tests that need them are skipped, each one announced");
+  say("installing the test oracles from Debian (python3-numpy python3-scipy python3-nibabel python3-pil)");
+  if (!apt(["python3-numpy", "python3-scipy", "python3-nibabel", "python3-pil"]))
+    say(
+      "WARNING: could not install the test oracles; the tests that need them are skipped, each one announced",
+    );
 } else
   say(
-    "WARNING: the test oracles (numpy, scipy, nibabel for /usr/bin/python3) are missing; the tests that need them are skipped, each one announced",
+    "WARNING: the test oracles (numpy, scipy, nibabel, Pillow for /usr/bin/python3) are missing; the tests that need them are skipped, each one announced",
   );
 say("done");

@@ -9,7 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pairReferences } from "../src/evaluate/references.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli } from "./support/cli.js";
-import { python } from "./support/oracle.js";
+import { itWithOracle, python } from "./support/oracle.js";
+
+const itWithPil = itWithOracle("PIL");
+const itWithNibabel = itWithOracle("nibabel");
 
 const ws = mkdtempSync(join(tmpdir(), "medpipe-evaluate-skill-"));
 afterAll(() => rmSync(ws, { recursive: true, force: true }));
@@ -77,7 +80,7 @@ function runSkill(args: string[]) {
 }
 
 describe("evaluate skill", () => {
-  it("scores npy2d slices: hand-worked Dice, the CLI's numbers, and the overlays", () => {
+  itWithPil("scores npy2d slices: hand-worked Dice, the CLI's numbers, and the overlays", () => {
     const r = runSkill(["--predictions", "preds", "--references", "refs", "--labels", "[1,2,3]"]);
     expect(r.code, r.stderr).toBe(0);
     const stage = join(r.stdout.trim().split("\n").pop() as string, "stages", "evaluate");
@@ -201,7 +204,7 @@ for sub, names in (("refs", ["a_T1w.npy", "a_T1w_tissue_segmentation.npy", "b_T1
     ]);
   });
 
-  it("scores 3D NIfTI folders by case name as the CLI does, without pictures", () => {
+  itWithNibabel("scores 3D NIfTI folders by case name as the CLI does, without pictures", () => {
     // one case: reference 8 voxels of label 1, prediction 4 of them plus 4 others -> Dice 4/8.
     python(
       `import os, numpy as np, nibabel as nib

@@ -10,7 +10,9 @@ import { parse } from "yaml";
 import { readDataset } from "../src/datasets/index.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
-import { python } from "./support/oracle.js";
+import { itWithOracle, python } from "./support/oracle.js";
+
+const itOracle = itWithOracle("PIL");
 
 const tmp = mkdtempSync(join(tmpdir(), "medpipe-tissue2d-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -77,7 +79,7 @@ np.save(INPUT["short"], np.load(INPUT["short"])[:60])`,
 });
 
 describe("pipelines/tissue-2d.yaml --smoke", () => {
-  it("trains on train/, selects on val/, tests on test/ and verifies", () => {
+  itOracle("trains on train/, selects on val/, tests on test/ and verifies", () => {
     const runs = join(tmp, "runs");
     const r = cli(["run", "pipelines/tissue-2d.yaml", "--smoke", "--runs-dir", runs], {
       cwd: ROOT,

@@ -5,8 +5,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { python } from "../../tests/support/oracle.js";
+import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import { encodePng, type RasterImage } from "./png.js";
+
+const describeOracle = describeWithOracle("PIL");
 
 let dir = "";
 beforeAll(() => {
@@ -65,7 +67,7 @@ OUTPUT = {"chunks": chunks, "crc_ok": crc_ok, "ihdr": ihdr, "filters": [r[0] for
           "pil_pixels": np.asarray(im).ravel().tolist()}
 `;
 
-describe("encodePng", () => {
+describeOracle("encodePng", () => {
   it.each([
     [1, 7, 5],
     [3, 13, 4],

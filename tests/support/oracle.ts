@@ -64,7 +64,7 @@ export function oracleHas(...modules: string[]): boolean {
 }
 
 function announce(kind: string, name: string, missing: string[]): void {
-  const packages = missing.map((m) => `python3-${m}`).join(" ");
+  const packages = missing.map((m) => `python3-${m.toLowerCase()}`).join(" "); // PIL: python3-pil
   process.stderr.write(
     `\n*** ORACLE MISSING: skipping ${kind} "${name}": ${ORACLE_PYTHON} cannot import ${missing.join(", ")} ` +
       `(apt-get install ${packages}, or set ORACLE_PYTHON) ***\n\n`,
