@@ -10,6 +10,8 @@ export interface EvaluateCommandOptions {
   tolerances?: string;
   json?: boolean;
   csv?: boolean;
+  /** Comma-separated case names: only these are scored. */
+  cases?: string;
   /** commander's --no-surface: false when given. */
   surface?: boolean;
 }
@@ -20,7 +22,10 @@ export async function evaluateCommand(o: EvaluateCommandOptions): Promise<number
   const tolerancesMm =
     o.tolerances === undefined ? undefined : parseNumberList(o.tolerances, "--tolerances", "tolerance");
   // The evaluate skill's pairing: a --gt folder in the npy2d layout pairs by case, else by name.
-  const pairs = pairReferences(o.pred, o.gt);
+  const cases = o.cases === undefined ? undefined : o.cases.split(",").map((c) => c.trim());
+  if (cases?.some((c) => c === ""))
+    throw new UsageError(`--cases ${o.cases}: expected case names separated by commas`);
+  const pairs = pairReferences(o.pred, o.gt, cases);
   // Progress only where a person watches; pipes and CI get clean stderr.
   const live = process.stderr.isTTY && pairs.length > 1;
   const ev = await evaluatePairs(pairs, {

@@ -224,6 +224,7 @@ program
     "reference: a file or folder like --pred; cases pair by name (_0000 ignored)",
   )
   .option("--labels <list>", "labels to score, e.g. 1,2 (default: every nonzero label in the references)")
+  .option("--cases <list>", "only these cases, e.g. la_003,la_007 (other files in the folders are ignored)")
   .option("--tolerances <mm>", "NSD tolerances in mm (default 0.5,1,2)")
   .option(
     "--json",
@@ -243,6 +244,7 @@ program
         pred: string;
         gt: string;
         labels?: string;
+        cases?: string;
         tolerances?: string;
         json?: boolean;
         csv?: boolean;

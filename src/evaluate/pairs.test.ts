@@ -7,6 +7,7 @@ import { UsageError } from "../manifest/diagnostics.js";
 import { labelValues, parseNumberList } from "./labels.js";
 import { maxAffineDifference } from "./load.js";
 import { caseName, pairCases } from "./pairs.js";
+import { pairReferences } from "./references.js";
 
 const dir = mkdtempSync(join(tmpdir(), "medpipe-pairs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,6 +45,38 @@ describe("case names and pairing", () => {
       { case: "a", pred: join(p, "a.nii.gz"), gt: join(g, "a.nii.gz") },
       { case: "b", pred: join(p, "b_0000.nii.gz"), gt: join(g, "b.nii.gz") },
     ]);
+  });
+
+  it("with cases: only those, in that order; other files are left alone; a listed case needs both sides", () => {
+    const p = folder("p3", ["t1.nii.gz", "t2.nii.gz"]);
+    const g = folder("g3", ["a.nii.gz", "t1.nii.gz", "t2.nii.gz", "z.nii.gz"]);
+    expect(pairCases(p, g, ["t2", "t1", "t2"])).toEqual([
+      { case: "t2", pred: join(p, "t2.nii.gz"), gt: join(g, "t2.nii.gz") },
+      { case: "t1", pred: join(p, "t1.nii.gz"), gt: join(g, "t1.nii.gz") },
+    ]);
+    expect(usageMessage(() => pairCases(p, g, ["t1", "a", "q"])).split("\nerror: ")).toEqual([
+      `case 'a': listed in --cases but not in --pred ${p}`,
+      `case 'q': listed in --cases but not in --pred ${p}`,
+      `case 'q': listed in --cases but not in --gt ${g}`,
+    ]);
+    // npy2d references: the label files name the cases; infer's X_T1w.npy predictions pair with them.
+    const pn = folder("p4", ["s1_T1w.npy", "s2_T1w.npy"]);
+    const gn = folder("g4", [
+      "s1_T1w.npy",
+      "s1_T1w_tissue_segmentation.npy",
+      "s3_T1w_tissue_segmentation.npy",
+    ]);
+    expect(pairReferences(pn, gn, ["s1"])).toEqual([
+      {
+        case: "s1",
+        pred: join(pn, "s1_T1w.npy"),
+        gt: join(gn, "s1_T1w_tissue_segmentation.npy"),
+        image: join(gn, "s1_T1w.npy"),
+      },
+    ]);
+    expect(usageMessage(() => pairReferences(pn, gn, ["s3"]))).toBe(
+      `case 's3': listed in --cases but not in --pred ${pn}`,
+    );
   });
 
   it("reports every problem, one per line: duplicates, one-sided cases, empty folders", () => {

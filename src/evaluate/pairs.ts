@@ -59,7 +59,7 @@ function scanFolder(dir: string, flag: string, problems: string[]): Map<string, 
  * Pairs `--pred` with `--gt`. Every problem is collected before failing, so one run shows
  * all the cases to fix; the UsageError's message has one line per problem.
  */
-export function pairCases(pred: string, gt: string): CasePair[] {
+export function pairCases(pred: string, gt: string, cases?: readonly string[]): CasePair[] {
   const pk = kindOf(pred, "--pred");
   const gk = kindOf(gt, "--gt");
   if (pk !== gk)
@@ -78,6 +78,10 @@ export function pairCases(pred: string, gt: string): CasePair[] {
   const problems: string[] = [];
   const preds = scanFolder(pred, "--pred", problems);
   const gts = scanFolder(gt, "--gt", problems);
+  if (cases) {
+    if (problems.length) throw problemsError(problems);
+    return selectCases(cases, preds, gts, pred, gt);
+  }
   const pairs: CasePair[] = [];
   for (const [name, g] of gts) {
     const p = preds.get(name);
@@ -90,6 +94,30 @@ export function pairCases(pred: string, gt: string): CasePair[] {
   }
   if (problems.length) throw problemsError(problems);
   pairs.sort((a, b) => (a.case < b.case ? -1 : a.case > b.case ? 1 : 0));
+  return pairs;
+}
+
+/**
+ * Only the `cases` named, in that order; each must be on both sides. Files of other cases are left
+ * alone: e.g. a test set's predictions against the dataset's whole labelsTr/.
+ */
+export function selectCases(
+  cases: readonly string[],
+  preds: ReadonlyMap<string, string>,
+  gts: ReadonlyMap<string, string>,
+  pred: string,
+  gt: string,
+): CasePair[] {
+  const problems: string[] = [];
+  const pairs: CasePair[] = [];
+  for (const name of new Set(cases)) {
+    const p = preds.get(name);
+    const g = gts.get(name);
+    if (!p) problems.push(`case '${name}': listed in --cases but not in --pred ${pred}`);
+    if (!g) problems.push(`case '${name}': listed in --cases but not in --gt ${gt}`);
+    if (p && g) pairs.push({ case: name, pred: p, gt: g });
+  }
+  if (problems.length) throw problemsError(problems);
   return pairs;
 }
 

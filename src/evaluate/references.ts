@@ -6,7 +6,7 @@
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { NPY_IMAGE_SUFFIX, NPY_LABEL_SUFFIX } from "../datasets/npy2d.js";
-import { type CasePair, caseName, isMaskFile, pairCases, problemsError } from "./pairs.js";
+import { type CasePair, caseName, isMaskFile, pairCases, problemsError, selectCases } from "./pairs.js";
 
 /** A pair to score, with the image it was predicted from when the references folder has it. */
 export interface ReferencePair extends CasePair {
@@ -25,15 +25,21 @@ const isDir = (path: string): boolean => {
  * The pairs to score. A references folder holding npy2d label files is read in that layout: case
  * X's reference is `X_T1w_tissue_segmentation.npy`, its image `X_T1w.npy` (if present), its
  * prediction `X_T1w.npy` or `X.npy` in `predictions`. Every missing or ambiguous prediction and every
- * prediction without a reference is collected into one error. Otherwise `pairCases`.
+ * prediction without a reference is collected into one error. Otherwise `pairCases`. With `cases`,
+ * only those cases are paired (each must be on both sides; other files are left alone).
  */
-export function pairReferences(predictions: string, references: string): ReferencePair[] {
+export function pairReferences(
+  predictions: string,
+  references: string,
+  cases?: readonly string[],
+): ReferencePair[] {
   const labels = isDir(references)
     ? readdirSync(references)
         .filter((n) => n.endsWith(NPY_LABEL_SUFFIX) && !n.startsWith("."))
         .sort()
     : [];
-  if (labels.length === 0) return pairCases(predictions, references).map((p) => ({ ...p, image: null }));
+  if (labels.length === 0)
+    return pairCases(predictions, references, cases).map((p) => ({ ...p, image: null }));
   if (!isDir(predictions))
     throw problemsError([
       `--pred ${predictions}: expected a folder of predictions for the folder ${references}`,
@@ -44,9 +50,26 @@ export function pairReferences(predictions: string, references: string): Referen
     const id = caseName(n).replace(new RegExp(`${NPY_IMAGE_SUFFIX.replace(".npy", "")}$`), "");
     preds.set(id, [...(preds.get(id) ?? []), join(predictions, n)]);
   }
+  const names = new Set(readdirSync(references));
+  const imageOf = (id: string): string | null =>
+    names.has(`${id}${NPY_IMAGE_SUFFIX}`) ? join(references, `${id}${NPY_IMAGE_SUFFIX}`) : null;
+  if (cases) {
+    const gts = new Map(labels.map((l) => [l.slice(0, -NPY_LABEL_SUFFIX.length), join(references, l)]));
+    const ambiguous = [...preds].filter(([id, files]) => files.length > 1 && cases.includes(id));
+    if (ambiguous.length)
+      throw problemsError(
+        ambiguous.map(
+          ([id, f]) => `case '${id}': ${f.length} predictions in --pred ${predictions}: ${f.join(", ")}`,
+        ),
+      );
+    const single = new Map([...preds].map(([id, files]) => [id, files[0]!]));
+    return selectCases(cases, single, gts, predictions, references).map((p) => ({
+      ...p,
+      image: imageOf(p.case),
+    }));
+  }
   const problems: string[] = [];
   const pairs: ReferencePair[] = [];
-  const names = new Set(readdirSync(references));
   for (const label of labels) {
     const id = label.slice(0, -NPY_LABEL_SUFFIX.length);
     const found = preds.get(id) ?? [];
@@ -59,13 +82,7 @@ export function pairReferences(predictions: string, references: string): Referen
       );
       continue;
     }
-    const image = `${id}${NPY_IMAGE_SUFFIX}`;
-    pairs.push({
-      case: id,
-      pred: found[0]!,
-      gt: join(references, label),
-      image: names.has(image) ? join(references, image) : null,
-    });
+    pairs.push({ case: id, pred: found[0]!, gt: join(references, label), image: imageOf(id) });
   }
   for (const [id, files] of preds)
     problems.push(`case '${id}': in --pred (${files.join(", ")}) but not in --gt ${references}`);

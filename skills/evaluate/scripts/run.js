@@ -28,8 +28,8 @@ const oneLine = (fn) =>
   });
 
 await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url)), async (ctx) => {
-  const { predictions, references, labels, surface, tolerances, overlays } = ctx.inputs;
-  const pairs = await oneLine(async () => pairReferences(predictions, references));
+  const { predictions, references, cases, labels, surface, tolerances, overlays } = ctx.inputs;
+  const pairs = await oneLine(async () => pairReferences(predictions, references, cases));
   const ev = await oneLine(() =>
     evaluatePairs(pairs, {
       ...(labels ? { labels } : {}),
