@@ -49,6 +49,15 @@ the current working directory):
   val_every          1: validate after every val_every-th epoch and after the last.
   ema                0.9: ema_1 = dice_1, ema_n = ema ema_(n-1) + (1 - ema) dice_n;
                      the checkpoint with the highest EMA (first on ties) is "best".
+                     0 selects by the raw validation Dice (ema_n = dice_n exactly).
+  init_checkpoint    null: a safetensors file whose tensors replace the fresh init
+                     (finetuning). Keys and shapes must match the network's state
+                     exactly (an error names the first tensor that does not);
+                     init_digest is then the digest of those pretrained weights.
+  val_at_start       false: validate once before the first step; the row is epoch 0
+                     of trace.validations and competes in the selection like any
+                     other (first on ties), so a run no later epoch beats keeps the
+                     initial (e.g. pretrained) weights as best.
   inference          {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": false}
                      for sliding_window.sliding_window_inference on each full
                      validation volume.
@@ -131,7 +140,7 @@ from medpipe.augment import Augmenter
 from medpipe.data import PatchSampler, choose_data_device, load_cases
 from medpipe.losses import build_loss
 from medpipe.nets import build_network
-from medpipe.safetensors_io import digest_of_digests, digest_tensor, save_file, tensor_digests
+from medpipe.safetensors_io import digest_of_digests, digest_tensor, load_file, save_file, tensor_digests
 from medpipe.sliding_window import sliding_window_inference
 
 DEFAULTS = {
@@ -160,6 +169,8 @@ DEFAULTS = {
     "data_on_gpu": "auto",
     "metadata": {},
     "output_dir": None,
+    "init_checkpoint": None,
+    "val_at_start": False,
 }
 REQUIRED = ("network", "train_cases", "patch_size")
 NESTED = ("optimizer", "schedule", "inference")  # dicts merged key by key with their defaults
@@ -204,6 +215,9 @@ def resolve_config(config):
     if not 0.0 <= c["ema"] < 1.0:
         raise ValueError(f"config 'ema' must be in [0, 1), got {c['ema']}")
     c["nominal_validation"] = bool(c["nominal_validation"])
+    c["val_at_start"] = bool(c["val_at_start"])
+    if c["val_at_start"] and not c["val_cases"]:
+        raise ValueError("config 'val_at_start' is true but 'val_cases' is empty")
     if c["nominal_validation"] and not c["val_cases"]:
         raise ValueError("config 'nominal_validation' is true but 'val_cases' is empty")
     if c["data_on_gpu"] not in ("auto", True, False):
@@ -378,6 +392,25 @@ def save_checkpoint(model, path, kind, epoch, dice, ema, c, init_digest, selecti
     save_file(state_tensors(model), path, metadata=meta)
 
 
+def load_init(model, path):
+    """Copies the tensors of the safetensors file `path` into `model`: every key of the
+    model's state, nothing else, each with the same shape."""
+    tensors, _ = load_file(path)
+    state = model.state_dict()
+    missing = [k for k in state if k not in tensors]
+    extra = [k for k in tensors if k not in state]
+    if missing or extra:
+        name = (missing or extra)[0]
+        raise ValueError(f"init_checkpoint {path}: tensor {name!r} is "
+                         f"{'missing from the file' if missing else 'not in the network'} "
+                         f"({len(missing)} missing, {len(extra)} unexpected)")
+    for k, t in state.items():
+        if tuple(tensors[k].shape) != tuple(t.shape):
+            raise ValueError(f"init_checkpoint {path}: tensor {k!r} has shape {list(tensors[k].shape)}, "
+                             f"the network needs {list(t.shape)}")
+    model.load_state_dict(tensors, strict=True)
+
+
 def file_digest(path):
     return digest_of_digests(tensor_digests(path))
 
@@ -504,6 +537,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     # Model: built on the CPU from a forked RNG seeded with `seed`, so the init depends
     # only on (network config, seed); its digest proves a fresh init per fold.
     model = build_network(c["network"], seed=seed)
+    if c["init_checkpoint"] is not None:
+        load_init(model, c["init_checkpoint"])
     init_digest = digest_of_digests({k: digest_tensor(t) for k, t in state_tensors(model).items()})
     model = model.to(device).train()
     net = model.config
@@ -556,6 +591,18 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     step, ema, best, last_val = 0, None, None, None
     timer = StepTimer(device)
     fwd_bwd_total = 0.0
+    if c["val_at_start"]:  # epoch 0: the initial weights, selectable like any epoch
+        t0 = time.perf_counter()
+        dice, per_class = validate(model, val_cases, c, device, amp)
+        ema, seconds = dice, time.perf_counter() - t0
+        timings["val_s"] += seconds
+        last_val = {"epoch": 0, "dice": dice, "ema": ema}
+        trace["validations"].append({**last_val, "per_class": per_class, "seconds": seconds})
+        emit({"event": "val", "epoch": 0, "dice": dice, "ema": ema, "best": selecting, "seconds": seconds,
+              **({"nominal": True} if nominal else {})})
+        if selecting:
+            best = dict(last_val)
+            save_checkpoint(model, ckpt["best"], "best", 0, dice, ema, c, init_digest, selection)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
