@@ -156,6 +156,21 @@ OUTPUT = tensors(INPUT["a"]) == tensors(INPUT["b"])
     expect(check.verdict).toBe("fail");
     expect(check.message).toMatch(/checkpoint trap/);
   });
+
+  it("a copy with a formal Dice its predictions do not give fails finetune.claims", () => {
+    const copy = join(runs, "tampered-dice");
+    cpSync(trapRun, copy, { recursive: true });
+    const path = join(copy, "stages/finetune/output.json");
+    const out = JSON.parse(readFileSync(path, "utf8")) as Output;
+    const c0 = out.formal.pretrained.cases[0]!;
+    c0.dice["1"] = 0.75;
+    writeFileSync(path, JSON.stringify(out));
+    expect(cli(["verify", copy, "--json"], { cwd: ROOT }).code).toBe(1);
+    const report = JSON.parse(readFileSync(join(copy, "verify/report.json"), "utf8"));
+    const check = report.checks.find((c: { id: string }) => c.id === "finetune.claims");
+    expect(check.verdict).toBe("fail");
+    expect(check.message).toContain(`pretrained case ${c0.id} class 1: Dice 0.75 claimed`);
+  });
 });
 
 describe("bad input is refused before training, in one line", () => {

@@ -19,6 +19,8 @@ export interface FormalCase {
   /** Mean over the classes with a Dice; null when there is none. */
   mean_dice: number | null;
   prediction: string;
+  /** The original label file the prediction was scored against (absolute). */
+  label: string;
 }
 
 export interface FormalResult {
@@ -86,6 +88,7 @@ export async function formalEvaluation(
         dice,
         mean_dice: mean(Object.values(dice).filter((d): d is number => d !== null)),
         prediction: rel,
+        label: labelPath,
       };
       rows.push(row);
       onCase(c.id, row.mean_dice);

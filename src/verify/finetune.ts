@@ -4,12 +4,15 @@
 // claim, when it claims an improvement (improved, or recommends the fine-tuned checkpoint) with
 // weights equal to the pretrained ones — the checkpoint trap —, when its recommendation
 // contradicts its own formal Dice (fine-tuned only when it beats the pretrained by more than the
-// margin), or when its training-best is not the maximum of its own validation trace.
+// margin), when its training-best is not the maximum of its own validation trace, or when a
+// formal Dice differs from the one recomputed from the saved prediction and the original label
+// (remapped with the stage's label_mapping).
 import { isAbsolute, relative } from "node:path";
 import type { Evidence } from "../evidence/evidence.js";
 import { parseSafetensors, tensorDigests } from "../evidence/safetensors.js";
 import { close, verdictOf } from "./context.js";
 import type { Pack } from "./pack.js";
+import { parseNifti } from "./readers.js";
 import type { CheckResult } from "./types.js";
 
 /** The finetune skill's margin (src/finetune/decide.ts); restated here: the verifier imports no skill code. */
@@ -27,6 +30,96 @@ interface FinetuneOutput {
   val_dice_per_epoch: { epoch: number; dice: number }[];
   training_best_val_dice: number | null;
   best_epoch_index: number;
+  label_mapping: [number, number][];
+  formal: { pretrained: FormalJson | null; finetuned: FormalJson | null };
+}
+
+interface FormalJson {
+  mean_dice: number | null;
+  cases: {
+    id: string;
+    dice: Record<string, number | null>;
+    mean_dice: number | null;
+    prediction: string;
+    label: string;
+  }[];
+}
+
+/** Dice of class k on two label maps of the same grid; null when k is in neither. */
+function dice(
+  pred: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  lut: Map<number, number>,
+  k: number,
+): number | null {
+  let tp = 0;
+  let np = 0;
+  let nr = 0;
+  for (let i = 0; i < pred.length; i++) {
+    const p = pred[i] === k;
+    const r = (lut.get(ref[i] as number) ?? 0) === k;
+    if (p) np++;
+    if (r) nr++;
+    if (p && r) tp++;
+  }
+  return np + nr === 0 ? null : (2 * tp) / (np + nr);
+}
+
+const same = (a: number | null, b: number | null) => (a === null || b === null ? a === b : close(a, b));
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+/** Every formal case's Dice recomputed from its prediction file and its original label. */
+function formalProblems(
+  pack: Pack,
+  o: FinetuneOutput,
+  dir: string,
+  rel: string,
+): { what: string; where: string }[] {
+  const problems: { what: string; where: string }[] = [];
+  const lut = new Map(o.label_mapping.map(([local, cls]) => [local, cls]));
+  for (const which of ["pretrained", "finetuned"] as const) {
+    const f = o.formal[which];
+    const claimed = which === "pretrained" ? o.formal_pretrained_val_dice : o.formal_finetuned_val_dice;
+    if (!f) {
+      if (claimed !== null)
+        problems.push({
+          what: `${dir}: formal_${which}_val_dice ${claimed} without formal cases`,
+          where: rel,
+        });
+      continue;
+    }
+    const means: number[] = [];
+    for (const c of f.cases) {
+      const pred = parseNifti(pack.bytes(`${dir}/${c.prediction}`), `${dir}/${c.prediction}`);
+      const ref = parseNifti(pack.external(c.label), c.label);
+      if (ref.data.length !== pred.data.length) {
+        problems.push({
+          what: `${dir}: ${c.prediction} and ${c.label} differ in size`,
+          where: `${dir}/${c.prediction}`,
+        });
+        continue;
+      }
+      const values: number[] = [];
+      for (const [k, d] of Object.entries(c.dice)) {
+        const got = dice(pred.data, ref.data, lut, Number(k));
+        if (got !== null) values.push(got);
+        if (!same(got, d))
+          problems.push({
+            what: `${dir}: ${which} case ${c.id} class ${k}: Dice ${d} claimed, ${got} recomputed`,
+            where: `${rel}#/formal/${which}`,
+          });
+      }
+      const m = mean(values);
+      if (m !== null) means.push(m);
+    }
+    const m = mean(means);
+    if (!same(m, f.mean_dice) || !same(m, claimed))
+      problems.push({
+        what: `${dir}: formal_${which}_val_dice ${claimed} claimed, ${m} recomputed`,
+        where: `${rel}#/formal_${which}_val_dice`,
+      });
+  }
+  return problems;
 }
 
 function digestsOf(pack: Pack, path: string, stageDir: string): Record<string, string> {
@@ -80,6 +173,7 @@ export function checkFinetune(pack: Pack, evidence: Evidence): CheckResult {
           where: `${rel}#/recommended_ckpt`,
         });
     }
+    problems.push(...formalProblems(pack, o, dir, rel));
     const trace = o.val_dice_per_epoch;
     if (trace.length) {
       let best = trace[0] as { epoch: number; dice: number };
@@ -98,7 +192,7 @@ export function checkFinetune(pack: Pack, evidence: Evidence): CheckResult {
   return verdictOf(
     id,
     problems,
-    `${stages.length} finetune stage(s): tensor comparison, recommendation and training-best agree with the files`,
+    `${stages.length} finetune stage(s): tensor comparison, recommendation, training-best and formal Dice agree with the files`,
     stages.map((s) => `stages/${s.stage}/output.json`),
   );
 }
