@@ -3,7 +3,7 @@
 // predictions it saved; the checkpoint trap (learning rate 0: epoch 0 stays best) reported as
 // such; a tampered copy of that run claiming an improvement failed by the verifier; and the
 // bad inputs refused in one line before anything trains.
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -170,6 +170,65 @@ OUTPUT = tensors(INPUT["a"]) == tensors(INPUT["b"])
     const check = report.checks.find((c: { id: string }) => c.id === "finetune.claims");
     expect(check.verdict).toBe("fail");
     expect(check.message).toContain(`pretrained case ${c0.id} class 1: Dice 0.75 claimed`);
+  });
+});
+
+describe("a CUDA out-of-memory", () => {
+  it("fails the stage with the hint, records runtime.oom and claims no checkpoint", () => {
+    // The trainer's loss raises torch's CUDA OOM error at the first step, as src/py/tests/
+    // test_train.py does (this machine has no GPU): a sitecustomize on the child's PYTHONPATH
+    // replaces medpipe.losses.build_loss before medpipe.train imports it. val_at_start has
+    // saved an epoch-0 checkpoint by then, which must not survive.
+    const hook = join(runs, "oom-hook");
+    mkdirSync(hook, { recursive: true });
+    writeFileSync(
+      join(hook, "sitecustomize.py"),
+      [
+        "import medpipe.losses as losses",
+        "def _oom(cfg):",
+        "    def f(logits, target):",
+        '        raise RuntimeError("CUDA out of memory. Tried to allocate 64.00 GiB")',
+        "    return f",
+        "losses.build_loss = _oom",
+        "",
+      ].join("\n"),
+    );
+    const r = cli(
+      [
+        "run-script",
+        "--workdir",
+        "/",
+        "--runs-dir",
+        runs,
+        "finetune",
+        "--pretrained",
+        pretrained,
+        "--dataset_dir",
+        SPLEEN,
+        "--label_mapping",
+        "[[1, 1]]",
+        "--epochs",
+        "1",
+        "--skip_formal_eval",
+        "true",
+      ],
+      { cwd: ROOT, env: { PYTHONPATH: hook }, timeoutMs: 120_000 },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /exit code 1: error: out of memory: CUDA out of memory\. .* \(reduce patch_size or batch_size/,
+    );
+    const run = r.stdout.trim().split("\n").pop() as string;
+    // The engine keeps a failed attempt aside, its output.json renamed so it cannot pass for a result.
+    const attempt = join(run, "failed/finetune/attempt-1");
+    const out = JSON.parse(readFileSync(join(attempt, "output.json.rejected"), "utf8"));
+    expect(out).toMatchObject({
+      status: "failed",
+      runtime: { oom: true, exit_code: 1 },
+      finetuned_ckpt: null,
+    });
+    expect(existsSync(join(attempt, "checkpoints"))).toBe(false);
+    expect(existsSync(join(run, "stages/finetune"))).toBe(false);
   });
 });
 
