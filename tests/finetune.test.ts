@@ -55,8 +55,12 @@ beforeAll(() => {
 const output = (dir: string) => JSON.parse(readFileSync(join(dir, "output.json"), "utf8")) as Output;
 
 /** `pipeline run-script finetune ...` with the whole file system as the workspace. */
-const finetune = (args: string[], timeoutMs = 200_000) =>
-  cli(["run-script", "--workdir", "/", "--runs-dir", runs, "finetune", ...args], { cwd: ROOT, timeoutMs });
+const finetune = (args: string[], timeoutMs = 200_000, env: Record<string, string> = {}) =>
+  cli(["run-script", "--workdir", "/", "--runs-dir", runs, "finetune", ...args], {
+    cwd: ROOT,
+    timeoutMs,
+    env,
+  });
 
 describe("pipelines/finetune.yaml --smoke", () => {
   it("succeeds, verifies, and its formal Dice is what nibabel computes from its predictions", () => {
@@ -101,24 +105,31 @@ for cid, pred in INPUT["cases"]:
 describe("the checkpoint trap", () => {
   let trapRun = "";
   it("learning rate 0: epoch 0 stays best, the weights equal the pretrained ones, the pretrained checkpoint is recommended", () => {
-    const r = finetune([
-      "--pretrained",
-      pretrained,
-      "--dataset_dir",
-      SPLEEN,
-      "--label_mapping",
-      "[[1, 1]]",
-      "--learning_rate",
-      "0",
-      "--epochs",
-      "1",
-      "--samples_per_volume",
-      "1",
-    ]);
+    // Trained data-parallel (NPROC_PER_NODE=2: torchrun, two CPU processes, gloo): the trap
+    // must hold on that path too.
+    const r = finetune(
+      [
+        "--pretrained",
+        pretrained,
+        "--dataset_dir",
+        SPLEEN,
+        "--label_mapping",
+        "[[1, 1]]",
+        "--learning_rate",
+        "0",
+        "--epochs",
+        "1",
+        "--samples_per_volume",
+        "1",
+      ],
+      200_000,
+      { NPROC_PER_NODE: "2" },
+    );
     expect(r.code, r.stderr.slice(-1500)).toBe(0);
     trapRun = r.stdout.trim().split("\n").pop() as string;
     const stage = join(trapRun, "stages/finetune");
     const out = output(stage);
+    expect((out as unknown as { training: { world_size: number } }).training.world_size).toBe(2);
     expect(out.best_epoch_index).toBe(0);
     expect(out.finetuned_ckpt_matches_pretrained_weights).toBe(true);
     expect(out.recommended_ckpt).toBe(out.pretrained_ckpt);

@@ -33,6 +33,8 @@ export interface FinetuneOptions {
   device: "auto" | "cpu" | "cuda";
   seed: number;
   samplesPerVolume?: number;
+  /** NPROC_PER_NODE: 2 or more trains data-parallel under torchrun (default 1). */
+  nprocPerNode?: string;
   outputDir: string;
   progress?: (event: Record<string, unknown>) => void;
 }
@@ -61,6 +63,7 @@ interface TrainResult {
   init_digest: string;
   best_digest: string;
   last_digest: string;
+  world_size: number;
   device: string;
   torch: string;
   peak_gpu_mb: number | null;
@@ -71,6 +74,39 @@ interface TrainResult {
 interface Trace {
   epochs: { epoch: number; loss: number; lr: number; seconds: number }[];
   validations: { epoch: number; dice: number }[];
+}
+
+/**
+ * torchrun's default --redirects 0 fails on torch 1.13 with Python 3.11 (Std("0") is not among
+ * the IntFlag members); workers' stderr goes to a log file and is teed to ours instead.
+ */
+const TORCHRUN_IO = ["--redirects", "2", "--tee", "2"];
+
+/** NPROC_PER_NODE as a count of training processes (unset or empty: 1). */
+export function processesPerNode(value: string | undefined): number {
+  if (value === undefined || value.trim() === "") return 1;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new FinetuneInputError(`NPROC_PER_NODE ${JSON.stringify(value)}: expected an integer >= 1`);
+  return n;
+}
+
+/** One process, or torchrun with n data-parallel processes (medpipe.train's docstring); torchrun's worker logs go to logDir. */
+function trainerLaunch(n: number, logDir: string): { module: string; args: string[] } {
+  if (n < 2) return { module: "medpipe.train", args: [] };
+  return {
+    module: "torch.distributed.run",
+    args: [
+      "--standalone",
+      "--nproc_per_node",
+      String(n),
+      ...TORCHRUN_IO,
+      "--log_dir",
+      logDir,
+      "-m",
+      "medpipe.train",
+    ],
+  };
 }
 
 const readJson = async <T>(path: string): Promise<T> => JSON.parse(await readFile(path, "utf8")) as T;
@@ -100,6 +136,7 @@ export async function runFinetune(
 ): Promise<{ payload: Record<string, unknown>; roles: Record<string, string>; peakGpuMb: number | null }> {
   const t0 = performance.now();
   const progress = o.progress ?? (() => {});
+  const nproc = processesPerNode(o.nprocPerNode);
   const out = resolve(o.outputDir);
   const phases: Record<string, number> = {};
 
@@ -175,11 +212,21 @@ export async function runFinetune(
   const configPath = join(out, "train_config.json");
   await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`);
   const forward = (phase: string) => (e: PyEvent) => progress({ ...e, phase });
+  // Worker logs beside the stage's own (logs/ is not an artifact).
+  const launch = trainerLaunch(nproc, join(out, "logs", "torchrun"));
   try {
-    await runPythonModule("medpipe.train", ["--config", configPath, "--output-dir", out], forward("train"));
+    await runPythonModule(
+      launch.module,
+      [...launch.args, "--config", configPath, "--output-dir", out],
+      forward("train"),
+    );
   } catch (err) {
-    if (err instanceof PythonError && err.code === 3) {
-      const r = await readJson<TrainResult>(join(out, "result.json")).catch(() => null);
+    // torchrun exits 1 whatever its worker's code was: rank 0's result.json tells an OOM apart.
+    const r =
+      err instanceof PythonError
+        ? await readJson<TrainResult>(join(out, "result.json")).catch(() => null)
+        : null;
+    if (r?.status === "oom") {
       // No checkpoint is claimed: an epoch-0 best written before the OOM must not look like a result.
       await rm(join(out, "checkpoints"), { recursive: true, force: true });
       throw new FinetuneOomError(
@@ -305,6 +352,7 @@ export async function runFinetune(
       patch_size: patch,
       val_at_start: o.valAtStart,
       selection: "raw validation Dice (ema 0), first on ties",
+      world_size: result.world_size,
       device: result.device,
       torch: result.torch,
       init_digest: result.init_digest,

@@ -25,6 +25,7 @@ await runSkill(manifest, async (ctx) => {
       device: i.device,
       seed: i.seed,
       samplesPerVolume: i.samples_per_volume,
+      nprocPerNode: process.env.NPROC_PER_NODE,
       outputDir: ctx.outputDir,
       progress: ctx.progress,
     });

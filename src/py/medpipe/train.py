@@ -116,6 +116,15 @@ the device and read once per epoch; learning rates are host floats; patch positi
 come from a CPU generator; the timing events are only read after the epoch's one
 synchronize. cudnn.benchmark is on.
 
+Data-parallel: under torchrun (`python3 -m torch.distributed.run --nproc_per_node N -m
+medpipe.train ...`, WORLD_SIZE > 1) every rank trains the same model on its own patches
+(sampler and augmenter seeds offset by the rank; rank 0 keeps the single-process seeds),
+DistributedDataParallel averages the gradients (nccl on CUDA, each rank on cuda:LOCAL_RANK;
+gloo on the CPU), and the reported loss is the mean over ranks. The weights stay identical
+on every rank, so every rank validates and selects alike; only rank 0 writes the output
+directory and emits events (the others write into a scratch folder removed at exit).
+result["world_size"] says how many ranks trained.
+
 Determinism: on the CPU, the same config and seed give bitwise the same weights, losses
 and validation numbers (every CPU op used is deterministic for a given torch build and
 thread count; src/cvtrain/determinism.test.ts checks it through the whole pipeline).
@@ -124,11 +133,13 @@ results agree to rounding only.
 """
 
 import argparse
+import atexit
 import contextlib
 import json
 import math
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -175,6 +186,7 @@ DEFAULTS = {
 REQUIRED = ("network", "train_cases", "patch_size")
 NESTED = ("optimizer", "schedule", "inference")  # dicts merged key by key with their defaults
 CHECKPOINT_FORMAT = "medpipe.checkpoint/1"
+RANK_SEED_STRIDE = 100_003  # sampler/augmenter seed offset per data-parallel rank
 EXIT_OOM = 3
 
 
@@ -230,6 +242,23 @@ def resolve_config(config):
     return c
 
 
+def dist_setup(device_name):
+    """(rank, world size): under torchrun (WORLD_SIZE > 1) the process group is joined, nccl
+    when the run goes to CUDA, gloo on the CPU; otherwise (0, 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        cuda = device_name != "cpu" and torch.cuda.is_available()
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return dist_rank_world()
+
+
+def dist_rank_world():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def pick_device(name):
     """A torch.device with an explicit index on CUDA ("cuda:0", not "cuda"), so that
     device comparisons with tensors' devices hold."""
@@ -238,6 +267,8 @@ def pick_device(name):
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("config device 'cuda' but torch.cuda.is_available() is False")
+        if "LOCAL_RANK" in os.environ:  # torchrun: one device per rank
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
@@ -501,6 +532,10 @@ def train(config, output_dir=None, emit=emit_stdout):
     if out is None:
         raise ValueError("no output directory: pass output_dir or set config 'output_dir'")
     out = os.fspath(out)
+    rank, world = dist_setup(c["device"])
+    if rank > 0:  # only rank 0 writes and reports (module docstring)
+        out, emit = tempfile.mkdtemp(prefix=f"medpipe-rank{rank}-"), (lambda event: None)
+        atexit.register(shutil.rmtree, out, True)
     os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):  # a stale result must not pass for this run's
         os.unlink(os.path.join(out, "result.json"))
@@ -508,7 +543,8 @@ def train(config, output_dir=None, emit=emit_stdout):
     on_cuda = device.type == "cuda"
     amp = bool(c["amp"]) and on_cuda and torch.cuda.is_available()
     use_compile = bool(c["compile"]) and on_cuda and int(torch.__version__.split(".")[0]) >= 2
-    result = {"status": "running", "device": str(device), "torch": torch.__version__, "seed": c["seed"]}
+    result = {"status": "running", "device": str(device), "torch": torch.__version__, "seed": c["seed"],
+              "world_size": world}
     timings = {"load_s": 0.0, "train_s": 0.0, "val_s": 0.0, "checkpoint_s": 0.0}
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest conv once
@@ -546,6 +582,10 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     if len(c["patch_size"]) != spatial_dims:
         raise ValueError(f"patch_size {c['patch_size']} has {len(c['patch_size'])} axes for a {spatial_dims}D network")
     forward = torch.compile(model) if use_compile else model
+    rank, world = dist_rank_world()
+    if world > 1:  # gradients averaged over the ranks at every backward
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
+                                                            and device.type == "cuda" else None)
 
     # Data: loaded once, on the GPU when it fits.
     t0 = time.perf_counter()
@@ -563,8 +603,9 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
         if case.image.shape[0] != net["in_channels"]:
             raise ValueError(f"{case.id}: {case.image.shape[0]} image channels, the network takes {net['in_channels']}")
     sampler = PatchSampler(train_cases, c["patch_size"], c["samples_per_volume"], c["batch_size"],
-                           c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 1, num_classes=num_classes)
-    augment = Augmenter(c["augment"], seed=seed + 2, device=device) if c["augment"] else None
+                           c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 1 + RANK_SEED_STRIDE * rank,
+                           num_classes=num_classes)
+    augment = Augmenter(c["augment"], seed=seed + 2 + RANK_SEED_STRIDE * rank, device=device) if c["augment"] else None
     timings["load_s"] = time.perf_counter() - t0
 
     loss_fn = build_loss(c["loss"])
@@ -627,6 +668,9 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
             loss_sum += loss.detach()  # stays on the device: no sync per step
             timer.mark("compute")
             step += 1
+        if world > 1:
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= world
         mean_loss = float(loss_sum) / per_epoch  # the one host sync of the epoch
         parts = timer.read()  # events read after that sync (one more synchronize, already done)
         seconds = time.perf_counter() - t0
@@ -718,6 +762,8 @@ def main(argv=None):
             traceback.print_exc()
         print(f"medpipe.train: {type(e).__name__}: {message}", file=sys.stderr)
         return 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     if result["status"] == "oom":
         print(f"medpipe.train: {result['message']} ({result['hint']})", file=sys.stderr)
         return EXIT_OOM
