@@ -131,13 +131,25 @@ function digestsOf(pack: Pack, path: string, stageDir: string): Record<string, s
   return tensorDigests(parseSafetensors(bytes, inside ? rel : path));
 }
 
-export function checkFinetune(pack: Pack, evidence: Evidence): CheckResult {
+/**
+ * The finetune checks of a run: none when it has no finetune stage (so runs without one list
+ * the same checks as before), else finetune.claims; malformed evidence fails it with the reason.
+ */
+export function finetuneChecks(pack: Pack, evidence: Evidence): CheckResult[] {
+  const stages = Object.values(evidence.stages)
+    .filter((s) => s.skill === "finetune" && FINISHED.has(s.status))
+    .map((s) => s.stage);
+  if (stages.length === 0) return [];
+  try {
+    return [checkFinetune(pack, stages)];
+  } catch (err) {
+    return [{ id: "finetune.claims", verdict: "fail", message: (err as Error).message, evidence: [] }];
+  }
+}
+
+function checkFinetune(pack: Pack, stageIds: string[]): CheckResult {
   const id = "finetune.claims";
-  const stages = Object.values(evidence.stages).filter(
-    (s) => s.skill === "finetune" && FINISHED.has(s.status),
-  );
-  if (stages.length === 0)
-    return { id, verdict: "skipped", message: "no finetune stage in this run", evidence: [] };
+  const stages = stageIds.map((stage) => ({ stage }));
   const problems: { what: string; where: string }[] = [];
   for (const s of stages) {
     const dir = `stages/${s.stage}`;

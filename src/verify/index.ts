@@ -8,7 +8,7 @@ import { checkBestOfTrace, checkFinite, checkNotInitial, WeightsCache } from "./
 import { checkAggregates, checkPerCase } from "./claims.js";
 import { runContext } from "./context.js";
 import { checkSplit } from "./cv.js";
-import { checkFinetune } from "./finetune.js";
+import { finetuneChecks } from "./finetune.js";
 import { checkFolds } from "./folds.js";
 import { checkIntegrity } from "./integrity.js";
 import { type GridModelRunner, type ModelJob, prepareModelCheck, runModelCheck } from "./model.js";
@@ -93,7 +93,7 @@ function collect(
     checks.push(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
     checks.push(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
     checks.push(guarded("claims.aggregates", () => checkAggregates(ctx)));
-    checks.push(guarded("finetune.claims", () => checkFinetune(pack, evidence)));
+    checks.push(...finetuneChecks(pack, evidence));
     const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx));
     if ("id" in prepared) checks.push(prepared);
     else {
