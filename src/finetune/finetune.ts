@@ -143,7 +143,7 @@ export async function runFinetune(
   // ---- inputs: every check before anything is trained
   let t = performance.now();
   const { pkg, weights: pretrainedCkpt, architecture } = await openPackage(o.pretrained);
-  const plan = (await readJson<TrainingPlan>(pkg.planPath)) as TrainingPlan;
+  const plan = await readJson<TrainingPlan>(pkg.planPath);
   const { mapping, source: mappingSource } = resolveMapping(
     plan.dataset.labels,
     o.labelMapping,
