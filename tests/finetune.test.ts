@@ -99,6 +99,14 @@ for cid, pred in INPUT["cases"]:
     expect(report.checks.find((c: { id: string }) => c.id === "finetune.claims")).toMatchObject({
       verdict: "pass",
     });
+    // The pretrained weights were made in this run: recorded relative to it, so a moved copy of
+    // the run verifies from its own files.
+    expect((out as unknown as { pretrained_ckpt_in_run: string }).pretrained_ckpt_in_run).toBe(
+      "stages/pretrain/model/weights.safetensors",
+    );
+    const moved = join(runs, "moved-smoke-run");
+    cpSync(runDir, moved, { recursive: true });
+    expect(cli(["verify", moved], { cwd: ROOT }).code).toBe(0);
   });
 });
 

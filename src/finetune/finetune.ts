@@ -5,7 +5,7 @@
 // comparison with the pretrained weights; the recommendation. Returns the output.json payload.
 import { existsSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { type PyEvent, PythonError, runPythonModule } from "../cvtrain/python.js";
 import { readSafetensors } from "../evidence/safetensors.js";
 import { InferError, type ModelPackage, readModelPackage } from "../infer/index.js";
@@ -107,6 +107,17 @@ function trainerLaunch(n: number, logDir: string): { module: string; args: strin
       "medpipe.train",
     ],
   };
+}
+
+/**
+ * A path inside this stage's run folder, relative to it (MEDPIPE_RUN_DIR, set by the engine), so
+ * that the verifier finds the pretrained weights of a run that was moved or copied; else null.
+ */
+function inRun(path: string): string | null {
+  const run = process.env.MEDPIPE_RUN_DIR;
+  if (!run) return null;
+  const rel = relative(resolve(run), path);
+  return rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : null;
 }
 
 const readJson = async <T>(path: string): Promise<T> => JSON.parse(await readFile(path, "utf8")) as T;
@@ -319,6 +330,7 @@ export async function runFinetune(
   const payload = {
     pretrained_package: pkg.dir,
     pretrained_ckpt: pretrainedCkpt,
+    pretrained_ckpt_in_run: inRun(pretrainedCkpt),
     finetuned_ckpt: finetunedCkpt,
     finetuned_package: "model/",
     recommended_ckpt: decision.recommend === "finetuned" ? finetunedCkpt : pretrainedCkpt,

@@ -21,6 +21,7 @@ const FINISHED = new Set(["succeeded", "cached"]);
 
 interface FinetuneOutput {
   pretrained_ckpt: string;
+  pretrained_ckpt_in_run?: string | null;
   finetuned_ckpt: string;
   recommended_ckpt: string;
   finetuned_ckpt_matches_pretrained_weights: boolean;
@@ -155,7 +156,10 @@ function checkFinetune(pack: Pack, stageIds: string[]): CheckResult {
     const dir = `stages/${s.stage}`;
     const rel = `${dir}/output.json`;
     const o = pack.json<FinetuneOutput>(rel);
-    const pre = digestsOf(pack, o.pretrained_ckpt, dir);
+    // Made in this run: read where it lies in the run (which may have moved since).
+    const pre = o.pretrained_ckpt_in_run
+      ? tensorDigests(parseSafetensors(pack.bytes(o.pretrained_ckpt_in_run), o.pretrained_ckpt_in_run))
+      : digestsOf(pack, o.pretrained_ckpt, dir);
     const ft = digestsOf(pack, o.finetuned_ckpt, dir);
     const names = new Set([...Object.keys(pre), ...Object.keys(ft)]);
     const identical = [...names].every((n) => pre[n] !== undefined && pre[n] === ft[n]);
