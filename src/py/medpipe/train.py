@@ -123,7 +123,7 @@ DistributedDataParallel averages the gradients (nccl on CUDA, each rank on cuda:
 gloo on the CPU), and the reported loss is the mean over ranks. The weights stay identical
 on every rank, so every rank validates and selects alike; only rank 0 writes the output
 directory and emits events (the others write into a scratch folder removed at exit).
-result["world_size"] says how many ranks trained.
+result["world_size"] says how many ranks trained. torch.compile is not applied under DDP.
 
 Determinism: on the CPU, the same config and seed give bitwise the same weights, losses
 and validation numbers (every CPU op used is deterministic for a given torch build and
@@ -517,10 +517,10 @@ def train(config, output_dir=None, emit=emit_stdout):
       status "ok" | "oom", selection, best_epoch, best_dice, best_ema, last_epoch,
       last_dice, last_ema, init_digest, best_digest, last_digest, final_digest (=
       last), epochs, iterations_per_epoch, device, data_device, amp, compile, torch,
-      seed, nominal_validation (bool), held_out (bool, null without validation),
-      checkpoints {best, last}, trace, peak_gpu_mb (null on the CPU), peak_rss_mb,
-      timings {load_s, train_s, val_s, checkpoint_s, epoch_mean_s, fwd_bwd_s, data_s,
-      total_s}, epoch_over_compute (sum of the epochs' wall seconds over the sum of
+      seed, world_size (1, or the torchrun ranks), nominal_validation (bool), held_out
+      (bool, null without validation), checkpoints {best, last}, trace, peak_gpu_mb
+      (null on the CPU), peak_rss_mb, timings {load_s, train_s, val_s, checkpoint_s,
+      epoch_mean_s, fwd_bwd_s, data_s, total_s}, epoch_over_compute (sum of the epochs' wall seconds over the sum of
       their fwd_bwd_seconds; null if that is 0), oom (bool); with status "oom" also
       message and hint. With nominal validation best_dice and best_ema are null (the
       nominal numbers are last_dice / last_ema and the trace's validations).
@@ -584,8 +584,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     forward = torch.compile(model) if use_compile else model
     rank, world = dist_rank_world()
     if world > 1:  # gradients averaged over the ranks at every backward
-        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
-                                                            and device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     # Data: loaded once, on the GPU when it fits.
     t0 = time.perf_counter()
