@@ -5,6 +5,7 @@ stay those of the init checkpoint at learning rate 0 (digest recomputed with has
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ class DataParallel(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="ft-ddp-")
+        cls.addClassCleanup(shutil.rmtree, cls.dir, True)
         cls.cases = cases(cls.dir)
         net = build_network({**NET, "in_channels": 1, "out_channels": 2}, seed=7)
         cls.pre = {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -6,6 +6,7 @@ with hashlib from the raw tensor bytes, not with the code under test."""
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -46,6 +47,7 @@ def cases(folder, n=3, size=16):
 class FinetuneOptions(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ft-opts-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.cases = cases(self.dir)
         net = build_network({**NET, "in_channels": 1, "out_channels": 2}, seed=7)
         self.pre = {k: v.detach().clone() for k, v in net.state_dict().items()}
