@@ -25,6 +25,8 @@ export interface SkillResult {
   payload: Record<string, unknown>;
   /** Roles of artifacts by relative path; other files get the role "artifact". */
   roles?: Record<string, string>;
+  /** Runtime facts only the body knows (a GPU child's peak memory). */
+  runtime?: { peak_gpu_mb?: number | null };
 }
 
 export class SkillInputError extends Error {}
@@ -104,7 +106,7 @@ export async function runSkill(
         exit_code: 0,
         oom: false,
         peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-        peak_gpu_mb: null,
+        peak_gpu_mb: result.runtime?.peak_gpu_mb ?? null,
       },
       artifacts,
       ...result.payload,

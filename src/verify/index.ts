@@ -8,6 +8,7 @@ import { checkBestOfTrace, checkFinite, checkNotInitial, WeightsCache } from "./
 import { checkAggregates, checkPerCase } from "./claims.js";
 import { runContext } from "./context.js";
 import { checkSplit } from "./cv.js";
+import { finetuneChecks } from "./finetune.js";
 import { checkFolds } from "./folds.js";
 import { checkIntegrity } from "./integrity.js";
 import { type GridModelRunner, type ModelJob, prepareModelCheck, runModelCheck } from "./model.js";
@@ -109,6 +110,7 @@ function collect(
     add(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
     add(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
     add(guarded("claims.aggregates", () => checkAggregates(ctx)));
+    add(...finetuneChecks(pack, evidence));
     const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx));
     if ("id" in prepared) add(prepared);
     else {

@@ -49,12 +49,21 @@ the current working directory):
   val_every          1: validate after every val_every-th epoch and after the last.
   ema                0.9: ema_1 = dice_1, ema_n = ema ema_(n-1) + (1 - ema) dice_n;
                      the checkpoint with the highest EMA (first on ties) is "best".
+                     0 selects by the raw validation Dice (ema_n = dice_n exactly).
   early_stopping     null (off) or {"patience": N}: stop after the first validation
                      that makes N validations in a row without a new best EMA (the
                      selection metric; ema 0 selects on the raw Dice). Only with held-out
                      validation (nominal validation selects nothing, so nothing stops it).
                      best stays the best seen; last is the stopping epoch; trace/result
                      record "stopped_early" and "stop_epoch" (null when every epoch ran).
+  init_checkpoint    null: a safetensors file whose tensors replace the fresh init
+                     (finetuning). Keys and shapes must match the network's state
+                     exactly (an error names the first tensor that does not);
+                     init_digest is then the digest of those pretrained weights.
+  val_at_start       false: validate once before the first step; the row is epoch 0
+                     of trace.validations and competes in the selection like any
+                     other (first on ties), so a run no later epoch beats keeps the
+                     initial (e.g. pretrained) weights as best.
   inference          {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": false}
                      for sliding_window.sliding_window_inference on each full
                      validation volume.
@@ -115,6 +124,15 @@ the device and read once per epoch; learning rates are host floats; patch positi
 come from a CPU generator; the timing events are only read after the epoch's one
 synchronize. cudnn.benchmark is on.
 
+Data-parallel: under torchrun (`python3 -m torch.distributed.run --nproc_per_node N -m
+medpipe.train ...`, WORLD_SIZE > 1) every rank trains the same model on its own patches
+(sampler and augmenter seeds offset by the rank; rank 0 keeps the single-process seeds),
+DistributedDataParallel averages the gradients (nccl on CUDA, each rank on cuda:LOCAL_RANK;
+gloo on the CPU), and the reported loss is the mean over ranks. The weights stay identical
+on every rank, so every rank validates and selects alike; only rank 0 writes the output
+directory and emits events (the others write into a scratch folder removed at exit).
+result["world_size"] says how many ranks trained. torch.compile is not applied under DDP.
+
 Determinism: on the CPU, the same config and seed give bitwise the same weights, losses
 and validation numbers (every CPU op used is deterministic for a given torch build and
 thread count; src/cvtrain/determinism.test.ts checks it through the whole pipeline).
@@ -123,11 +141,13 @@ results agree to rounding only.
 """
 
 import argparse
+import atexit
 import contextlib
 import json
 import math
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -139,7 +159,7 @@ from medpipe.augment import Augmenter
 from medpipe.data import PatchSampler, choose_data_device, load_cases
 from medpipe.losses import build_loss
 from medpipe.nets import build_network
-from medpipe.safetensors_io import digest_of_digests, digest_tensor, save_file, tensor_digests
+from medpipe.safetensors_io import digest_of_digests, digest_tensor, load_file, save_file, tensor_digests
 from medpipe.sliding_window import sliding_window_inference
 
 DEFAULTS = {
@@ -169,10 +189,13 @@ DEFAULTS = {
     "data_on_gpu": "auto",
     "metadata": {},
     "output_dir": None,
+    "init_checkpoint": None,
+    "val_at_start": False,
 }
 REQUIRED = ("network", "train_cases", "patch_size")
 NESTED = ("optimizer", "schedule", "inference")  # dicts merged key by key with their defaults
 CHECKPOINT_FORMAT = "medpipe.checkpoint/1"
+RANK_SEED_STRIDE = 100_003  # sampler/augmenter seed offset per data-parallel rank
 EXIT_OOM = 3
 
 
@@ -213,6 +236,9 @@ def resolve_config(config):
     if not 0.0 <= c["ema"] < 1.0:
         raise ValueError(f"config 'ema' must be in [0, 1), got {c['ema']}")
     c["nominal_validation"] = bool(c["nominal_validation"])
+    c["val_at_start"] = bool(c["val_at_start"])
+    if c["val_at_start"] and not c["val_cases"]:
+        raise ValueError("config 'val_at_start' is true but 'val_cases' is empty")
     if c["nominal_validation"] and not c["val_cases"]:
         raise ValueError("config 'nominal_validation' is true but 'val_cases' is empty")
     if c["data_on_gpu"] not in ("auto", True, False):
@@ -230,6 +256,23 @@ def resolve_config(config):
     return c
 
 
+def dist_setup(device_name):
+    """(rank, world size): under torchrun (WORLD_SIZE > 1) the process group is joined, nccl
+    when the run goes to CUDA, gloo on the CPU; otherwise (0, 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        cuda = device_name != "cpu" and torch.cuda.is_available()
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return dist_rank_world()
+
+
+def dist_rank_world():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def pick_device(name):
     """A torch.device with an explicit index on CUDA ("cuda:0", not "cuda"), so that
     device comparisons with tensors' devices hold."""
@@ -238,6 +281,8 @@ def pick_device(name):
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("config device 'cuda' but torch.cuda.is_available() is False")
+        if "LOCAL_RANK" in os.environ:  # torchrun: one device per rank
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
@@ -392,6 +437,25 @@ def save_checkpoint(model, path, kind, epoch, dice, ema, c, init_digest, selecti
     save_file(state_tensors(model), path, metadata=meta)
 
 
+def load_init(model, path):
+    """Copies the tensors of the safetensors file `path` into `model`: every key of the
+    model's state, nothing else, each with the same shape."""
+    tensors, _ = load_file(path)
+    state = model.state_dict()
+    missing = [k for k in state if k not in tensors]
+    extra = [k for k in tensors if k not in state]
+    if missing or extra:
+        name = (missing or extra)[0]
+        raise ValueError(f"init_checkpoint {path}: tensor {name!r} is "
+                         f"{'missing from the file' if missing else 'not in the network'} "
+                         f"({len(missing)} missing, {len(extra)} unexpected)")
+    for k, t in state.items():
+        if tuple(tensors[k].shape) != tuple(t.shape):
+            raise ValueError(f"init_checkpoint {path}: tensor {k!r} has shape {list(tensors[k].shape)}, "
+                             f"the network needs {list(t.shape)}")
+    model.load_state_dict(tensors, strict=True)
+
+
 def file_digest(path):
     return digest_of_digests(tensor_digests(path))
 
@@ -467,11 +531,12 @@ def train(config, output_dir=None, emit=emit_stdout):
       status "ok" | "oom", selection, best_epoch, best_dice, best_ema, last_epoch,
       last_dice, last_ema, stopped_early, stop_epoch (null unless stopped early),
       epochs_run (= last_epoch), init_digest, best_digest, last_digest, final_digest
-      (= last), epochs (as configured), iterations_per_epoch, device, data_device, amp, compile, torch,
-      seed, nominal_validation (bool), held_out (bool, null without validation),
-      checkpoints {best, last}, trace, peak_gpu_mb (null on the CPU), peak_rss_mb,
-      timings {load_s, train_s, val_s, checkpoint_s, epoch_mean_s, fwd_bwd_s, data_s,
-      total_s}, epoch_over_compute (sum of the epochs' wall seconds over the sum of
+      (= last), epochs (as configured), iterations_per_epoch, device, data_device, amp,
+      compile, torch, seed, world_size (1, or the torchrun ranks), nominal_validation
+      (bool), held_out (bool, null without validation), checkpoints {best, last}, trace,
+      peak_gpu_mb (null on the CPU), peak_rss_mb, timings {load_s, train_s, val_s,
+      checkpoint_s, epoch_mean_s, fwd_bwd_s, data_s, total_s}, epoch_over_compute (sum of
+      the epochs' wall seconds over the sum of
       their fwd_bwd_seconds; null if that is 0), oom (bool); with status "oom" also
       message and hint. With nominal validation best_dice and best_ema are null (the
       nominal numbers are last_dice / last_ema and the trace's validations).
@@ -483,6 +548,10 @@ def train(config, output_dir=None, emit=emit_stdout):
     if out is None:
         raise ValueError("no output directory: pass output_dir or set config 'output_dir'")
     out = os.fspath(out)
+    rank, world = dist_setup(c["device"])
+    if rank > 0:  # only rank 0 writes and reports (module docstring)
+        out, emit = tempfile.mkdtemp(prefix=f"medpipe-rank{rank}-"), (lambda event: None)
+        atexit.register(shutil.rmtree, out, True)
     os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):  # a stale result must not pass for this run's
         os.unlink(os.path.join(out, "result.json"))
@@ -490,7 +559,8 @@ def train(config, output_dir=None, emit=emit_stdout):
     on_cuda = device.type == "cuda"
     amp = bool(c["amp"]) and on_cuda and torch.cuda.is_available()
     use_compile = bool(c["compile"]) and on_cuda and int(torch.__version__.split(".")[0]) >= 2
-    result = {"status": "running", "device": str(device), "torch": torch.__version__, "seed": c["seed"]}
+    result = {"status": "running", "device": str(device), "torch": torch.__version__, "seed": c["seed"],
+              "world_size": world}
     timings = {"load_s": 0.0, "train_s": 0.0, "val_s": 0.0, "checkpoint_s": 0.0}
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest conv once
@@ -519,6 +589,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     # Model: built on the CPU from a forked RNG seeded with `seed`, so the init depends
     # only on (network config, seed); its digest proves a fresh init per fold.
     model = build_network(c["network"], seed=seed)
+    if c["init_checkpoint"] is not None:
+        load_init(model, c["init_checkpoint"])
     init_digest = digest_of_digests({k: digest_tensor(t) for k, t in state_tensors(model).items()})
     model = model.to(device).train()
     net = model.config
@@ -526,6 +598,10 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     if len(c["patch_size"]) != spatial_dims:
         raise ValueError(f"patch_size {c['patch_size']} has {len(c['patch_size'])} axes for a {spatial_dims}D network")
     forward = torch.compile(model) if use_compile else model
+    rank, world = dist_rank_world()
+    if world > 1:  # gradients averaged over the ranks at every backward
+        device_ids = [device.index] if device.type == "cuda" else None
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     # Data: loaded once, on the GPU when it fits.
     t0 = time.perf_counter()
@@ -543,8 +619,9 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
         if case.image.shape[0] != net["in_channels"]:
             raise ValueError(f"{case.id}: {case.image.shape[0]} image channels, the network takes {net['in_channels']}")
     sampler = PatchSampler(train_cases, c["patch_size"], c["samples_per_volume"], c["batch_size"],
-                           c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 1, num_classes=num_classes)
-    augment = Augmenter(c["augment"], seed=seed + 2, device=device) if c["augment"] else None
+                           c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 1 + RANK_SEED_STRIDE * rank,
+                           num_classes=num_classes)
+    augment = Augmenter(c["augment"], seed=seed + 2 + RANK_SEED_STRIDE * rank, device=device) if c["augment"] else None
     timings["load_s"] = time.perf_counter() - t0
 
     loss_fn = build_loss(c["loss"])
@@ -573,6 +650,18 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     stale, stop_epoch = 0, None  # validations since the last new best
     timer = StepTimer(device)
     fwd_bwd_total = 0.0
+    if c["val_at_start"]:  # epoch 0: the initial weights, selectable like any epoch
+        t0 = time.perf_counter()
+        dice, per_class = validate(model, val_cases, c, device, amp)
+        ema, seconds = dice, time.perf_counter() - t0
+        timings["val_s"] += seconds
+        last_val = {"epoch": 0, "dice": dice, "ema": ema}
+        trace["validations"].append({**last_val, "per_class": per_class, "seconds": seconds})
+        emit({"event": "val", "epoch": 0, "dice": dice, "ema": ema, "best": selecting, "seconds": seconds,
+              **({"nominal": True} if nominal else {})})
+        if selecting:
+            best = dict(last_val)
+            save_checkpoint(model, ckpt["best"], "best", 0, dice, ema, c, init_digest, selection)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -597,6 +686,9 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
             loss_sum += loss.detach()  # stays on the device: no sync per step
             timer.mark("compute")
             step += 1
+        if world > 1:
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= world
         mean_loss = float(loss_sum) / per_epoch  # the one host sync of the epoch
         parts = timer.read()  # events read after that sync (one more synchronize, already done)
         seconds = time.perf_counter() - t0
@@ -696,6 +788,8 @@ def main(argv=None):
             traceback.print_exc()
         print(f"medpipe.train: {type(e).__name__}: {message}", file=sys.stderr)
         return 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     if result["status"] == "oom":
         print(f"medpipe.train: {result['message']} ({result['hint']})", file=sys.stderr)
         return EXIT_OOM

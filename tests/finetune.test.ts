@@ -1,0 +1,296 @@
+// The finetune skill end to end: pipelines/finetune.yaml --smoke (a heart_micro model finetuned
+// on spleen_micro) validated and verified, its formal Dice recomputed with nibabel from the
+// predictions it saved; the checkpoint trap (learning rate 0: epoch 0 stays best) reported as
+// such; a tampered copy of that run claiming an improvement failed by the verifier; and the
+// bad inputs refused in one line before anything trains.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "./support/build.js";
+import { cli, ROOT } from "./support/cli.js";
+import { python } from "./support/oracle.js";
+
+const runs = mkdtempSync(join(tmpdir(), "medpipe-finetune-"));
+afterAll(() => rmSync(runs, { recursive: true, force: true }));
+const SPLEEN = join(ROOT, "fixtures", "spleen_micro");
+
+interface FormalJson {
+  mean_dice: number | null;
+  cases: { id: string; dice: Record<string, number | null>; mean_dice: number | null; prediction: string }[];
+}
+interface Output {
+  status: string;
+  mode: string;
+  runtime: { oom: boolean };
+  pretrained_ckpt: string;
+  finetuned_ckpt: string;
+  recommended_ckpt: string;
+  finetuned_ckpt_matches_pretrained_weights: boolean;
+  improved: boolean;
+  regressed: boolean;
+  formal_pretrained_val_dice: number | null;
+  formal_finetuned_val_dice: number | null;
+  formal: { pretrained: FormalJson; finetuned: FormalJson };
+  training_start_val_dice: number | null;
+  val_dice_per_epoch: { epoch: number; dice: number }[];
+  training_best_val_dice: number;
+  best_epoch_index: number;
+  split: { train: string[]; val: string[] };
+}
+
+let runDir = "";
+let pretrained = "";
+beforeAll(() => {
+  ensureBuilt("finetune/index.js");
+  const r = cli(["run", "pipelines/finetune.yaml", "--smoke", "--runs-dir", runs], {
+    cwd: ROOT,
+    timeoutMs: 280_000,
+  });
+  if (r.code !== 0) throw new Error(`smoke run failed: ${r.stderr.slice(-2000)}`);
+  runDir = r.stdout.trim().split("\n").pop() as string;
+  pretrained = join(runDir, "stages/pretrain/model");
+}, 300_000);
+
+const output = (dir: string) => JSON.parse(readFileSync(join(dir, "output.json"), "utf8")) as Output;
+
+/** `pipeline run-script finetune ...` with the whole file system as the workspace. */
+const finetune = (args: string[], timeoutMs = 200_000, env: Record<string, string> = {}) =>
+  cli(["run-script", "--workdir", "/", "--runs-dir", runs, "finetune", ...args], {
+    cwd: ROOT,
+    timeoutMs,
+    env,
+  });
+
+describe("pipelines/finetune.yaml --smoke", () => {
+  it("succeeds, verifies, and its formal Dice is what nibabel computes from its predictions", () => {
+    const out = output(join(runDir, "stages/finetune"));
+    expect(out).toMatchObject({ status: "succeeded", mode: "smoke", runtime: { oom: false } });
+    expect(out.split.val).toEqual(["spleen_001", "spleen_006"]);
+    expect(out.val_dice_per_epoch.map((v) => v.epoch)).toEqual([0, 1, 2]);
+    expect(out.training_start_val_dice).toBe(out.val_dice_per_epoch[0]?.dice);
+    expect(out.pretrained_ckpt).toBe(join(pretrained, "weights.safetensors"));
+    for (const which of ["pretrained", "finetuned"] as const) {
+      const f = out.formal[which];
+      const want = python<number[]>(
+        `
+import nibabel as nib, numpy as np, os
+OUTPUT = []
+for cid, pred in INPUT["cases"]:
+    p = np.asanyarray(nib.load(os.path.join(INPUT["stage"], pred)).dataobj) == 1
+    r = np.asanyarray(nib.load(os.path.join(INPUT["root"], "labelsTr", cid + ".nii.gz")).dataobj) == 1
+    OUTPUT.append(2 * (p & r).sum() / (p.sum() + r.sum()))
+`,
+        {
+          stage: join(runDir, "stages/finetune"),
+          root: SPLEEN,
+          cases: f.cases.map((c) => [c.id, c.prediction]),
+        },
+      );
+      f.cases.forEach((c, i) => {
+        expect(c.dice["1"]).toBeCloseTo(want[i] as number, 12);
+      });
+      expect(f.mean_dice).toBeCloseTo(want.reduce((a, b) => a + b, 0) / want.length, 12);
+    }
+    expect(out.formal_pretrained_val_dice).toBe(out.formal.pretrained.mean_dice);
+    const v = cli(["verify", runDir, "--json"], { cwd: ROOT });
+    expect(v.code, v.stdout.slice(-1500)).toBe(0);
+    const report = JSON.parse(readFileSync(join(runDir, "verify/report.json"), "utf8"));
+    expect(report.checks.find((c: { id: string }) => c.id === "finetune.claims")).toMatchObject({
+      verdict: "pass",
+    });
+    // The pretrained weights were made in this run: recorded relative to it, so a moved copy of
+    // the run verifies from its own files.
+    expect((out as unknown as { pretrained_ckpt_in_run: string }).pretrained_ckpt_in_run).toBe(
+      "stages/pretrain/model/weights.safetensors",
+    );
+    const moved = join(runs, "moved-smoke-run");
+    cpSync(runDir, moved, { recursive: true });
+    expect(cli(["verify", moved], { cwd: ROOT }).code).toBe(0);
+  });
+});
+
+describe("the checkpoint trap", () => {
+  let trapRun = "";
+  it("learning rate 0: epoch 0 stays best, the weights equal the pretrained ones, the pretrained checkpoint is recommended", () => {
+    // Trained data-parallel (NPROC_PER_NODE=2: torchrun, two CPU processes, gloo): the trap
+    // must hold on that path too.
+    const r = finetune(
+      [
+        "--pretrained",
+        pretrained,
+        "--dataset_dir",
+        SPLEEN,
+        "--label_mapping",
+        "[[1, 1]]",
+        "--learning_rate",
+        "0",
+        "--epochs",
+        "1",
+        "--samples_per_volume",
+        "1",
+      ],
+      200_000,
+      { NPROC_PER_NODE: "2" },
+    );
+    expect(r.code, r.stderr.slice(-1500)).toBe(0);
+    trapRun = r.stdout.trim().split("\n").pop() as string;
+    const stage = join(trapRun, "stages/finetune");
+    const out = output(stage);
+    expect((out as unknown as { training: { world_size: number } }).training.world_size).toBe(2);
+    expect(out.best_epoch_index).toBe(0);
+    expect(out.finetuned_ckpt_matches_pretrained_weights).toBe(true);
+    expect(out.recommended_ckpt).toBe(out.pretrained_ckpt);
+    expect(out.improved).toBe(false);
+    expect(out.regressed).toBe(false);
+    // Oracle: the two files' tensors, parsed here from the raw safetensors layout.
+    const same = python<boolean>(
+      `
+import json, struct
+def tensors(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()}
+OUTPUT = tensors(INPUT["a"]) == tensors(INPUT["b"])
+`,
+      { a: out.pretrained_ckpt, b: join(stage, out.finetuned_ckpt) },
+    );
+    expect(same).toBe(true);
+    const v = cli(["verify", trapRun], { cwd: ROOT });
+    expect(v.code, v.stdout.slice(-1500)).toBe(0);
+  });
+
+  it("a copy whose output claims an improvement with those weights fails finetune.claims", () => {
+    expect(trapRun).not.toBe("");
+    const copy = join(runs, "tampered");
+    cpSync(trapRun, copy, { recursive: true });
+    const path = join(copy, "stages/finetune/output.json");
+    const out = JSON.parse(readFileSync(path, "utf8")) as Output;
+    writeFileSync(path, JSON.stringify({ ...out, improved: true, recommended_ckpt: out.finetuned_ckpt }));
+    const v = cli(["verify", copy, "--json"], { cwd: ROOT });
+    expect(v.code).toBe(1);
+    const report = JSON.parse(readFileSync(join(copy, "verify/report.json"), "utf8"));
+    const check = report.checks.find((c: { id: string }) => c.id === "finetune.claims");
+    expect(check.verdict).toBe("fail");
+    expect(check.message).toMatch(/checkpoint trap/);
+  });
+
+  it("a copy with a formal Dice its predictions do not give fails finetune.claims", () => {
+    const copy = join(runs, "tampered-dice");
+    cpSync(trapRun, copy, { recursive: true });
+    const path = join(copy, "stages/finetune/output.json");
+    const out = JSON.parse(readFileSync(path, "utf8")) as Output;
+    const c0 = out.formal.pretrained.cases[0]!;
+    c0.dice["1"] = 0.75;
+    writeFileSync(path, JSON.stringify(out));
+    expect(cli(["verify", copy, "--json"], { cwd: ROOT }).code).toBe(1);
+    const report = JSON.parse(readFileSync(join(copy, "verify/report.json"), "utf8"));
+    const check = report.checks.find((c: { id: string }) => c.id === "finetune.claims");
+    expect(check.verdict).toBe("fail");
+    expect(check.message).toContain(`pretrained case ${c0.id} class 1: Dice 0.75 claimed`);
+  });
+});
+
+describe("a CUDA out-of-memory", () => {
+  it("fails the stage with the hint, records runtime.oom and claims no checkpoint", () => {
+    // The trainer's loss raises torch's CUDA OOM error at the first step, as src/py/tests/
+    // test_train.py does (this machine has no GPU): a sitecustomize on the child's PYTHONPATH
+    // replaces medpipe.losses.build_loss before medpipe.train imports it. val_at_start has
+    // saved an epoch-0 checkpoint by then, which must not survive.
+    const hook = join(runs, "oom-hook");
+    mkdirSync(hook, { recursive: true });
+    writeFileSync(
+      join(hook, "sitecustomize.py"),
+      [
+        "import medpipe.losses as losses",
+        "def _oom(cfg):",
+        "    def f(logits, target):",
+        '        raise RuntimeError("CUDA out of memory. Tried to allocate 64.00 GiB")',
+        "    return f",
+        "losses.build_loss = _oom",
+        "",
+      ].join("\n"),
+    );
+    const r = cli(
+      [
+        "run-script",
+        "--workdir",
+        "/",
+        "--runs-dir",
+        runs,
+        "finetune",
+        "--pretrained",
+        pretrained,
+        "--dataset_dir",
+        SPLEEN,
+        "--label_mapping",
+        "[[1, 1]]",
+        "--epochs",
+        "1",
+        "--skip_formal_eval",
+        "true",
+      ],
+      { cwd: ROOT, env: { PYTHONPATH: hook }, timeoutMs: 120_000 },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /exit code 1: error: out of memory: CUDA out of memory\. .* \(reduce patch_size or batch_size/,
+    );
+    const run = r.stdout.trim().split("\n").pop() as string;
+    // The engine keeps a failed attempt aside, its output.json renamed so it cannot pass for a result.
+    const attempt = join(run, "failed/finetune/attempt-1");
+    const out = JSON.parse(readFileSync(join(attempt, "output.json.rejected"), "utf8"));
+    expect(out).toMatchObject({
+      status: "failed",
+      runtime: { oom: true, exit_code: 1 },
+      finetuned_ckpt: null,
+    });
+    expect(existsSync(join(attempt, "checkpoints"))).toBe(false);
+    expect(existsSync(join(run, "stages/finetune"))).toBe(false);
+  });
+});
+
+describe("bad input is refused before training, in one line", () => {
+  const datalist = join(runs, "no-fold-0.json");
+  writeFileSync(
+    datalist,
+    JSON.stringify({
+      training: [1, 2, 3].map((i) => ({
+        image: `imagesTr/spleen_00${i}.nii.gz`,
+        label: `labelsTr/spleen_00${i}.nii.gz`,
+        fold: i,
+      })),
+    }),
+  );
+  it.each([
+    [
+      "unknown anatomy",
+      ["--dataset_dir", SPLEEN, "--target_anatomy", "liver"],
+      /target_anatomy "liver" is not a class of the model; its classes: 1 "left atrium"/,
+    ],
+    [
+      "a class the model lacks",
+      ["--dataset_dir", SPLEEN, "--label_mapping", "[[1, 4]]"],
+      /model class 4 \(for local label 1\) is not a class of the model/,
+    ],
+    [
+      "no fold-0 case",
+      ["--dataset_dir", SPLEEN, "--datalist", datalist, "--label_mapping", "[[1, 1]]"],
+      /no case with "fold": 0/,
+    ],
+    [
+      "labels absent from every volume",
+      ["--dataset_dir", SPLEEN, "--label_mapping", "[[1, 1], [2, 1]]"],
+      /local label\(s\) 2 of the mapping appear in none of the 6 label volumes/,
+    ],
+  ])("%s", (_name, args, message) => {
+    const r = finetune(["--pretrained", pretrained, ...args], 60_000);
+    // The script exits 2 (an input error); the engine reports the failed stage with exit 1.
+    expect(r.code).toBe(1);
+    const line = r.stderr.split("\n").find((l) => l.includes("exit code 2: error: "));
+    expect(line, r.stderr).toMatch(message);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(r.stderr).not.toMatch(/phase="train"/); // nothing trained
+  });
+});
