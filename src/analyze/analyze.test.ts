@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { ROOT } from "../../tests/support/cli.js";
 import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import { type Analysis, analyzeDataset, DEFAULT_SETTINGS } from "./index.js";

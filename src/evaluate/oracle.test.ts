@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { BIN, ROOT } from "../../tests/support/cli.js";
 import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import type { LabelMetrics } from "../metrics/index.js";

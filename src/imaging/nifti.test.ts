@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import { ImageReadError } from "./errors.js";
 import { readNifti, readNiftiHeader } from "./nifti-read.js";

@@ -1,7 +1,7 @@
 // Resampling against scipy 1.10: ndimage.zoom(order=1, mode="nearest", grid_mode=True) is the
 // documented reference grid; labels against one-hot zoom + argmax; the nearest axis against
 // numpy indexing at floor((o + 0.5) n / m). One Python call for all cases.
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import {
   anisotropicAxis,

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { ensureBuilt } from "../../tests/support/build.js";
 import { cli, ROOT } from "../../tests/support/cli.js";
 import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";

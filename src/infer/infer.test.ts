@@ -10,7 +10,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import { writeNifti } from "../imaging/index.js";
 import { loadModel, type OnnxModel } from "../inference/index.js";

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, expect, it } from "vitest";
 import { describeWithOracle, python } from "../../tests/support/oracle.js";
 import { readNifti } from "../imaging/nifti-read.js";
 import { writeNifti } from "../imaging/nifti-write.js";

@@ -23,6 +23,7 @@ const FIELD: Record<string, string> = {
   folds: "/split/k",
   split_seed: "/split/seed",
   holdout_fraction: "/split/holdout_fraction",
+  test_fraction: "/split/test_fraction",
   lr: "/optimizer/lr",
 };
 const OBJECTS = new Set([
