@@ -233,6 +233,27 @@ class TrainTest(unittest.TestCase):
         r3 = train({**cfg, "seed": 1}, os.path.join(self.dir, "det3"), emit=lambda e: None)
         self.assertNotEqual(r3["init_digest"], r1["init_digest"])
 
+    def test_channels_last_layout_trains_the_same_model(self):
+        # The layout changes the memory order only: same init, losses equal up to summation
+        # order, and the checkpoint holds the same tensors in the plain (contiguous) layout.
+        cfg = config(self.cases, 4, 2, val_cases=[])
+        plain = train({**cfg, "channels_last": False}, os.path.join(self.dir, "cl0"), emit=lambda e: None)
+        last = train({**cfg, "channels_last": True}, os.path.join(self.dir, "cl1"), emit=lambda e: None)
+        self.assertEqual((plain["channels_last"], last["channels_last"]), (False, True))
+        self.assertEqual(plain["init_digest"], last["init_digest"])
+        with open(os.path.join(self.dir, "cl0", "trace.json")) as f0, open(os.path.join(self.dir, "cl1", "trace.json")) as f1:
+            l0 = [e["loss"] for e in json.load(f0)["epochs"]]
+            l1 = [e["loss"] for e in json.load(f1)["epochs"]]
+        np.testing.assert_allclose(l1, l0, rtol=1e-4)
+        w0 = load_file(os.path.join(self.dir, "cl0", "checkpoints", "last.safetensors"))[0]
+        w1 = load_file(os.path.join(self.dir, "cl1", "checkpoints", "last.safetensors"))[0]
+        self.assertEqual(sorted(w0), sorted(w1))
+        for k in w0:
+            self.assertEqual(tuple(w0[k].shape), tuple(w1[k].shape), k)
+            np.testing.assert_allclose(np.asarray(w1[k], np.float64), np.asarray(w0[k], np.float64), atol=1e-4, err_msg=k)
+        # "auto" is plain on the CPU.
+        self.assertFalse(train(cfg, os.path.join(self.dir, "cl2"), emit=lambda e: None)["channels_last"])
+
     def test_nominal_validation_is_watched_not_selected(self):
         # The final model: trains on every case and watches two of them (duplicated).
         cfg = config(self.cases, 4, 3, val_cases=self.cases[:2], nominal_validation=True)
