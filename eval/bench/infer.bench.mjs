@@ -41,10 +41,17 @@ async function child(dir, name, cfg) {
   const { channelsFirst, loadModel, slidingWindowInference } = inference;
   const model = await loadModel(join(dir, `${name}.onnx`), { intraOpThreads: cfg.threads });
   const patchVoxels = cfg.patch.reduce((a, b) => a * b, 1);
-  await model.run(new Float32Array(cfg.shape[0] * patchVoxels), [1, cfg.shape[0], ...cfg.patch]);
+  const window = new Float32Array(cfg.shape[0] * patchVoxels);
+  await model.run(window, [1, cfg.shape[0], ...cfg.patch]);
   const modelRss = process.resourceUsage().maxRSS * 1024;
+  if (cfg.dry) {
+    // The model's share without the volume: as many windows as the volume takes, on zeros.
+    for (let w = 1; w < cfg.dry; w++) await model.run(window, [1, cfg.shape[0], ...cfg.patch]);
+    return { dry_rss: process.resourceUsage().maxRSS * 1024, model_rss: modelRss };
+  }
   const npy = await imaging.readNpy(join(dir, "image.npy"));
   const volume = channelsFirst(npy.data, npy.shape, cfg.patch.length);
+  const cpu = process.cpuUsage();
   const t = performance.now();
   const probs = await slidingWindowInference(model, volume, {
     patch: cfg.patch,
@@ -54,6 +61,7 @@ async function child(dir, name, cfg) {
     tta: cfg.tta,
   });
   const seconds = (performance.now() - t) / 1000;
+  const used = process.cpuUsage(cpu);
   const peakRss = process.resourceUsage().maxRSS * 1024;
   await model.release();
   if (cfg.save)
@@ -62,7 +70,7 @@ async function child(dir, name, cfg) {
       dtype: "float32",
       fortranOrder: true,
     });
-  return { seconds, peak_rss: peakRss, model_rss: modelRss };
+  return { seconds, cpu_seconds: (used.user + used.system) / 1e6, peak_rss: peakRss, model_rss: modelRss };
 }
 
 function options() {
@@ -120,6 +128,27 @@ async function main() {
   try {
     const env = threadEnv(cfg.threads);
     const prep = runJson(python, [helper, "prepare", dir, JSON.stringify(cfg)], env);
+    const windows = cfg.shape
+      .slice(1)
+      .map((n, a) => {
+        const p = cfg.patch[a];
+        if (n <= p) return 1;
+        const step = Math.max(1, Math.trunc(p * (1 - cfg.overlap)));
+        return Math.ceil((n - p) / step) + 1;
+      })
+      .reduce((a, b) => a * b, 1);
+    const passes = windows * (cfg.tta ? 8 : 1);
+    const dry = {};
+    for (const name of cfg.exports) {
+      const args = [
+        fileURLToPath(import.meta.url),
+        "--child",
+        dir,
+        name,
+        JSON.stringify({ ...cfg, dry: passes }),
+      ];
+      dry[name] = runJson(process.execPath, args, env);
+    }
     const sides = ["torch", ...cfg.exports];
     const runs = Object.fromEntries(sides.map((s) => [s, []]));
     const loads = [];
@@ -140,23 +169,14 @@ async function main() {
     const dims = cfg.patch.length;
     const volumeBytes = cfg.shape.reduce((a, b) => a * b, 1) * 4;
     const torchMedian = median(runs.torch.map((x) => x.seconds));
-    const windows = cfg.shape
-      .slice(1)
-      .map((n, a) => {
-        const p = cfg.patch[a];
-        if (n <= p) return 1;
-        const step = Math.max(1, Math.trunc(p * (1 - cfg.overlap)));
-        return Math.ceil((n - p) / step) + 1;
-      })
-      .reduce((a, b) => a * b, 1);
     console.log(
       `sliding window ${cfg.shape.join("×")}, patch ${cfg.patch.join("×")}, overlap ${cfg.overlap}, ${cfg.mode}, ` +
-        `${cfg.tta ? "TTA (8 flips)" : "no TTA"}, ${windows * (cfg.tta ? 8 : 1)} forward passes, ` +
+        `${cfg.tta ? "TTA (8 flips)" : "no TTA"}, ${passes} forward passes, ` +
         `${cfg.threads} thread(s) each side, sw batch ${cfg.sw}, ${cfg.repeats} rounds (median)`,
     );
     console.log(
-      `  torch CPU                 ${torchMedian.toFixed(2)} s  (runs: ${fmt(runs.torch.map((x) => x.seconds))}) ` +
-        `peak RSS ${(median(runs.torch.map((x) => x.peak_rss)) / MB).toFixed(0)} MiB`,
+      `  torch CPU                 ${torchMedian.toFixed(2)} s  (runs: ${fmt(runs.torch.map((x) => x.seconds))}; ` +
+        `CPU time ${fmt(runs.torch.map((x) => x.cpu_seconds))} s) peak RSS ${(median(runs.torch.map((x) => x.peak_rss)) / MB).toFixed(0)} MiB`,
     );
     const torchProbs = await readProbs(join(dir, "torch.npy"), dims);
     const probs = {};
@@ -165,16 +185,18 @@ async function main() {
       const ours = median(times);
       const peak = Math.max(...runs[name].map((x) => x.peak_rss));
       const base = Math.max(...runs[name].map((x) => x.model_rss));
+      const model = dry[name].dry_rss;
       probs[name] = await readProbs(join(dir, `${name}.npy`), dims);
       const c = compare(probs[name], torchProbs);
       console.log(
-        `  onnxruntime-node ${name.padEnd(8)} ${ours.toFixed(2)} s  (runs: ${fmt(times)})  ` +
-          `torch / this ${(torchMedian / ours).toFixed(2)}×`,
+        `  onnxruntime-node ${name.padEnd(8)} ${ours.toFixed(2)} s  (runs: ${fmt(times)}; CPU time ` +
+          `${fmt(runs[name].map((x) => x.cpu_seconds))} s)  torch / this ${(torchMedian / ours).toFixed(2)}×`,
       );
       console.log(
-        `    peak RSS ${(peak / MB).toFixed(0)} MiB = model + one window ${(base / MB).toFixed(0)} MiB ` +
-          `+ ${((peak - base) / MB).toFixed(0)} MiB (${((peak - base) / volumeBytes).toFixed(2)}× the volume's ` +
-          `${(volumeBytes / MB).toFixed(1)} MiB float32)`,
+        `    peak RSS ${(peak / MB).toFixed(0)} MiB (after loading the model and one window: ${(base / MB).toFixed(0)} MiB; ` +
+          `model alone over all ${passes} windows, no volume: ${(model / MB).toFixed(0)} MiB); ` +
+          `peak − model alone = ${((peak - model) / MB).toFixed(0)} MiB = ${((peak - model) / volumeBytes).toFixed(2)}× ` +
+          `the volume's ${(volumeBytes / MB).toFixed(1)} MiB float32`,
       );
       console.log(
         `    vs torch: max |Δp| ${c.maxDiff.toExponential(2)}, argmax differs at ${c.differ} of ${c.voxels} voxels`,

@@ -44,14 +44,14 @@ def run(d, cfg):
     with torch.no_grad():  # warm-up window: one-off allocations and oneDNN primitive creation
         model(torch.zeros([1, cfg["shape"][0]] + list(cfg["patch"])))
     vol = np.ascontiguousarray(np.moveaxis(np.load(os.path.join(d, "image.npy")), -1, 0))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     p = sliding_window_inference(vol, model, cfg["patch"], overlap=cfg["overlap"], mode=cfg["mode"],
                                  sw_batch_size=cfg["sw"], tta=cfg["tta"], device="cpu", amp=False)
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if cfg.get("save"):
         np.save(os.path.join(d, "torch.npy"), np.asfortranarray(np.moveaxis(p.numpy(), 0, -1)))
-    return {"seconds": seconds, "peak_rss": peak, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "numpy": np.__version__}
 
 
