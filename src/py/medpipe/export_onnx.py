@@ -71,7 +71,7 @@ class _AsymmetricConv(torch.autograd.Function):
     Conv with asymmetric pads; in torch it is F.pad then the convolution."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, pads):
+    def forward(ctx, x, weight, bias, pads, kernel):
         d = x.dim() - 2
         torch_pads = []
         for a in reversed(range(d)):  # F.pad lists the last axis first
@@ -80,9 +80,8 @@ class _AsymmetricConv(torch.autograd.Function):
         return conv(F.pad(x, torch_pads), weight, bias)
 
     @staticmethod
-    def symbolic(g, x, weight, bias, pads):
-        kernel = weight.type().sizes()[2:]
-        return g.op("Conv", x, weight, bias, kernel_shape_i=kernel, pads_i=list(pads),
+    def symbolic(g, x, weight, bias, pads, kernel):
+        return g.op("Conv", x, weight, bias, kernel_shape_i=list(kernel), pads_i=list(pads),
                     strides_i=[1] * len(kernel), dilations_i=[1] * len(kernel), group_i=1)
 
 
@@ -144,7 +143,7 @@ class SubpixelConvTranspose(nn.Module):
         self.bias = nn.Parameter(bias.repeat_interleave(phases), requires_grad=False)
 
     def forward(self, x):
-        y = _AsymmetricConv.apply(x, self.weight, self.bias, self.pads)
+        y = _AsymmetricConv.apply(x, self.weight, self.bias, self.pads, tuple(self.weight.shape[2:]))
         return _VoxelShuffle.apply(y, self.cout, self.stride)
 
 
