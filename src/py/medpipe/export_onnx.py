@@ -13,9 +13,10 @@ write it, else 13 (every layer we use exists in both).
 By default the graph is rewritten for onnxruntime's CPU kernels (`fast=True`), on a
 deep copy of the network (its parameters and the checkpoint are untouched), computing
 the same function up to float rounding. Profiled on the reference UNet at patch
-160x160x80 (eval/bench/RESULTS.md), onnxruntime spent about 40% of its time in
+160x160x80 (eval/bench/RESULTS.md), onnxruntime spent a third of its time in
 ConvTranspose (a GEMM followed by a scalar col2im scatter that is memory bound) and
-10% in PRelu (a generic broadcasting kernel), where torch uses oneDNN. So:
+10% in PRelu (a generic broadcasting kernel); the two take about 1.5x and 4x the time
+they take in torch 1.13. So:
 
 * every strided ConvTranspose becomes a sub-pixel convolution: one Conv producing
   all stride**d output phases as channels (the transposed kernel's taps rearranged;
@@ -26,8 +27,11 @@ ConvTranspose (a GEMM followed by a scalar col2im scatter that is memory bound) 
   formula, element for element), which onnxruntime runs with its vectorised kernel;
 * instance norm without affine parameters gets explicit ones and zeros (x*1 + 0 is x):
   torch's exporter needs the channel count, which it cannot see through the shuffle's
-  dynamic Reshape.
+  dynamic Reshape;
+* for the same reason the output's channel count K is written into the file's declared
+  output shape afterwards (`_declare_output_channels`).
 
+Tested against the torch network in onnxruntime-node by src/inference/export.test.ts.
 `fast=False` writes the plain export (kept for the benchmark's comparison).
 """
 
