@@ -21,7 +21,7 @@ import type { WeightMode } from "./windows.js";
 
 interface Case {
   name: string;
-  model: "unet3d" | "basic2d";
+  model: "unet3d" | "unet3d2" | "basic2d";
   volume: string;
   patch: number[];
   overlap: number;
@@ -46,6 +46,9 @@ def fortran_last(a):  # (C, *spatial) -> Fortran (*spatial, C), the image.npy la
 nets = {
     "unet3d": ({"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [8, 16, 32],
                 "strides": [2, 2], "num_res_units": 2}, 0),
+    # two classes: the unrolled softmax and accumulation paths
+    "unet3d2": ({"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [8, 16, 32],
+                 "strides": [2, 2], "num_res_units": 2}, 3),
     "basic2d": ({"family": "basic_unet", "spatial_dims": 2, "in_channels": 2, "out_channels": 3,
                  "features": [4, 4, 8, 8, 16, 4]}, 1),
 }
@@ -69,6 +72,10 @@ for mode in ("constant", "gaussian", "hann"):
                           patch=[16, 16, 16], overlap=0.5, mode=mode, tta=tta, sw=4))
 cases.append(dict(name="3d-padded-gaussian-tta", model="unet3d", volume="v3pad", patch=[16, 16, 16],
                   overlap=0.25, mode="gaussian", tta=True, sw=3))
+cases.append(dict(name="3d-2class-hann-plain", model="unet3d2", volume="v3", patch=[16, 16, 16],
+                  overlap=0.5, mode="hann", tta=False, sw=2))
+cases.append(dict(name="3d-2class-padded-gaussian-tta", model="unet3d2", volume="v3pad", patch=[16, 16, 16],
+                  overlap=0.25, mode="gaussian", tta=True, sw=1))
 cases.append(dict(name="2d-hann-tta", model="basic2d", volume="v2", patch=[32, 32], overlap=0.5,
                   mode="hann", tta=True, sw=2))
 cases.append(dict(name="2d-gaussian-plain", model="basic2d", volume="v2", patch=[32, 32], overlap=0.6,
@@ -94,7 +101,7 @@ const models = new Map<string, OnnxModel>();
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "medpipe-sw-"));
   cases = python<Case[]>(GENERATE, { dir, py: PY_SRC });
-  for (const name of ["unet3d", "basic2d"])
+  for (const name of ["unet3d", "unet3d2", "basic2d"])
     models.set(name, await loadModel(join(dir, `${name}.onnx`), { intraOpThreads: 1 }));
 });
 
@@ -112,6 +119,8 @@ describe("onnxruntime sliding window equals medpipe.sliding_window (torch)", () 
     "3d-hann-plain",
     "3d-hann-tta",
     "3d-padded-gaussian-tta",
+    "3d-2class-hann-plain",
+    "3d-2class-padded-gaussian-tta",
     "2d-hann-tta",
     "2d-gaussian-plain",
   ];

@@ -68,6 +68,12 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     // One window batch is one call: parallelism inside operators is what helps.
     executionMode: "sequential",
     interOpNumThreads: 1,
+    // The arena reuses freed blocks from one window to the next. A memory pattern would
+    // pre-plan one block for all of a window's intermediates, allocated next to the
+    // arena's blocks of the first run: measured at patch 160×160×80, it raised the peak
+    // RSS by 80 MB (324 vs 242 MiB) for no gain in speed.
+    enableCpuMemArena: true,
+    enableMemPattern: false,
   };
   if (options.intraOpThreads !== undefined) {
     if (!Number.isInteger(options.intraOpThreads) || options.intraOpThreads < 1)

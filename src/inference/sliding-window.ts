@@ -1,8 +1,9 @@
 // Sliding-window inference over a whole volume: rule 4 (aggregation) of the shared
 // specification in src/py/medpipe/sliding_window.py, on any WindowModel (onnxruntime in
 // practice). Memory stays bounded: besides the input volume, only the accumulator
-// (K·N float32, which becomes the result in place), the weight sum (N float32) and one
-// batch of windows (input, output and TTA sum) are alive; windows are never stored.
+// (K·N float32, which becomes the result in place) and one batch of windows (input, output
+// and TTA sum) are alive; windows are never stored, and the weight sum is recomputed per
+// voxel at the end rather than kept in a volume-sized buffer.
 
 import { InferenceError } from "./errors.js";
 import { type ChannelVolume, voxelCount } from "./layout.js";
@@ -10,6 +11,7 @@ import type { WindowModel } from "./model.js";
 import {
   accumulateWindow,
   addFlippedBack,
+  divideByWeightSum,
   flipFlags,
   type Geometry,
   gatherWindow,
@@ -23,7 +25,7 @@ import {
   isWeightMode,
   padWidths,
   type WeightMode,
-  windowGrid,
+  windowStarts,
 } from "./windows.js";
 
 export interface SlidingWindowOptions {
@@ -126,7 +128,16 @@ export async function slidingWindowInference(
       0,
     ),
   };
-  const starts = windowGrid(padded, patch, overlap).map((s) => lift3(s, 0));
+  // Rule 2: the Cartesian product of the per-axis starts, in C order (the last axis fastest).
+  const perAxis = padded.map((size, a) => windowStarts(size, patch[a]!, overlap));
+  const axisStarts: [number[], number[], number[]] = [
+    perAxis[0] ?? [0],
+    perAxis[1] ?? [0],
+    perAxis[2] ?? [0],
+  ];
+  const starts: [number, number, number][] = [];
+  for (const s0 of axisStarts[0])
+    for (const s1 of axisStarts[1]) for (const s2 of axisStarts[2]) starts.push([s0, s1, s2]);
   const weight = importanceMap(patch, mode);
   const subsets = (options.tta ? flipSubsets(d) : [[]]).map(flipFlags);
   const p = patchVoxels(geometry);
@@ -163,22 +174,17 @@ export async function slidingWindowInference(
   };
 
   let acc = new Float32Array(0);
-  const norm = new Float32Array(n);
   for (let first = 0; first < starts.length; first += swBatch) {
     const group = starts.slice(first, first + swBatch);
     const probs = await batchProbabilities(group);
     const k = classes!;
     if (acc.length === 0) acc = new Float32Array(k * n);
     for (const [w, start] of group.entries())
-      accumulateWindow(probs, w * k * p, k, weight, geometry, start, acc, norm);
+      accumulateWindow(probs, w * k * p, k, weight, geometry, start, acc);
     options.onProgress?.(first + group.length, starts.length);
   }
 
   const k = classes!;
-  // Every voxel is covered by a window with weight > 0 (rule 4), so norm > 0.
-  for (let c = 0; c < k; c++) {
-    const plane = c * n;
-    for (let v = 0; v < n; v++) acc[plane + v] = acc[plane + v]! / norm[v]!;
-  }
+  divideByWeightSum(acc, k, weight, geometry, axisStarts);
   return { data: acc, shape: [k, ...spatial] };
 }

@@ -99,11 +99,28 @@ class ExportTest(unittest.TestCase):
         self.assertIn(("", info["opset"]), m["opsets"])
         self.assertEqual(m["inputs"], [("image", 1, ["batch", 1, "z", "y", "x"])])  # 1 = FLOAT
         self.assertEqual(m["outputs"], [("logits", 1, ["batch", 2, "z", "y", "x"])])
+        self.assertTrue(info["fast"])
+        # Rewritten for onnxruntime: transposed convs as sub-pixel convs + voxel shuffle,
+        # the shared-slope PReLU as LeakyRelu.
+        for op in ("Conv", "InstanceNormalization", "LeakyRelu", "Concat", "Add", "Transpose", "Reshape"):
+            self.assertIn(op, m["ops"])
+        for op in ("ConvTranspose", "PRelu", "Pad"):
+            self.assertNotIn(op, m["ops"])
+        # 2 down units x (2 convs + residual), bottom (2 convs + 1x1), 2 up layers x (sub-pixel + conv)
+        self.assertEqual(m["ops"].count("Conv"), 2 * 3 + 3 + 2 * 2)
+        self.assertEqual(m["ops"].count("Transpose"), 2)
+        self.assertEqual(os.listdir(self.dir), ["model.onnx"])
+
+    def test_unet_3d_plain(self):
+        net = build_network({"spatial_dims": 3, "channels": [4, 8, 16], "strides": [2, 2]}, seed=0)
+        path = os.path.join(self.dir, "model.onnx")
+        info = export_onnx(net, path, in_channels=1, spatial_dims=3, fast=False)
+        self.assertFalse(info["fast"])
+        m = parse_model(path)
         for op in ("Conv", "ConvTranspose", "InstanceNormalization", "PRelu", "Concat", "Add"):
             self.assertIn(op, m["ops"])
-        # 2 down units x (2 convs + residual), bottom (2 convs + 1x1), 2 up layers x (transposed + conv)
         self.assertEqual(m["ops"].count("Conv") + m["ops"].count("ConvTranspose"), 2 * 3 + 3 + 2 * 2)
-        self.assertEqual(os.listdir(self.dir), ["model.onnx"])
+        self.assertNotIn("Transpose", m["ops"])
 
     def test_basic_unet_2d(self):
         net = build_network({"family": "basic_unet", "spatial_dims": 2, "in_channels": 2, "out_channels": 3,
@@ -115,6 +132,8 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(m["outputs"], [("logits", 1, ["batch", 3, "y", "x"])])
         self.assertEqual(m["ops"].count("MaxPool"), 4)
         self.assertNotIn("Pad", m["ops"])  # sizes must be multiples of 16 (documented)
+        self.assertNotIn("ConvTranspose", m["ops"])  # kernel-2 stride-2 upsampling: a 1x1 conv + shuffle
+        self.assertEqual(m["ops"].count("Transpose"), 4)
 
     @unittest.skipUnless(HAVE_ORT, "onnxruntime not installed")
     def test_onnxruntime_matches_torch(self):

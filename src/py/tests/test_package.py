@@ -12,6 +12,9 @@ import sys
 import tempfile
 import unittest
 
+import numpy as np
+import torch
+
 from medpipe.nets import build_network
 from medpipe.package import build_package
 from medpipe.safetensors_io import digest_of_digests, digest_tensor, load_file, save_file, tensor_bytes, tensor_digests
@@ -83,10 +86,23 @@ class PackageTest(unittest.TestCase):
         self.assertEqual(m["inputs"], [("image", 1, ["batch", 1, "z", "y", "x"])])
         self.assertEqual(m["outputs"], [("logits", 1, ["batch", 2, "z", "y", "x"])])
         raw = onnx_initializer_bytes(os.path.join(out, "model.onnx"))
-        kernels = [k for k, v in self.tensors.items() if v.dim() == 5]
+        transposed = {f"{name}.weight" for name, mod in self.model.named_modules()
+                      if isinstance(mod, torch.nn.ConvTranspose3d)}
+        kernels = [k for k, v in self.tensors.items() if v.dim() == 5 and k not in transposed]
         self.assertGreater(len(kernels), 3)
         for k in kernels:
             self.assertIn(tensor_bytes(self.tensors[k]), raw, k)
+        # Transposed convs are exported as sub-pixel convs (export_onnx): a stride-2, kernel-3
+        # kernel becomes 8 phases of 2x2x2 taps, in which each of its 27 taps appears exactly
+        # once and every other entry is zero.
+        self.assertTrue(transposed)
+        for k in transposed:
+            w = self.tensors[k].numpy()
+            size = w.size * 64 // 27 * 4
+            found = [r for r in raw if len(r) == size
+                     and np.array_equal(np.sort(np.frombuffer(r, np.float32)[np.frombuffer(r, np.float32) != 0]),
+                                        np.sort(w[w != 0].ravel()))]
+            self.assertEqual(len(found), 1, k)
         # the card
         self.assertEqual(card["format"], "medpipe.model_card/1")
         self.assertEqual(card["architecture"], self.model.config)
