@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { examplePlan } from "../src/preprocess/example-plan.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
+import { TINY_UNET } from "./support/models.js";
 import { itWithOracle, python } from "./support/oracle.js";
 
 const itOracle = itWithOracle("nibabel");
@@ -24,15 +25,7 @@ const FIXTURES = join(ROOT, "fixtures", "heart_micro");
 const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-cli-"));
 afterAll(() => rmSync(ws, { recursive: true, force: true }));
 
-const NETWORK = {
-  family: "unet",
-  spatial_dims: 3,
-  in_channels: 1,
-  out_channels: 2,
-  channels: [4, 8, 16],
-  strides: [2, 2],
-  num_res_units: 1,
-};
+const NETWORK = TINY_UNET;
 
 beforeAll(() => {
   ensureBuilt();

@@ -22,7 +22,7 @@ import {
 } from "./config.js";
 import { type CaseScore, nativeLabel, scoreCase, writePrediction } from "./native.js";
 import { readNpyFloat16 } from "./npy-f16.js";
-import { type PyEvent, PythonError, runPythonModule } from "./python.js";
+import { type PyEvent, PythonError, packageModel, runPythonModule } from "./python.js";
 import { type LabelSummaryJson, meanMetrics, summarizeScores } from "./summary.js";
 
 export interface CvTrainOptions {
@@ -284,10 +284,11 @@ export async function runCvTrain(
   );
   const packagePlan = trained ? join(out, "plan.effective.json") : loaded.path;
   if (trained) await writeFile(packagePlan, `${JSON.stringify(trained, null, 2)}\n`);
-  const cardPath = join(out, ".card.json");
-  await writeFile(
-    cardPath,
-    JSON.stringify({
+  await packageModel(
+    join(out, "checkpoints", "best.safetensors"),
+    packagePlan,
+    join(out, "model"),
+    {
       metrics: performance_,
       fold: split.fold,
       held_out: split.val,
@@ -302,26 +303,9 @@ export async function runCvTrain(
         best_ema: result.best_ema,
       },
       ...(split.fold === "all" ? { performance_note: FINAL_MODEL_NOTE } : {}),
-    }),
+    },
+    forward("package"),
   );
-  try {
-    await runPythonModule(
-      "medpipe.package",
-      [
-        "--checkpoint",
-        join(out, "checkpoints", "best.safetensors"),
-        "--plan",
-        packagePlan,
-        "--output-dir",
-        join(out, "model"),
-        "--card-json",
-        cardPath,
-      ],
-      forward("package"),
-    );
-  } finally {
-    await rm(cardPath, { force: true });
-  }
   const card = await readJson<ModelCard>(join(out, "model", "model_card.json"));
   timings.package_s = (performance.now() - t3) / 1000;
   timings.epoch_mean_s = result.timings.epoch_mean_s ?? 0;

@@ -2,7 +2,8 @@
 // its stdout become progress, its stderr passes through to ours (the stage log), and a failure
 // becomes an error carrying the child's last stderr line (its one-line reason).
 import { spawn } from "node:child_process";
-import { join } from "node:path";
+import { rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../paths.js";
 import { findPython } from "../run/python.js";
@@ -99,4 +100,29 @@ export function runPythonModule(
         );
     });
   });
+}
+
+/**
+ * `python -m medpipe.package`: the model package of `checkpoint` with `plan` in `outDir`, with
+ * `card` merged into its model card. The card goes through a temporary file next to the package
+ * (removed afterwards, also on failure).
+ */
+export async function packageModel(
+  checkpoint: string,
+  plan: string,
+  outDir: string,
+  card: Record<string, unknown>,
+  onEvent: (e: PyEvent) => void,
+): Promise<void> {
+  const cardPath = join(dirname(outDir), ".card.json");
+  await writeFile(cardPath, JSON.stringify(card));
+  try {
+    await runPythonModule(
+      "medpipe.package",
+      ["--checkpoint", checkpoint, "--plan", plan, "--output-dir", outDir, "--card-json", cardPath],
+      onEvent,
+    );
+  } finally {
+    await rm(cardPath, { force: true });
+  }
 }

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { type PyEvent, PythonError, runPythonModule } from "../cvtrain/python.js";
+import { type PyEvent, PythonError, packageModel, runPythonModule } from "../cvtrain/python.js";
 import { readSafetensors } from "../evidence/safetensors.js";
 import { InferError, type ModelPackage, readModelPackage } from "../infer/index.js";
 import { auditDataset, type DatasetAudit } from "./audit.js";
@@ -257,10 +257,11 @@ export async function runFinetune(
   // ---- the selected checkpoint as a package (the pretrained plan, byte for byte), evaluated
   t = performance.now();
   const finetunedCkpt = "checkpoints/best.safetensors";
-  const cardPath = join(out, ".card.json");
-  await writeFile(
-    cardPath,
-    JSON.stringify({
+  await packageModel(
+    join(out, finetunedCkpt),
+    pkg.planPath,
+    join(out, "model"),
+    {
       finetuned_from: {
         package: pkg.dir,
         package_digest: pkg.digest.package,
@@ -272,26 +273,9 @@ export async function runFinetune(
         best_epoch: result.best_epoch,
         best_dice: result.best_dice,
       },
-    }),
+    },
+    forward("package"),
   );
-  try {
-    await runPythonModule(
-      "medpipe.package",
-      [
-        "--checkpoint",
-        join(out, finetunedCkpt),
-        "--plan",
-        pkg.planPath,
-        "--output-dir",
-        join(out, "model"),
-        "--card-json",
-        cardPath,
-      ],
-      forward("package"),
-    );
-  } finally {
-    await rm(cardPath, { force: true });
-  }
   phases.package_s = since(t);
   let formalFt: FormalResult | null = null;
   if (!o.skipFormalEval) {

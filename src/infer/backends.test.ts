@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ensureBuilt } from "../../tests/support/build.js";
 import { cli, ROOT } from "../../tests/support/cli.js";
+import { TINY_UNET } from "../../tests/support/models.js";
 import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import { ajv } from "../manifest/schema.js";
 import { examplePlan } from "../preprocess/example-plan.js";
@@ -24,15 +25,7 @@ const FIXTURES = join(ROOT, "fixtures", "heart_micro");
 const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-backends-"));
 afterAll(() => rmSync(ws, { recursive: true, force: true }));
 
-const NETWORK = {
-  family: "unet",
-  spatial_dims: 3,
-  in_channels: 1,
-  out_channels: 2,
-  channels: [4, 8, 16],
-  strides: [2, 2],
-  num_res_units: 1,
-};
+const NETWORK = TINY_UNET;
 const CASES = ["la_001", "la_002", "la_003", "aniso"]; // RAS, LPS, LAS, 1 × 1 × 3.5 mm
 
 // 25 Adam steps on la_004/la_005 (never predicted here), then the package's two network files

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { TINY_UNET } from "../../tests/support/models.js";
 import { describeWithOracle, oracleHas, python } from "../../tests/support/oracle.js";
 import { writeNifti } from "../imaging/index.js";
 import { loadModel, type OnnxModel } from "../inference/index.js";
@@ -29,15 +30,7 @@ const FIXTURES = fileURLToPath(new URL("../../fixtures/heart_micro", import.meta
 const tmp = mkdtempSync(join(tmpdir(), "medpipe-infer-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const NETWORK = {
-  family: "unet",
-  spatial_dims: 3,
-  in_channels: 1,
-  out_channels: 2,
-  channels: [4, 8, 16],
-  strides: [2, 2],
-  num_res_units: 1,
-};
+const NETWORK = TINY_UNET;
 
 // Trains 40 steps on la_004/la_005 (never predicted here), writes model.onnx and
 // weights.safetensors, and returns the pooled foreground mean/std of those two cases (the

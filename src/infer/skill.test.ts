@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../../tests/support/build.js";
 import { cli, ROOT } from "../../tests/support/cli.js";
+import { TINY_UNET } from "../../tests/support/models.js";
 import { itWithOracle, python } from "../../tests/support/oracle.js";
 import { ajv, schemaValidator } from "../manifest/schema.js";
 import { examplePlan } from "../preprocess/example-plan.js";
@@ -23,15 +24,7 @@ const FIXTURES = join(ROOT, "fixtures", "heart_micro");
 const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-skill-"));
 afterAll(() => rmSync(ws, { recursive: true, force: true }));
 
-const NETWORK = {
-  family: "unet",
-  spatial_dims: 3,
-  in_channels: 1,
-  out_channels: 2,
-  channels: [4, 8, 16],
-  strides: [2, 2],
-  num_res_units: 1,
-};
+const NETWORK = TINY_UNET;
 const CASES = ["la_001", "la_002", "la_003"]; // RAS, LPS, LAS
 
 beforeAll(() => {
