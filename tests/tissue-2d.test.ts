@@ -189,9 +189,13 @@ OUTPUT = {"size": [got.shape[1], got.shape[0]],
     );
     expect(png).toEqual({ size: [200, 64], reference: true, prediction: true });
 
-    // The run's verifier passed; so does the verifier from outside.
+    // The run's verifier passed; so does the verifier from outside, which rescored the held-out
+    // 2D slices from their .npy predictions and labels.
     expect(read(join(stage("verify"), "output.json")).status).toBe("succeeded");
-    const v = cli(["verify", run], { cwd: ROOT });
+    const v = cli(["verify", run, "--json"], { cwd: ROOT });
     expect(v.code, v.stdout.slice(-2000)).toBe(0);
+    const rescored = JSON.parse(v.stdout).checks.find((c: { id: string }) => c.id === "claims.per-case");
+    expect(rescored.verdict, rescored.message).toBe("pass");
+    expect(rescored.message).toMatch(/^4 case\(s\) rescored/);
   });
 });

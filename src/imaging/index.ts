@@ -4,7 +4,7 @@ export type { NiftiHeader } from "./nifti-header.js";
 export { type NiftiImage, type NiftiReadOptions, readNifti, readNiftiHeader } from "./nifti-read.js";
 export { type NiftiWritable, type NiftiWriteOptions, writeNifti } from "./nifti-write.js";
 export * from "./normalize.js";
-export { type NpyArray, npyToVolume, readNpy, volumeToNpy, writeNpy } from "./npy.js";
+export { type NpyArray, npyToVolume, parseNpyBuffer, readNpy, volumeToNpy, writeNpy } from "./npy.js";
 export * from "./orientation.js";
 export { encodePng, type RasterImage } from "./png.js";
 export * from "./resample.js";

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { python } from "../../tests/support/oracle.js";
 import { dtypeInfo } from "./dtype.js";
 import { ImageReadError } from "./errors.js";
-import { npyToVolume, readNpy, volumeToNpy, writeNpy } from "./npy.js";
+import { npyToVolume, parseNpyBuffer, readNpy, volumeToNpy, writeNpy } from "./npy.js";
 import type { Dtype } from "./types.js";
 
 interface NumpyArray {
@@ -73,6 +73,12 @@ describe("readNpy against numpy", () => {
       const vol = npyToVolume(arr);
       expect(vol.shape, m.name).toEqual(m.shape);
       expect(Array.from(vol.data), m.name).toEqual(m.data);
+      // The same file from bytes in memory (as the verifier reads what it hashed).
+      const fromBytes = parseNpyBuffer(readFileSync(m.path), m.path);
+      expect({ ...fromBytes, data: Array.from(fromBytes.data) }, m.name).toEqual({
+        ...arr,
+        data: Array.from(arr.data),
+      });
     }
   });
 });
@@ -142,5 +148,11 @@ describe("bad .npy files", () => {
     writeFileSync(junk, Buffer.from("not an array at all"));
     await fails(junk, /bad magic/);
     await fails(join(dir, "absent.npy"), /cannot open/);
+    for (const [bytes, pattern] of [
+      [good.subarray(0, good.length - 5), /truncated/],
+      [Buffer.from("not an array at all"), /bad magic/],
+      [readFileSync(join(dir, "bad_i8.npy")), /unsupported .npy dtype '<i8'/],
+    ] as const)
+      expect(() => parseNpyBuffer(bytes, "mem.npy")).toThrow(pattern);
   });
 });

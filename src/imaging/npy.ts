@@ -57,6 +57,34 @@ export async function readNpy(path: string): Promise<NpyArray> {
   }
 }
 
+/**
+ * A `.npy` from bytes already in memory (`path` names it in errors): the same formats and
+ * checks as readNpy. The data is a copy, aligned for its typed array.
+ */
+export function parseNpyBuffer(bytes: Uint8Array, path: string): NpyArray {
+  if (bytes.length < 10 || MAGIC.some((m, i) => bytes[i] !== m))
+    throw new ImageReadError(path, "not a .npy file (bad magic)");
+  const major = bytes[6]!;
+  if (major < 1 || major > 3)
+    throw new ImageReadError(path, `unsupported .npy format version ${major}.${bytes[7]}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const start = major === 1 ? 10 : 12;
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  if (bytes.length < start + headerLen) throw new ImageReadError(path, "truncated: header incomplete");
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset + start, headerLen);
+  const meta = parseHeader(text.toString(major === 3 ? "utf8" : "latin1"), path);
+  const count = meta.shape.reduce((a, b) => a * b, 1);
+  const info = dtypeInfo(meta.dtype);
+  const data = new info.ctor(count);
+  const out = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const body = bytes.subarray(start + headerLen);
+  if (body.length < out.length)
+    throw new ImageReadError(path, `truncated: ${body.length} of ${out.length} data bytes present`);
+  out.set(body.subarray(0, out.length));
+  if (meta.bigEndian) swapBytes(out, info.bytes);
+  return { data, dtype: meta.dtype, shape: meta.shape, fortranOrder: meta.fortranOrder };
+}
+
 function parseHeader(
   text: string,
   path: string,

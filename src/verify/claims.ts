@@ -21,7 +21,7 @@ import {
   verdictOf,
 } from "./context.js";
 import type { Pack } from "./pack.js";
-import { parseNifti } from "./readers.js";
+import { parseLabelMap } from "./readers.js";
 import type { Skip } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
@@ -83,17 +83,17 @@ export function checkPerCase(pack: Pack, ctx: RunContext): CheckResult {
         problems.push({ what: `${c.id} has no ground-truth label in plan.json`, where });
         continue;
       }
-      let gt: ReturnType<typeof parseNifti>;
+      let gt: ReturnType<typeof parseLabelMap>;
       try {
-        gt = parseNifti(pack.external(gtPath), gtPath);
+        gt = parseLabelMap(pack.external(gtPath), gtPath);
       } catch (err) {
         unreadable.push(`${gtPath} (${(err as Error).message})`);
         continue;
       }
       const predRel = `${t.dir}/${c.prediction}`;
-      let pred: ReturnType<typeof parseNifti>;
+      let pred: ReturnType<typeof parseLabelMap>;
       try {
-        pred = parseNifti(pack.bytes(predRel), predRel);
+        pred = parseLabelMap(pack.bytes(predRel), predRel);
       } catch (err) {
         problems.push({ what: `${predRel}: ${(err as Error).message}`, where: predRel });
         continue;

@@ -3,6 +3,7 @@
 import { gunzipSync } from "node:zlib";
 import { dtypeInfo, swapBytes } from "../imaging/dtype.js";
 import { parseNiftiHeader, sniffNifti, voxOffsetOf } from "../imaging/nifti-header.js";
+import { npyToVolume, parseNpyBuffer } from "../imaging/npy.js";
 import type { VoxelArray } from "../imaging/types.js";
 
 export interface NiftiData {
@@ -35,6 +36,16 @@ export function parseNifti(raw: Buffer, rel: string): NiftiData {
     data = out;
   }
   return { data, shape: header.shape.slice(), spacing: header.zooms.slice() };
+}
+
+/**
+ * A label map from its bytes: NIfTI (.nii, .nii.gz), or a 2D/3D `.npy` (the npy2d layout), whose
+ * voxels come back first axis fastest like NIfTI's, spacing 1 (as the npy2d reader assumes).
+ */
+export function parseLabelMap(raw: Buffer, rel: string): NiftiData {
+  if (!rel.toLowerCase().endsWith(".npy")) return parseNifti(raw, rel);
+  const volume = npyToVolume(parseNpyBuffer(raw, rel));
+  return { data: volume.data, shape: volume.shape, spacing: volume.spacing };
 }
 
 export interface NpyData {
