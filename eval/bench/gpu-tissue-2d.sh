@@ -84,20 +84,9 @@ mkdir -p "$OUT" "$WORK"
 : >"$LOG"
 log() { echo "$*" | tee -a "$LOG"; }
 
-if ! command -v node >/dev/null 2>&1; then
-  [ -f .portable/bootstrap.sh ] || {
-    echo "no node and no .portable/bootstrap.sh (run ../shared/portable/pack.sh where npm works)" >&2
-    exit 2
-  }
-  set +u
-  # shellcheck disable=SC1091
-  source .portable/bootstrap.sh
-  set -u
-fi
-[ -d dist ] || {
-  echo "dist/ missing: run npm run build first (and carry dist/ to this machine)" >&2
-  exit 2
-}
+# Node.js (from .portable/ on a GPU machine without it) and the built dist/.
+# shellcheck source=eval/bench/gpu-env.sh
+source eval/bench/gpu-env.sh
 PY=${PIPELINE_PYTHON:-python3}
 
 log "== gpu-tissue-2d ($mode) $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"

@@ -1,0 +1,18 @@
+# Sourced by the eval/bench/gpu-*.sh benchmarks from the project root, before they run anything:
+# a GPU machine often has torch and CUDA but no Node.js, so Node comes from the packed
+# .portable/ (../shared/portable/pack.sh, run where npm works) when none is on PATH; and the
+# pipeline runs from the built dist/, which must have been carried along.
+if ! command -v node >/dev/null 2>&1; then
+  [ -f .portable/bootstrap.sh ] || {
+    echo "no node and no .portable/bootstrap.sh (run ../shared/portable/pack.sh where npm works)" >&2
+    exit 2
+  }
+  set +u
+  # shellcheck disable=SC1091
+  source .portable/bootstrap.sh
+  set -u
+fi
+[ -d dist ] || {
+  echo "dist/ missing: run npm run build first (and carry dist/ to this machine)" >&2
+  exit 2
+}
