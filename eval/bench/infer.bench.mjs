@@ -13,6 +13,12 @@
 //   --exports LIST     ONNX exports to time: fast (medpipe.export_onnx's default, rewritten for
 //                      onnxruntime) and/or plain (fast=False) (default fast,plain)
 //   --tta              8-flip test-time augmentation
+//   --gc               children run with --expose-gc and collect garbage after every window
+//                      (dry run and real run alike): the RSS then shows the memory the code
+//                      holds, without V8's lazy freeing of onnxruntime's per-window outputs
+//   --all-classes      both classes' probabilities; by default, as the infer skill does for a
+//                      two-class model, the foreground probability alone (omitBackground, which
+//                      fetches the export's "foreground" output; torch's class 1 is compared)
 //
 // Every timed run is a fresh process (torch: eval/bench/infer_torch.py run; node: this script
 // with --child), and the rounds interleave the sides (torch, then each export), so a burst of
@@ -36,17 +42,32 @@ const python = process.env.ORACLE_PYTHON ?? "/usr/bin/python3";
 const helper = fileURLToPath(new URL("infer_torch.py", import.meta.url));
 const MB = 1024 * 1024;
 
+/** After a window: a full garbage collection with --gc (the child then has --expose-gc), else nothing. */
+const collect = () => globalThis.gc?.();
+
+/** One node-side round (or dry run) in a fresh process; with --gc that process can collect. */
+function runChild(dir, name, cfg, env) {
+  const flags = cfg.gc ? ["--expose-gc"] : [];
+  const args = [...flags, fileURLToPath(import.meta.url), "--child", dir, name, JSON.stringify(cfg)];
+  return runJson(process.execPath, args, env);
+}
+
 /** The node side of one round, in this (fresh) process. */
 async function child(dir, name, cfg) {
   const { channelsFirst, loadModel, slidingWindowInference } = inference;
   const model = await loadModel(join(dir, `${name}.onnx`), { intraOpThreads: cfg.threads });
   const patchVoxels = cfg.patch.reduce((a, b) => a * b, 1);
   const window = new Float32Array(cfg.shape[0] * patchVoxels);
-  await model.run(window, [1, cfg.shape[0], ...cfg.patch]);
+  // The output the sliding window will fetch: the foreground probability when the export has it.
+  const call = cfg.omitBackground && model.runForeground ? model.runForeground : model.run;
+  await call(window, [1, cfg.shape[0], ...cfg.patch]);
   const modelRss = process.resourceUsage().maxRSS * 1024;
   if (cfg.dry) {
     // The model's share without the volume: as many windows as the volume takes, on zeros.
-    for (let w = 1; w < cfg.dry; w++) await model.run(window, [1, cfg.shape[0], ...cfg.patch]);
+    for (let w = 1; w < cfg.dry; w++) {
+      await call(window, [1, cfg.shape[0], ...cfg.patch]);
+      collect();
+    }
     return { dry_rss: process.resourceUsage().maxRSS * 1024, model_rss: modelRss };
   }
   const npy = await imaging.readNpy(join(dir, "image.npy"));
@@ -59,6 +80,8 @@ async function child(dir, name, cfg) {
     mode: cfg.mode,
     swBatchSize: cfg.sw,
     tta: cfg.tta,
+    omitBackground: cfg.omitBackground,
+    onProgress: collect,
   });
   const seconds = (performance.now() - t) / 1000;
   const used = process.cpuUsage(cpu);
@@ -87,6 +110,8 @@ function options() {
     mode: arg("mode", "hann"),
     sw: Number(arg("sw", "1")),
     tta: process.argv.includes("--tta"),
+    omitBackground: !process.argv.includes("--all-classes"),
+    gc: process.argv.includes("--gc"),
     threads,
     repeats: Number(arg("repeats", "3")),
     exports: arg("exports", "fast,plain").split(","),
@@ -109,14 +134,23 @@ async function readProbs(path, dims) {
   return inference.channelsFirst(npy.data, npy.shape, dims);
 }
 
+/** ours against torch's; ours lacks the background channel unless --all-classes. */
 function compare(a, b) {
+  const skip = b.data.length - a.data.length; // torch's background values, when ours has none
   let maxDiff = 0;
-  for (let i = 0; i < a.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.data[i] - b.data[i]));
-  const la = inference.argmax(a);
-  const lb = inference.argmax(b);
+  for (let i = 0; i < a.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.data[i] - b.data[skip + i]));
+  const la = skip === 0 ? inference.argmax(a) : foregroundLabels(a);
+  const lb =
+    skip === 0 ? inference.argmax(b) : foregroundLabels({ data: b.data.subarray(skip), shape: a.shape });
   let differ = 0;
   for (let i = 0; i < la.length; i++) if (la[i] !== lb[i]) differ++;
   return { maxDiff, differ, voxels: la.length };
+}
+
+/** The argmax of a two-class result given as its class-1 probability alone: p > 1 − p. */
+function foregroundLabels(a) {
+  if (a.shape[0] !== 1) throw new Error("without --all-classes only two-class models are compared");
+  return Uint8Array.from(a.data, (p) => (p > 1 - p ? 1 : 0));
 }
 
 const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -139,16 +173,7 @@ async function main() {
       .reduce((a, b) => a * b, 1);
     const passes = windows * (cfg.tta ? 8 : 1);
     const dry = {};
-    for (const name of cfg.exports) {
-      const args = [
-        fileURLToPath(import.meta.url),
-        "--child",
-        dir,
-        name,
-        JSON.stringify({ ...cfg, dry: passes }),
-      ];
-      dry[name] = runJson(process.execPath, args, env);
-    }
+    for (const name of cfg.exports) dry[name] = runChild(dir, name, { ...cfg, dry: passes }, env);
     const sides = ["torch", ...cfg.exports];
     const runs = Object.fromEntries(sides.map((s) => [s, []]));
     const loads = [];
@@ -159,10 +184,7 @@ async function main() {
       const py = runJson(python, [helper, "run", dir, JSON.stringify({ ...cfg, save })], env);
       meta = py;
       runs.torch.push(py);
-      for (const name of cfg.exports) {
-        const args = [fileURLToPath(import.meta.url), "--child", dir, name, JSON.stringify({ ...cfg, save })];
-        runs[name].push(runJson(process.execPath, args, env));
-      }
+      for (const name of cfg.exports) runs[name].push(runChild(dir, name, { ...cfg, save }, env));
       loads.push(loadavg()[0]);
     }
 
@@ -172,6 +194,8 @@ async function main() {
     console.log(
       `sliding window ${cfg.shape.join("×")}, patch ${cfg.patch.join("×")}, overlap ${cfg.overlap}, ${cfg.mode}, ` +
         `${cfg.tta ? "TTA (8 flips)" : "no TTA"}, ${passes} forward passes, ` +
+        `${cfg.omitBackground ? "foreground probability" : "all classes"}, ` +
+        `${cfg.gc ? "gc() after every window, " : ""}` +
         `${cfg.threads} thread(s) each side, sw batch ${cfg.sw}, ${cfg.repeats} rounds (median)`,
     );
     console.log(

@@ -7,6 +7,7 @@ import {
   type ChannelVolume,
   channelsFirst,
   slidingWindowInference,
+  voxelCount,
   type WindowModel,
 } from "../inference/index.js";
 import { keepLargestComponent } from "../metrics/index.js";
@@ -107,30 +108,41 @@ export async function inferCase(
 
   const t1 = performance.now();
   const inf = plan.inference;
+  // A two-class model's result is carried as its foreground probability alone (background is
+  // 1 − p): half the memory and half the resampling. Kept whole when probabilities are saved.
+  const binary = planClasses(plan) === 2 && !options.probabilities;
   const probs = isVolumePredictor(model)
     ? await model.predictVolume(volume)
     : await slidingWindowInference(model, volume, {
         ...windowSettings(plan),
+        omitBackground: binary,
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
   const tInf = since(t1);
-
-  // Probabilities go back (linear), and the label is decided on the native grid: resampling a
-  // label map instead would decide on the coarser grid and lose the sub-voxel boundary.
-  const t2 = performance.now();
-  const native = toNativeSpace({ probabilities: probs.data }, properties);
-  const tNative = since(t2);
-  const classes = probs.shape[0]!;
+  const omitted = binary && !isVolumePredictor(model);
+  const classes = probs.shape[0]! + (omitted ? 1 : 0);
   if (classes !== planClasses(plan))
     throw new InferError(
       model.source,
       `the model outputs ${classes} classes, its plan.json declares ${planClasses(plan)} (labels ${Object.keys(plan.dataset.labels).join(", ")})`,
     );
 
+  // Probabilities go back (linear), and the label is decided on the native grid: resampling a
+  // label map instead would decide on the coarser grid and lose the sub-voxel boundary.
+  const t2 = performance.now();
+  const n = voxelCount(probs.shape.slice(1));
+  const native = binary
+    ? toNativeSpace({ foreground: omitted ? probs.data : probs.data.subarray(n, 2 * n) }, properties)
+    : toNativeSpace({ probabilities: probs.data }, properties);
+  const tNative = since(t2);
+
   const t3 = performance.now();
   const label = native.label;
   const threshold = inf.threshold ?? null;
-  if (threshold !== null) applyThreshold(label.data, native.probabilities!.data, classes, threshold);
+  if (threshold !== null && native.foreground) {
+    const fg = native.foreground.data;
+    for (let v = 0; v < fg.length; v++) label.data[v] = fg[v]! > threshold ? 1 : 0;
+  } else if (threshold !== null) applyThreshold(label.data, native.probabilities!.data, classes, threshold);
   const spatial = label.shape.slice(0, plan.spatial_dims);
   const removed: Record<string, number> = {};
   if (inf.keep_largest_component)

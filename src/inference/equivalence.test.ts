@@ -166,6 +166,39 @@ describe("onnxruntime sliding window equals medpipe.sliding_window (torch)", () 
   });
 });
 
+describe("the two-class model's own foreground output (omitBackground) equals torch's class 1", () => {
+  it.each(["3d-2class-hann-plain", "3d-2class-padded-gaussian-tta"])("%s", async (name) => {
+    const c = cases.find((x) => x.name === name)!;
+    const image = await readChannelVolume(join(dir, `${c.volume}.npy`), 3);
+    const expected = await readChannelVolume(join(dir, `${name}.probs.npy`), 3);
+    const model = models.get(c.model)!;
+    expect(model.foregroundName).toBe("foreground");
+    const got = await slidingWindowInference(model, image, {
+      patch: c.patch,
+      overlap: c.overlap,
+      mode: c.mode,
+      tta: c.tta,
+      swBatchSize: c.sw,
+      omitBackground: true,
+    });
+    const n = got.data.length;
+    expect(got.shape).toEqual([1, ...expected.shape.slice(1)]);
+    let maxDiff = 0;
+    let labelled = 0;
+    for (let v = 0; v < n; v++) {
+      const theirs = expected.data[n + v]!;
+      maxDiff = Math.max(maxDiff, Math.abs(got.data[v]! - theirs));
+      // The label p > 0.5 is torch's argmax wherever its two classes differ by more than 1e-4.
+      if (Math.abs(theirs - expected.data[v]!) > 1e-4)
+        expect(got.data[v]! > 0.5).toBe(theirs > expected.data[v]!);
+      if (got.data[v]! > 0.5) labelled++;
+    }
+    expect(maxDiff).toBeLessThan(1e-4);
+    expect(labelled > 0 && labelled < n).toBe(true);
+    console.log(`${name} (foreground output): max |ts - torch| = ${maxDiff.toExponential(2)}`);
+  });
+});
+
 describe("loadModel", () => {
   it("reads names and the declared channels from the graph", () => {
     const m = models.get("unet3d")!;
@@ -177,6 +210,9 @@ describe("loadModel", () => {
       3,
     ]);
     expect(models.get("basic2d")!.spatialDims).toBe(2);
+    // Only a two-class export has the class-1 probability as a second output.
+    expect(m.foregroundName).toBeNull();
+    expect(models.get("unet3d2")!.foregroundName).toBe("foreground");
   });
 
   it("accepts a model package folder (model.onnx inside)", async () => {

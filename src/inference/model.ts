@@ -21,4 +21,10 @@ export interface WindowModel {
    * data, and does not touch `input` until the promise settles.
    */
   run(input: Float32Array, dims: readonly number[]): Promise<WindowBatchOutput>;
+  /**
+   * A two-class model's class-1 probability (softmax of its logits), dims (B, 1, *patch),
+   * when the model computes it itself (export_onnx.py's "foreground" output); used by the
+   * sliding window when the background is left out. Same contract as `run` otherwise.
+   */
+  runForeground?(input: Float32Array, dims: readonly number[]): Promise<WindowBatchOutput>;
 }

@@ -1,7 +1,8 @@
 // Loading a model package's model.onnx into one onnxruntime-node session (CPU execution
 // provider) and presenting it as a WindowModel. The graph export_onnx.py writes has one
-// input "image" (B, C, *spatial) and one output "logits" (B, K, *spatial); other names
-// are accepted when the graph has a single input, so any equivalent export works.
+// input "image" (B, C, *spatial) and the output "logits" (B, K, *spatial), plus, for two
+// classes, "foreground" (B, 1, *spatial), the class-1 probability; other names are accepted
+// when the graph has a single input and output, so any equivalent export works.
 
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -18,6 +19,8 @@ export interface OnnxModel extends WindowModel {
   readonly session: InferenceSession;
   readonly inputName: string;
   readonly outputName: string;
+  /** The graph's "foreground" output (a two-class model's class-1 probability), or null. */
+  readonly foregroundName: string | null;
   /** Classes the model declares on its output, or null when symbolic (then known after the first run). */
   readonly outputChannels: number | null;
   /** Frees the native session; the model cannot run afterwards. */
@@ -109,16 +112,22 @@ function wrapSession(session: InferenceSession, file: string): OnnxModel {
     );
   const rank = inShape && inShape.length > 0 ? inShape.length : null;
 
-  const run = async (input: Float32Array, dims: readonly number[]): Promise<WindowBatchOutput> => {
+  const foregroundName = session.outputNames.includes("foreground") ? "foreground" : null;
+
+  const fetch = async (
+    name: string,
+    input: Float32Array,
+    dims: readonly number[],
+  ): Promise<WindowBatchOutput> => {
     let result: InferenceSession.OnnxValueMapType;
     try {
-      result = await session.run({ [inputName]: new Tensor("float32", input, dims) }, [outputName]);
+      result = await session.run({ [inputName]: new Tensor("float32", input, dims) }, [name]);
     } catch (err) {
       throw new InferenceError(file, `inference failed on input [${dims.join(", ")}] (${firstLine(err)})`);
     }
-    const out = result[outputName];
+    const out = result[name];
     if (!(out instanceof Tensor) || out.type !== "float32" || !(out.data instanceof Float32Array))
-      throw new InferenceError(file, `the model's output "${outputName}" is not a float32 tensor`);
+      throw new InferenceError(file, `the model's output "${name}" is not a float32 tensor`);
     return { data: out.data, dims: out.dims };
   };
 
@@ -127,10 +136,12 @@ function wrapSession(session: InferenceSession, file: string): OnnxModel {
     session,
     inputName,
     outputName,
+    foregroundName,
     inputChannels: fixedDim(inShape, 1),
     outputChannels: fixedDim(tensorShape(outMeta), 1),
     spatialDims: rank === null ? null : rank - 2,
-    run,
+    run: (input, dims) => fetch(outputName, input, dims),
+    ...(foregroundName ? { runForeground: (input, dims) => fetch(foregroundName, input, dims) } : {}),
     release: () => session.release(),
   };
 }

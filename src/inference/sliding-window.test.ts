@@ -201,6 +201,97 @@ describe("batching and TTA bookkeeping", () => {
   });
 });
 
+describe("leaving the background out (omitBackground)", () => {
+  const vol = codedVolume([11, 6, 5]); // smaller than the patch along y and z: padding
+  const base = { patch: [6, 8, 8], overlap: 0.5, mode: "gaussian", swBatchSize: 3 } as const;
+
+  /** A K-class model: logit c = sin(value·(c + 1)/97) + c·origin/5000. */
+  function classesModel(k: number, withForeground = false) {
+    const calls = { run: 0, foreground: 0 };
+    const logits = (input: Float32Array, dims: readonly number[]) => {
+      const [b = 0, , ...patch] = dims;
+      const p = patch.reduce((a, c) => a * c, 1);
+      const out = new Float32Array(b * k * p);
+      for (let w = 0; w < b; w++) {
+        let origin = Number.POSITIVE_INFINITY;
+        for (let t = 0; t < p; t++) if (input[w * p + t]! > 0) origin = Math.min(origin, input[w * p + t]!);
+        for (let c = 0; c < k; c++)
+          for (let t = 0; t < p; t++)
+            out[(w * k + c) * p + t] = Math.sin((input[w * p + t]! * (c + 1)) / 97) + (c * origin) / 5000;
+      }
+      return { data: out, dims: [b, k, ...patch], b, p };
+    };
+    const model: WindowModel = {
+      source: `fake-${k}.onnx`,
+      inputChannels: 1,
+      spatialDims: 3,
+      async run(input, dims) {
+        calls.run++;
+        const { data, dims: d } = logits(input, dims);
+        return { data, dims: d };
+      },
+    };
+    if (withForeground)
+      // The class-1 probability as a model computes it: sigmoid of the logit difference.
+      model.runForeground = async (input, dims) => {
+        calls.foreground++;
+        const { data, b, p } = logits(input, dims);
+        const out = new Float32Array(b * p);
+        for (let w = 0; w < b; w++)
+          for (let t = 0; t < p; t++)
+            out[w * p + t] = sigmoid(data[(2 * w + 1) * p + t]! - data[2 * w * p + t]!);
+        return { data: out, dims: [b, 1, ...dims.slice(2)] };
+      };
+    return { model, calls };
+  }
+
+  it.each([
+    [2, false],
+    [2, true],
+    [3, false],
+    [3, true],
+  ])("%i classes, TTA %s: classes 1..K−1 of the full result, the same bits", async (k, tta) => {
+    const full = await slidingWindowInference(classesModel(k).model, vol, { ...base, tta });
+    const kept = await slidingWindowInference(classesModel(k).model, vol, {
+      ...base,
+      tta,
+      omitBackground: true,
+    });
+    const n = 11 * 6 * 5;
+    expect(full.shape).toEqual([k, 11, 6, 5]);
+    expect(kept.shape).toEqual([k - 1, 11, 6, 5]);
+    expect(kept.data).toEqual(full.data.subarray(n));
+  });
+
+  it("a model with its own foreground output is asked for that alone", async () => {
+    const full = await slidingWindowInference(classesModel(2).model, vol, { ...base, tta: true });
+    const { model, calls } = classesModel(2, true);
+    const kept = await slidingWindowInference(model, vol, { ...base, tta: true, omitBackground: true });
+    expect(calls).toEqual({ run: 0, foreground: 8 }); // 3 windows (x 0, 3, 5), one batch, 8 flips
+    expect(kept.shape).toEqual([1, 11, 6, 5]);
+    let worst = 0;
+    kept.data.forEach((v, i) => {
+      worst = Math.max(worst, Math.abs(v - full.data[330 + i]!));
+    });
+    expect(worst).toBeLessThan(1e-6); // another sigmoid formula: rounding only
+    // Without omitBackground the logits are used, whatever else the model offers.
+    const again = classesModel(2, true);
+    await slidingWindowInference(again.model, vol, base);
+    expect(again.calls).toEqual({ run: 1, foreground: 0 });
+  });
+
+  it("needs two or more classes", async () => {
+    const err = await slidingWindowInference(classesModel(1).model, vol, {
+      ...base,
+      omitBackground: true,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InferenceError);
+    expect((err as Error).message).toBe(
+      "fake-1.onnx: omitBackground needs a model with two or more classes; it has one",
+    );
+  });
+});
+
 describe("argmax", () => {
   it("picks the most probable class; ties go to the lowest", () => {
     // 3 classes × 4 voxels, channel-planar.

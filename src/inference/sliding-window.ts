@@ -13,6 +13,7 @@ import {
   addFlippedBack,
   divideByWeightSum,
   flipFlags,
+  foregroundOfTwoInPlace,
   type Geometry,
   gatherWindow,
   lift3,
@@ -38,6 +39,13 @@ export interface SlidingWindowOptions {
   swBatchSize?: number;
   /** Average the probabilities over all 2^d flips of each window (default false). */
   tta?: boolean;
+  /**
+   * Leave class 0 (background) out of the result: shape [K−1, ...spatial], classes 1..K−1,
+   * each value the same bits as in the full result (default false). Background is then
+   * 1 − the sum of the others; a two-class model's result is its foreground probability alone,
+   * half the memory and less than half the work.
+   */
+  omitBackground?: boolean;
   /** Called after each batch with the windows done so far and the total. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -144,10 +152,40 @@ export async function slidingWindowInference(
   const n = voxelCount(spatial);
 
   let classes: number | null = null;
+  const skip = options.omitBackground ? 1 : 0;
+  // A two-class model that computes its own class-1 probability is asked for that alone.
+  const foreground = skip === 1 ? model.runForeground?.bind(model) : undefined;
+  // Where the kept channels sit in a model call's buffer: `stride` values per window, the
+  // first kept channel `lead` values in, `kept` channels of p voxels each.
+  let layout: { stride: number; lead: number; kept: number } | null = null;
   const inputs = new Map<number, Float32Array>(); // one buffer per batch size seen (at most two)
   let ttaSum = new Float32Array(0);
 
-  /** Softmax probabilities of a batch of windows, C-order (B, K, *patch); with TTA the mean over flips. */
+  /** The kept channels' probabilities of one model call (B windows), in place in its buffer. */
+  const callProbabilities = async (input: Float32Array, inputDims: number[]): Promise<Float32Array> => {
+    const b = inputDims[0]!;
+    if (foreground) {
+      const out = await foreground(input, inputDims);
+      checkOutput(model, out.dims, inputDims, 1);
+      layout ??= { stride: p, lead: 0, kept: 1 };
+      return out.data;
+    }
+    const out = await model.run(input, inputDims);
+    const k = checkOutput(model, out.dims, inputDims, classes);
+    if (k <= skip)
+      throw new InferenceError(
+        model.source,
+        "omitBackground needs a model with two or more classes; it has one",
+      );
+    classes = k;
+    for (let w = 0; w < b; w++)
+      if (skip === 1 && k === 2) foregroundOfTwoInPlace(out.data, w * k * p, p);
+      else softmaxInPlace(out.data, w * k * p, k, p);
+    layout ??= { stride: k * p, lead: skip * p, kept: k - skip };
+    return out.data;
+  };
+
+  /** Probabilities of a batch of windows (layout above); with TTA the mean over flips. */
   const batchProbabilities = async (group: readonly number[][]): Promise<Float32Array> => {
     const b = group.length;
     let input = inputs.get(b);
@@ -159,17 +197,15 @@ export async function slidingWindowInference(
     for (const [s, flip] of subsets.entries()) {
       for (const [w, start] of group.entries())
         gatherWindow(volume.data, channels, geometry, start, flip, input, w * channels * p);
-      const out = await model.run(input, inputDims);
-      const k = checkOutput(model, out.dims, inputDims, classes);
-      classes = k;
-      for (let w = 0; w < b; w++) softmaxInPlace(out.data, w * k * p, k, p);
-      if (subsets.length === 1) return out.data; // no TTA: the model's buffer is ours to use
-      if (ttaSum.length < b * k * p) ttaSum = new Float32Array(b * k * p);
-      if (s === 0) ttaSum.fill(0, 0, b * k * p);
-      for (let w = 0; w < b; w++) addFlippedBack(out.data, ttaSum, w * k * p, k, geometry, flip);
+      const probs = await callProbabilities(input, inputDims);
+      if (subsets.length === 1) return probs; // no TTA: the model's buffer is ours to use
+      const { stride, lead, kept } = layout!;
+      if (ttaSum.length < b * stride) ttaSum = new Float32Array(b * stride);
+      if (s === 0) ttaSum.fill(0, 0, b * stride);
+      for (let w = 0; w < b; w++) addFlippedBack(probs, ttaSum, w * stride + lead, kept, geometry, flip);
     }
     // Division, not a reciprocal product: the mean exactly as torch's `total / len(subsets)`.
-    for (let t = 0; t < b * classes! * p; t++) ttaSum[t] = ttaSum[t]! / subsets.length;
+    for (let t = 0; t < b * layout!.stride; t++) ttaSum[t] = ttaSum[t]! / subsets.length;
     return ttaSum;
   };
 
@@ -177,14 +213,14 @@ export async function slidingWindowInference(
   for (let first = 0; first < starts.length; first += swBatch) {
     const group = starts.slice(first, first + swBatch);
     const probs = await batchProbabilities(group);
-    const k = classes!;
-    if (acc.length === 0) acc = new Float32Array(k * n);
+    const { stride, lead, kept } = layout!;
+    if (acc.length === 0) acc = new Float32Array(kept * n);
     for (const [w, start] of group.entries())
-      accumulateWindow(probs, w * k * p, k, weight, geometry, start, acc);
+      accumulateWindow(probs, w * stride + lead, kept, weight, geometry, start, acc);
     options.onProgress?.(first + group.length, starts.length);
   }
 
-  const k = classes!;
-  divideByWeightSum(acc, k, weight, geometry, axisStarts);
-  return { data: acc, shape: [k, ...spatial] };
+  const { kept } = layout!;
+  divideByWeightSum(acc, kept, weight, geometry, axisStarts);
+  return { data: acc, shape: [kept, ...spatial] };
 }

@@ -29,14 +29,19 @@ export function patchVoxels(g: Geometry): number {
   return g.patch[0] * g.patch[1] * g.patch[2];
 }
 
+/** z rows walked together by accumulateWindow and gatherWindow: 16 floats, one 64-byte cache line. */
+const TILE = 16;
+
 /**
  * Copies the window at padded start `start` of every channel of `volume` into `out` at
  * `offset`, as a C-order (C, *patch) block, flipped on the `flip` axes (the flipped
  * window's voxel i is the window's voxel P−1−i). Padded voxels read as zero.
  *
- * The loops run x (the volume's fastest axis) innermost: reads from the large volume are
- * then sequential and the strided writes land in the patch-sized block, which stays in
- * cache; with the padding test hoisted out of the x loop a 64³ window copies in < 1 ms.
+ * The volume's fastest axis is x, the block's is z. The loops take TILE z values at a time
+ * with x outside them: each x step reads one float from each of TILE volume rows (which move
+ * forward together, so every cache line fetched is used whole) and writes TILE consecutive
+ * block floats, one cache line (1.6× faster at 160×160×80 than x innermost, whose writes
+ * land one window row apart).
  */
 export function gatherWindow(
   volume: Float32Array,
@@ -52,29 +57,51 @@ export function gatherWindow(
   const plane = n0 * n1;
   const p = p0 * p1 * p2;
   const rowStride = p1 * p2; // C-order step between i and i + 1
-  // Window indices [lo, hi) along x hold real voxels (the rest is padding). Unflipped, index i
-  // reads volume x = x0 + i; flipped, it reads x0 + (P−1−i), so the real range mirrors.
+  // Window index i holds volume x = x0 + i (flipped: x0 + P−1−i); the real voxels lie in
+  // [iLo, iHi) along x and [kLo, kHi) along z, the rest is padding.
   const x0 = start[0]! - g.before[0];
-  const realLo = Math.max(0, -x0);
-  const realHi = Math.min(p0, n0 - x0);
-  const lo = flip[0] ? p0 - realHi : realLo;
-  const hi = flip[0] ? p0 - realLo : realHi;
+  const z0 = start[2]! - g.before[2];
+  const realRange = (origin: number, size: number, patch: number, flipped: boolean): [number, number] => {
+    const lo = Math.max(0, -origin);
+    const hi = Math.min(patch, size - origin);
+    if (hi <= lo) return [0, 0];
+    return flipped ? [patch - hi, patch - lo] : [lo, hi];
+  };
+  const [iLo, iHi] = realRange(x0, n0, p0, flip[0]!);
+  const [kLo, kHi] = realRange(z0, n2, p2, flip[2]!);
   for (let c = 0; c < channels; c++) {
     const block = offset + c * p;
     const channelBase = c * plane * n2;
     for (let j = 0; j < p1; j++) {
       const y = start[1]! + (flip[1] ? p1 - 1 - j : j) - g.before[1];
-      for (let k = 0; k < p2; k++) {
-        const z = start[2]! + (flip[2] ? p2 - 1 - k : k) - g.before[2];
-        const col = block + j * p2 + k;
-        const inside = y >= 0 && y < n1 && z >= 0 && z < n2;
-        const from = inside ? lo : p0; // a padded row is all zeros
-        const to = inside ? hi : p0;
-        for (let i = 0; i < from; i++) out[col + i * rowStride] = 0;
-        for (let i = to; i < p0; i++) out[col + i * rowStride] = 0;
-        const base = channelBase + n0 * y + plane * z + x0;
-        if (flip[0]) for (let i = from; i < to; i++) out[col + i * rowStride] = volume[base + p0 - 1 - i]!;
-        else for (let i = from; i < to; i++) out[col + i * rowStride] = volume[base + i]!;
+      const col = block + j * p2; // block index of (0, j, 0)
+      if (y < 0 || y >= n1 || iHi === iLo || kHi === kLo) {
+        for (let i = 0; i < p0; i++) out.fill(0, col + i * rowStride, col + i * rowStride + p2);
+        continue;
+      }
+      // Padding along z or x (calls only where there is some: a fill call costs as much as
+      // copying a dozen floats).
+      if (kLo > 0 || kHi < p2 || iLo > 0 || iHi < p0)
+        for (let i = 0; i < p0; i++) {
+          const row = col + i * rowStride;
+          if (i < iLo || i >= iHi) out.fill(0, row, row + p2);
+          else {
+            if (kLo > 0) out.fill(0, row, row + kLo);
+            if (kHi < p2) out.fill(0, row + kHi, row + p2);
+          }
+        }
+      // Volume index of window voxel (i, j, k): the x and z parts walk forwards or backwards.
+      const base = channelBase + n0 * y;
+      const xStep = flip[0] ? -1 : 1;
+      const zStep = flip[2] ? -plane : plane;
+      const xAt = (i: number): number => x0 + (flip[0] ? p0 - 1 - i : i);
+      const zAt = (k: number): number => plane * (z0 + (flip[2] ? p2 - 1 - k : k));
+      for (let kb = kLo; kb < kHi; kb += TILE) {
+        const ke = Math.min(kb + TILE, kHi);
+        for (let i = iLo, x = base + xAt(iLo); i < iHi; i++, x += xStep) {
+          const row = col + i * rowStride;
+          for (let k = kb, v = x + zAt(kb); k < ke; k++, v += zStep) out[row + k] = volume[v]!;
+        }
       }
     }
   }
@@ -125,6 +152,22 @@ function softmax2InPlace(logits: Float32Array, offset: number, voxels: number): 
 }
 
 /**
+ * The class-1 probability of a two-class C-order (2, *patch) block at `offset`, written over
+ * class 1's logits; class 0's are left alone. The operations are softmax2InPlace's for class 1,
+ * so the value has the same bits; half the stores, and no division for the background.
+ */
+export function foregroundOfTwoInPlace(logits: Float32Array, offset: number, voxels: number): void {
+  for (let t = offset, u = offset + voxels, end = offset + voxels; t < end; t++, u++) {
+    const a = logits[t]!;
+    const b = logits[u]!;
+    if (a >= b) {
+      const e = a === b ? 1 : Math.exp(b - a);
+      logits[u] = e / (1 + e);
+    } else logits[u] = 1 / (Math.exp(a - b) + 1);
+  }
+}
+
+/**
  * dst += src flipped back on the `flip` axes, for a C-order (K, *patch) block: the model
  * saw the flipped window, so its output voxel at flipped index f(t) belongs to window
  * voxel t (flipping is its own inverse). Float32 sums, as torch's.
@@ -157,9 +200,6 @@ export function addFlippedBack(
     }
   }
 }
-
-/** z rows walked together by accumulateWindow and gatherWindow: 16 floats, one 64-byte cache line. */
-const TILE = 16;
 
 /**
  * acc[:, window] += w · probs for one window's C-order (K, *patch) probabilities at `offset`;
@@ -204,6 +244,11 @@ export function accumulateWindow(
       for (let i = iLo; i < iHi; i++) {
         const t0 = i * rowStride + j * p2; // window index of (i, j, 0)
         const v0 = n0 * y + plane * z0 + x0 + i; // volume index of (i, j, 0)
+        if (classes === 1) {
+          for (let k = kb, t = t0 + kb, v = v0 + plane * kb; k < ke; k++, t++, v += plane)
+            acc[v] = acc[v]! + Math.fround(probs[offset + t]! * weight[t]!);
+          continue;
+        }
         if (classes === 2) {
           // Unrolled for the common two-class case (same operations).
           for (let k = kb, t = t0 + kb, v = v0 + plane * kb; k < ke; k++, t++, v += plane) {

@@ -161,6 +161,39 @@ for f in INPUT:
     const dir = await preprocess("tissue-size", [tissue("sub-003")], [1, 1], TISSUE_LABELS);
     const props = await readProperties(join(dir, "sub-003", "properties.json"));
     expect(() => toNativeSpace({ label: new Uint8Array(5) }, props)).toThrow(/label has 5 voxels/);
-    expect(() => toNativeSpace({}, props)).toThrow(/needs a label map or probabilities/);
+    expect(() => toNativeSpace({}, props)).toThrow(/needs a label map, probabilities or a foreground/);
+    expect(() => toNativeSpace({ foreground: new Float32Array(7) }, props)).toThrow(
+      /foreground has 7 voxels/,
+    );
+  });
+
+  it("a two-class prediction as its foreground probability alone: the same class-1 values and label", async () => {
+    const dir = await preprocess("tissue-foreground", [tissue("sub-002")], [0.8, 1.25], TISSUE_LABELS);
+    const props = await readProperties(join(dir, "sub-002", "properties.json"));
+    const n = props.resampled_shape.reduce((a, b) => a * b, 1);
+    // A smooth field crossing 0.5 along curves, so the resampling interpolates across the boundary.
+    const p = Float32Array.from({ length: n }, (_, i) => 0.5 + 0.5 * Math.sin(i / 7) * Math.cos(i / 131));
+    const both = new Float32Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      both[i] = 1 - p[i]!;
+      both[n + i] = p[i]!;
+    }
+    const full = toNativeSpace({ probabilities: both }, props);
+    const fg = toNativeSpace({ foreground: p }, props);
+    const m = full.label.data.length;
+    expect(fg.foreground?.shape).toEqual(full.label.shape);
+    expect(fg.foreground?.affine).toEqual(full.label.affine);
+    expect(fg.foreground?.data).toEqual(full.probabilities?.data.subarray(m, 2 * m));
+    expect(fg.probabilities).toBeUndefined();
+    // The label: p > 0.5 against the argmax of the separately resampled (1 − p, p); they can
+    // only differ where the two resampled values tie to float32 rounding.
+    let differ = 0;
+    for (let i = 0; i < m; i++)
+      if (fg.label.data[i] !== full.label.data[i]) {
+        differ++;
+        expect(Math.abs(fg.foreground!.data[i]! - 0.5)).toBeLessThan(1e-6);
+      }
+    expect(differ).toBeLessThan(m / 1000);
+    expect(fg.label.data.some((v) => v === 1) && fg.label.data.some((v) => v === 0)).toBe(true);
   });
 });

@@ -14,6 +14,11 @@ import type { CaseProperties } from "./types.js";
 export interface GridPrediction {
   label?: ArrayLike<number>;
   probabilities?: Float32Array;
+  /**
+   * A two-class prediction as its class-1 probability alone (shape resampled_shape): half the
+   * resampling of `probabilities`; the label is then p > 0.5, the argmax of (1 − p, p).
+   */
+  foreground?: Float32Array;
 }
 
 /** The prediction in native space: original shape, spacing and affine (bit for bit). */
@@ -21,6 +26,8 @@ export interface NativePrediction {
   label: Image<Uint8Array>;
   /** Shape [...original_shape, K] when probabilities were given. */
   probabilities?: Image<Float32Array>;
+  /** Shape original_shape when a foreground probability was given. */
+  foreground?: Image<Float32Array>;
 }
 
 const product = (s: number[]) => s.reduce((a, b) => a * b, 1);
@@ -29,7 +36,8 @@ const product = (s: number[]) => s.reduce((a, b) => a * b, 1);
  * Maps a prediction back to the original image: the inverse resampling to canonical_shape
  * (labels one-hot linear + argmax, probabilities linear; nearest along the same anisotropic axis
  * as the forward pass), then the inverse of the closest-canonical reorientation. When only
- * probabilities are given, the label is their argmax in native space (ties → lowest class).
+ * probabilities are given, the label is their argmax in native space (ties → lowest class);
+ * when only a foreground probability is given, the label is p > 0.5 there.
  * For a case whose spacing equals the target, the label comes back exactly.
  */
 export function toNativeSpace(prediction: GridPrediction, properties: CaseProperties): NativePrediction {
@@ -58,6 +66,15 @@ export function toNativeSpace(prediction: GridPrediction, properties: CaseProper
       probs.set(resampleImage(onGrid(p.subarray(k * n, (k + 1) * n)), canonical, options).data, k * m);
   }
 
+  let foreground: Float32Array | null = null;
+  if (prediction.foreground) {
+    if (prediction.foreground.length !== n)
+      throw new Error(
+        `foreground has ${prediction.foreground.length} voxels, the grid [${grid.join(", ")}] has ${n}`,
+      );
+    foreground = resampleImage(onGrid(prediction.foreground), canonical, options).data;
+  }
+
   let label: Uint8Array;
   if (prediction.label) {
     if (prediction.label.length !== n)
@@ -65,7 +82,8 @@ export function toNativeSpace(prediction: GridPrediction, properties: CaseProper
     const src = prediction.label instanceof Uint8Array ? prediction.label : Uint8Array.from(prediction.label);
     label = resampleLabels(onGrid(src), canonical, options).data;
   } else if (probs) label = argmax(probs, classes);
-  else throw new Error("toNativeSpace needs a label map or probabilities");
+  else if (foreground) label = Uint8Array.from(foreground, (p) => (p > 0.5 ? 1 : 0));
+  else throw new Error("toNativeSpace needs a label map, probabilities or a foreground probability");
 
   const place = <T extends Float32Array | Uint8Array>(data: T, extra: number[]): Image<T> => {
     const image: Image<T> = {
@@ -81,6 +99,7 @@ export function toNativeSpace(prediction: GridPrediction, properties: CaseProper
   };
   const out: NativePrediction = { label: place(label, []) };
   if (probs) out.probabilities = place(probs, [classes]);
+  if (foreground) out.foreground = place(foreground, []);
   return out;
 }
 

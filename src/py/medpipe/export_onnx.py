@@ -5,9 +5,16 @@ neither the `onnx` nor the `onnxscript` package (checked on Debian's torch 1.13 
 `import onnx` fails). On torch >= 2.5 we pass dynamo=False explicitly: newer releases
 default to the dynamo exporter, which does need those packages.
 
-The graph has one input "image" (B, C, *spatial) and one output "logits"
+The graph has one input "image" (B, C, *spatial) and the output "logits"
 (B, K, *spatial), with the batch and every spatial axis dynamic, so the TypeScript
-sliding window can feed any batch of patches. Opset 17 when the installed torch can
+sliding window can feed any batch of patches. A two-class network has a second output,
+"foreground" (B, 1, *spatial) = sigmoid(logits[:, 1] - logits[:, 0]), which is softmax's
+class-1 probability: the sliding window fetches it instead of the logits, so onnxruntime's
+vectorised kernel does the per-voxel exp instead of JavaScript (24-29 ms of a 350 ms
+160x160x80 window on the 2-core machine of eval/bench/RESULTS.md), and half the values
+cross into JavaScript. onnxruntime runs every node of a graph whatever is fetched, so no
+K-class softmax output is added: torch's Softmax over the channel axis, exported beside the
+logits, made every pass 12-22% slower there. Opset 17 when the installed torch can
 write it, else 13 (every layer we use exists in both).
 
 By default the graph is rewritten for onnxruntime's CPU kernels (`fast=True`), on a
@@ -272,14 +279,26 @@ def _declare_output_channels(path, output, channels):
 # ------------------------------------------------------------------- export
 
 
-def _export(model, example, path, opset):
+class _WithForeground(nn.Module):
+    """A two-class network with its class-1 probability as a second output."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        logits = self.net(x)
+        return logits, torch.sigmoid(logits[:, 1:2] - logits[:, 0:1])
+
+
+def _export(model, example, path, opset, outputs):
     dims = example.dim() - 2
     names = SPATIAL_AXIS_NAMES[-dims:] if dims <= 3 else tuple(f"s{i}" for i in range(dims))
     dynamic = {0: "batch", **{2 + i: n for i, n in enumerate(names)}}
     kwargs = {
         "input_names": ["image"],
-        "output_names": ["logits"],
-        "dynamic_axes": {"image": dynamic, "logits": dynamic},
+        "output_names": list(outputs),
+        "dynamic_axes": {"image": dynamic, **{name: dynamic for name in outputs}},
         "opset_version": opset,
         "do_constant_folding": True,
         "training": torch.onnx.TrainingMode.EVAL,
@@ -303,27 +322,34 @@ def _export(model, example, path, opset):
 def export_onnx(model, path, in_channels, spatial_dims, example_size=32, fast=True):
     """Writes `model` to `path` (atomically: temp file + rename). The caller's model is
     not modified (a float32 CPU copy in eval mode is exported, rewritten for
-    onnxruntime unless fast=False). Returns {"path", "opset", "input", "output", "fast"}."""
+    onnxruntime unless fast=False). Returns {"path", "opset", "input", "output", "outputs",
+    "fast"}: "output" is the logits, "outputs" every output with its channel count."""
     path = os.fspath(path)
     net = copy.deepcopy(model).to("cpu").float().eval()
     if fast:
         rewrite_for_onnxruntime(net)
     example = torch.zeros((1, in_channels) + (example_size,) * spatial_dims)
+    with torch.no_grad():
+        classes = int(net(example).shape[1])
+    outputs = {"logits": classes}
+    if classes == 2:
+        net = _WithForeground(net)
+        outputs["foreground"] = 1
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=folder)
     os.close(fd)
     try:
         try:
             opset = PREFERRED_OPSET
-            _export(net, example, tmp, opset)
+            _export(net, example, tmp, opset, outputs)
         except Exception:  # this torch cannot write opset 17: fall back
             opset = FALLBACK_OPSET
-            _export(net, example, tmp, opset)
-        if fast:
-            with torch.no_grad():
-                _declare_output_channels(tmp, "logits", int(net(example).shape[1]))
+            _export(net, example, tmp, opset, outputs)
+        for name, channels in outputs.items():
+            _declare_output_channels(tmp, name, channels)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return {"path": path, "opset": opset, "input": "image", "output": "logits", "fast": bool(fast)}
+    return {"path": path, "opset": opset, "input": "image", "output": "logits", "outputs": outputs,
+            "fast": bool(fast)}

@@ -6,8 +6,9 @@
 
 DIR receives:
   model.onnx           export_onnx of the checkpoint's network: input "image" (B, C,
-                       *spatial), output "logits" (B, K, *spatial), batch and spatial axes
-                       dynamic, so any sliding-window patch size runs.
+                       *spatial), output "logits" (B, K, *spatial), and for two classes
+                       "foreground" (B, 1, *spatial), the class-1 probability; batch and
+                       spatial axes dynamic, so any sliding-window patch size runs.
   weights.safetensors  the checkpoint's tensors, byte-identical per tensor (same per-tensor
                        digests), with the checkpoint's metadata plus package provenance
                        (plan_sha256, source_digest).

@@ -98,11 +98,14 @@ class ExportTest(unittest.TestCase):
         m = parse_model(path)
         self.assertIn(("", info["opset"]), m["opsets"])
         self.assertEqual(m["inputs"], [("image", 1, ["batch", 1, "z", "y", "x"])])  # 1 = FLOAT
-        self.assertEqual(m["outputs"], [("logits", 1, ["batch", 2, "z", "y", "x"])])
+        self.assertEqual(m["outputs"], [("logits", 1, ["batch", 2, "z", "y", "x"]),
+                                        ("foreground", 1, ["batch", 1, "z", "y", "x"])])
+        self.assertEqual(info["outputs"], {"logits": 2, "foreground": 1})
         self.assertTrue(info["fast"])
         # Rewritten for onnxruntime: transposed convs as sub-pixel convs + voxel shuffle,
         # the shared-slope PReLU as LeakyRelu.
-        for op in ("Conv", "InstanceNormalization", "LeakyRelu", "Concat", "Add", "Transpose", "Reshape"):
+        for op in ("Conv", "InstanceNormalization", "LeakyRelu", "Concat", "Add", "Transpose", "Reshape",
+                   "Sub", "Sigmoid"):
             self.assertIn(op, m["ops"])
         for op in ("ConvTranspose", "PRelu", "Pad"):
             self.assertNotIn(op, m["ops"])
