@@ -77,6 +77,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     // RSS by 80 MB (324 vs 242 MiB) for no gain in speed.
     enableCpuMemArena: true,
     enableMemPattern: false,
+    // No spinning between runs: a pool thread that spins after a window slowed the window
+    // bookkeeping that follows in JavaScript (accumulation 22 → 14 ms per 160×160×80 window
+    // on the 2-core machine of eval/bench/RESULTS.md) by more than waking it costs the run.
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
   };
   if (options.intraOpThreads !== undefined) {
     if (!Number.isInteger(options.intraOpThreads) || options.intraOpThreads < 1)
