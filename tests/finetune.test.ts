@@ -1,7 +1,7 @@
 // The finetune skill end to end: pipelines/finetune.yaml --smoke (a heart_micro model finetuned
 // on spleen_micro) validated and verified, its formal Dice recomputed with nibabel from the
-// predictions it saved; the checkpoint trap (learning rate 0: epoch 0 stays best) reported as
-// such; a tampered copy of that run claiming an improvement failed by the verifier; and the
+// predictions it saved; the checkpoint trap (learning rate 0: epoch 0 stays best, through
+// pipelines/finetune-package.yaml on the smoke run's package) reported as such; a tampered copy of that run claiming an improvement failed by the verifier; and the
 // bad inputs refused in one line before anything trains.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -113,25 +113,23 @@ for cid, pred in INPUT["cases"]:
 describe("the checkpoint trap", () => {
   let trapRun = "";
   it("learning rate 0: epoch 0 stays best, the weights equal the pretrained ones, the pretrained checkpoint is recommended", () => {
-    // Trained data-parallel (NPROC_PER_NODE=2: torchrun, two CPU processes, gloo): the trap
-    // must hold on that path too.
-    const r = finetune(
+    // Through pipelines/finetune-package.yaml (finetune, then verify), trained data-parallel
+    // (NPROC_PER_NODE=2: torchrun, two CPU processes, gloo): the trap must hold on that path too.
+    const r = cli(
       [
-        "--pretrained",
-        pretrained,
-        "--dataset_dir",
-        SPLEEN,
-        "--label_mapping",
-        "[[1, 1]]",
-        "--learning_rate",
-        "0",
-        "--epochs",
-        "1",
-        "--samples_per_volume",
-        "1",
+        "run",
+        "pipelines/finetune-package.yaml",
+        "--smoke",
+        "--runs-dir",
+        runs,
+        "--set",
+        `pretrained=${pretrained}`,
+        "--set",
+        "learning_rate=0",
+        "--set",
+        "epochs=1",
       ],
-      200_000,
-      { NPROC_PER_NODE: "2" },
+      { cwd: ROOT, timeoutMs: 200_000, env: { NPROC_PER_NODE: "2" } },
     );
     expect(r.code, r.stderr.slice(-1500)).toBe(0);
     trapRun = r.stdout.trim().split("\n").pop() as string;
@@ -292,5 +290,14 @@ describe("bad input is refused before training, in one line", () => {
     expect(line, r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(r.stderr).not.toMatch(/phase="train"/); // nothing trained
+  });
+
+  it("finetune-package.yaml without a package: exit 2 naming the input, before anything runs", () => {
+    const r = cli(["run", "pipelines/finetune-package.yaml", "--smoke", "--runs-dir", runs], { cwd: ROOT });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /finetune-package\.yaml:\d+:\d+: error: stage 'finetune' \(skill finetune\): wrong type for input 'pretrained' \(got null\)/,
+    );
+    expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 });
