@@ -18,6 +18,8 @@ import { makeWorkspace, type Workspace } from "./support/workspace.js";
 
 let ws: Workspace;
 let client: Client;
+/** The run_script run of the emit skill (a test below judges it against references). */
+let emitRun = "";
 
 type Result = {
   isError?: boolean;
@@ -103,6 +105,45 @@ describe("mcp server", () => {
     expect(run.structuredContent?.root_hash).toMatch(/^[0-9a-f]{64}$/);
     const v = await call("verify_run", { run_dir: s.run_dir });
     expect(v.structuredContent?.verdict).toBe("pass");
+    emitRun = s.run_dir;
+  });
+
+  it("verify_run judges a run against a reference; bad references and baselines are refused", async () => {
+    const reference = (name: string, centre: number) =>
+      ws.write(
+        `refs/${name}.yaml`,
+        [
+          `id: ${name}`,
+          "source: { document: this test, result: the emitted answer }",
+          "configuration: {}",
+          "metrics:",
+          `  answer: { centre: ${centre}, tolerance: 1, measured: "emit:/value/answer" }`,
+          "reasoning: the emit skill returns its input unchanged, so the value is exact.",
+          "",
+        ].join("\n"),
+      );
+    reference("near", 41.5);
+    reference("far", 50);
+    const judged = (r: Result) =>
+      (r.structuredContent?.checks as { id: string; verdict: string; message: string }[]).find(
+        (c) => c.id === "regression.reference",
+      );
+    const pass = await call("verify_run", { run_dir: emitRun, reference: "refs/near.yaml" });
+    expect(pass.structuredContent?.verdict, pass.content[0]?.text).toBe("pass");
+    expect(judged(pass)?.message).toContain("answer 42 in 41.5 ± 1");
+    const fail = await call("verify_run", { run_dir: emitRun, reference: "refs/far.yaml" });
+    expect(fail.structuredContent?.verdict).toBe("fail");
+    expect(judged(fail)?.verdict).toBe("fail");
+    for (const [args, reason] of [
+      [{ reference: "/etc/hosts" }, /^refused: reference \/etc\/hosts: the path leaves the workspace/],
+      [{ reference: "data/input.txt" }, /^refused: --reference .*input\.txt: /],
+      [{ baseline: "/tmp" }, /^refused: \/tmp: not inside the runs folder/],
+    ] as const) {
+      const r = await call("verify_run", { run_dir: emitRun, ...args });
+      expect(r.isError).toBe(true);
+      expect(r.content[0]?.text).toMatch(reason);
+      expect(r.content[0]?.text.split("\n")).toHaveLength(1);
+    }
   });
 
   it("runs analyze on the micro fixture, reads its schema-valid output.json, and verifies the run", async () => {

@@ -213,13 +213,21 @@ export function createServer(ws: Workspace, tools = new AgentTools(ws)): McpServ
   server.registerTool(
     "verify_run",
     {
-      description: "Audit a finished run with the trusted verifier (digests, schemas, claims).",
-      inputSchema: { run_dir: z.string() },
+      description:
+        "Audit a finished run with the trusted verifier (digests, schemas, claims); optionally judge its metrics against a reference file (eval/references/*.yaml) or a baseline run of the same pipeline.",
+      inputSchema: {
+        run_dir: z.string(),
+        reference: z.string().optional().describe("a reference YAML inside the workspace"),
+        baseline: z.string().optional().describe("a run folder (under the runs folder) of the same pipeline"),
+      },
       outputSchema: { verdict: z.enum(["pass", "fail"]), checks: z.array(check) },
     },
-    async ({ run_dir }) => {
+    async ({ run_dir, reference, baseline }) => {
       try {
-        const r = tools.verifyRun(run_dir);
+        const r = tools.verifyRun(run_dir, {
+          ...(reference !== undefined ? { reference } : {}),
+          ...(baseline !== undefined ? { baseline } : {}),
+        });
         return ok({ verdict: r.verdict, checks: r.checks });
       } catch (err) {
         return refused(err);

@@ -12,6 +12,7 @@ import { loadPipeline } from "../run/load.js";
 import { type RunOptions, runLoaded } from "../run/run.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
 import { isRequiredInput } from "../skills/types.js";
+import { againstProblem } from "../verify/against.js";
 import { verifyRun, writeReport } from "../verify/index.js";
 import type { VerifyReport } from "../verify/types.js";
 import { confinePaths, inside, Refusal } from "./boundaries.js";
@@ -226,9 +227,25 @@ export class AgentTools {
     };
   }
 
-  verifyRun(path: string): VerifyReport {
+  /**
+   * The trusted verifier over a run; with `reference` (a file in the workspace) and/or `baseline`
+   * (another run of the same pipeline) the regression checks judge it against them.
+   */
+  verifyRun(path: string, against: { reference?: string; baseline?: string } = {}): VerifyReport {
     const dir = this.runDir(path);
-    const report = verifyRun(dir, this.skills());
+    let reference: string | undefined;
+    if (against.reference !== undefined) {
+      reference = resolve(this.ws.dir, against.reference);
+      if (!inside(this.ws.dir, reference))
+        throw new Refusal(`reference ${against.reference}: the path leaves the workspace ${this.ws.dir}`);
+    }
+    const baseline = against.baseline === undefined ? undefined : this.runDir(against.baseline);
+    const problem = againstProblem(dir, reference, baseline);
+    if (problem) throw new Refusal(problem);
+    const report = verifyRun(dir, this.skills(), {
+      ...(reference ? { reference } : {}),
+      ...(baseline ? { baseline } : {}),
+    });
     writeReport(report);
     return report;
   }

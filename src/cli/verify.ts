@@ -3,9 +3,9 @@ import { join, resolve } from "node:path";
 import type { Evidence } from "../evidence/evidence.js";
 import { UsageError } from "../manifest/diagnostics.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
+import { againstProblem } from "../verify/against.js";
 import { verifyRunWithModel, writeReport } from "../verify/index.js";
 import { onnxGridRunner } from "../verify/onnx-runner.js";
-import { readReference } from "../verify/reference.js";
 import { EXIT } from "./output.js";
 
 const MARK = { pass: "✔", fail: "✖", warn: "!", skipped: "-" } as const;
@@ -44,25 +44,8 @@ export async function verifyCommand(run: string, o: VerifyOpts): Promise<number>
   if (!existsSync(dir)) throw new UsageError(`${run}: no such run folder`);
   const reference = o.reference ? resolve(o.reference) : sanityReference(dir);
   // Bad arguments are usage errors (exit 2), found before anything is judged.
-  if (reference) {
-    const ref = readReference(reference);
-    if (ref instanceof Error) throw new UsageError(`--reference ${ref.message}`);
-  }
-  if (o.baseline) {
-    const base = resolve(o.baseline);
-    if (!existsSync(join(base, "run.json")))
-      throw new UsageError(`--baseline ${o.baseline}: no run.json there, expected a run folder`);
-    const pipelineOf = (d: string) =>
-      existsSync(join(d, "run.json"))
-        ? (JSON.parse(readFileSync(join(d, "run.json"), "utf8")) as { pipeline?: string }).pipeline
-        : undefined;
-    const mine = pipelineOf(dir);
-    const theirs = pipelineOf(base);
-    if (mine && theirs !== mine)
-      throw new UsageError(
-        `--baseline ${o.baseline}: a run of '${theirs}', expected a run of '${mine}' to compare with`,
-      );
-  }
+  const problem = againstProblem(dir, reference, o.baseline ? resolve(o.baseline) : undefined);
+  if (problem) throw new UsageError(problem);
   // The model check runs the run's ONNX model with the project's own inference code (onnxruntime).
   const report = await verifyRunWithModel(dir, loadSkills(skillDirs(o.skillsDir)), onnxGridRunner, {
     ...(reference ? { reference } : {}),
