@@ -2,8 +2,9 @@
 // specification in src/py/medpipe/sliding_window.py, on any WindowModel (onnxruntime in
 // practice). Memory stays bounded: besides the input volume, only the accumulator
 // (K·N float32, which becomes the result in place) and one batch of windows (input, output
-// and TTA sum) are alive; windows are never stored, and the weight sum is recomputed per
-// voxel at the end rather than kept in a volume-sized buffer.
+// and TTA sum) are alive; windows are never stored, the weight sum is recomputed per voxel
+// at the end rather than kept in a volume-sized buffer, and the patch-sized importance map is
+// computed from its per-axis factors where it is needed rather than stored.
 
 import { InferenceError } from "./errors.js";
 import { type ChannelVolume, voxelCount } from "./layout.js";
@@ -22,10 +23,10 @@ import {
 } from "./window-io.js";
 import {
   flipSubsets,
-  importanceMap,
   isWeightMode,
   padWidths,
   type WeightMode,
+  weightFactors,
   windowStarts,
 } from "./windows.js";
 
@@ -146,7 +147,7 @@ export async function slidingWindowInference(
   const starts: [number, number, number][] = [];
   for (const s0 of axisStarts[0])
     for (const s1 of axisStarts[1]) for (const s2 of axisStarts[2]) starts.push([s0, s1, s2]);
-  const weight = importanceMap(patch, mode);
+  const weights = weightFactors(patch, mode);
   const subsets = (options.tta ? flipSubsets(d) : [[]]).map(flipFlags);
   const p = patchVoxels(geometry);
   const n = voxelCount(spatial);
@@ -216,11 +217,11 @@ export async function slidingWindowInference(
     const { stride, lead, kept } = layout!;
     if (acc.length === 0) acc = new Float32Array(kept * n);
     for (const [w, start] of group.entries())
-      accumulateWindow(probs, w * stride + lead, kept, weight, geometry, start, acc);
+      accumulateWindow(probs, w * stride + lead, kept, weights, geometry, start, acc);
     options.onProgress?.(first + group.length, starts.length);
   }
 
   const { kept } = layout!;
-  divideByWeightSum(acc, kept, weight, geometry, axisStarts);
+  divideByWeightSum(acc, kept, weights, geometry, axisStarts);
   return { data: acc, shape: [kept, ...spatial] };
 }

@@ -1,14 +1,24 @@
-// The window copies against a per-voxel statement of what they compute (the specification's
-// rules written the slow way), over random geometries with padding, edges and every flip.
+// The window copies, the accumulation and the division against a per-voxel statement of what
+// they compute (the specification's rules written the slow way, with the stored importance map),
+// over random geometries with padding, edges and every flip.
 import { describe, expect, it } from "vitest";
 import { seeded as random } from "../metrics/random-masks.js";
 import {
   accumulateWindow,
+  divideByWeightSum,
   foregroundOfTwoInPlace,
   type Geometry,
   gatherWindow,
   softmaxInPlace,
 } from "./window-io.js";
+import {
+  importanceMap,
+  padWidths,
+  type WeightMode,
+  weightAt,
+  weightFactors,
+  windowStarts,
+} from "./windows.js";
 
 /** A random volume, patch, padding and window start (possibly reaching into the padding). */
 function randomCase(rand: () => number) {
@@ -53,19 +63,36 @@ describe("gatherWindow", () => {
   });
 });
 
+const MODES: WeightMode[] = ["constant", "gaussian", "hann"];
+
+describe("weightFactors", () => {
+  it("give importanceMap's float32 values exactly (1D, 2D, 3D, odd and even sizes, every mode)", () => {
+    for (const mode of MODES)
+      for (const patch of [[7], [6, 9], [5, 8, 3], [16, 16, 16], [1, 4, 2]]) {
+        const map = importanceMap(patch, mode);
+        const f = weightFactors(patch, mode);
+        const [p0 = 1, p1 = 1, p2 = 1] = patch;
+        for (let i = 0; i < p0; i++)
+          for (let j = 0; j < p1; j++)
+            for (let k = 0; k < p2; k++) expect(weightAt(f, i, j, k)).toBe(map[(i * p1 + j) * p2 + k]);
+      }
+  });
+});
+
 describe("accumulateWindow", () => {
-  it("adds fround(p·w) once per real voxel of the window, for 1, 2 and 3 kept channels", () => {
+  it("adds fround(p·w) once per real voxel of the window, w the importance map's, 1, 2 and 3 kept channels", () => {
     const rand = random(11);
     for (let trial = 0; trial < 150; trial++) {
       const { g, start } = randomCase(rand);
       const classes = 1 + (trial % 3);
+      const mode = MODES[trial % 3]!;
       const [n0, n1, n2] = g.size;
       const [p0, p1, p2] = g.patch;
       const p = p0 * p1 * p2;
       const n = n0 * n1 * n2;
       const offset = 5;
       const probs = Float32Array.from({ length: offset + classes * p }, () => rand());
-      const weight = Float32Array.from({ length: p }, () => rand());
+      const weight = importanceMap(g.patch, mode);
       const acc = Float32Array.from({ length: classes * n }, () => rand());
       const want = acc.slice();
       for (let c = 0; c < classes; c++)
@@ -80,7 +107,47 @@ describe("accumulateWindow", () => {
               const v = c * n + x + n0 * (y + n1 * z);
               want[v] = Math.fround(want[v]! + Math.fround(probs[offset + c * p + t]! * weight[t]!));
             }
-      accumulateWindow(probs, offset, classes, weight, g, start, acc);
+      accumulateWindow(probs, offset, classes, weightFactors(g.patch, mode), g, start, acc);
+      expect(acc).toEqual(want);
+    }
+  });
+});
+
+describe("divideByWeightSum", () => {
+  it("divides by the float32 sum, in window order, of the weights of the windows covering each voxel", () => {
+    const rand = random(5);
+    for (let trial = 0; trial < 60; trial++) {
+      const mode = MODES[trial % 3]!;
+      const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
+      const patch: [number, number, number] = [int(1, 12), int(1, 6), int(1, 12)];
+      const size: [number, number, number] = [int(1, 30), int(1, 9), int(1, 30)];
+      const pads = padWidths(size, patch);
+      const g = { size, patch, before: pads.map(([b]) => b) as [number, number, number] };
+      const starts = size.map((s, a) => windowStarts(s + pads[a]![0] + pads[a]![1], patch[a]!, 0.5)) as [
+        number[],
+        number[],
+        number[],
+      ];
+      const classes = 1 + (trial % 2);
+      const n = size[0] * size[1] * size[2];
+      const acc = Float32Array.from({ length: classes * n }, () => rand());
+      const weight = importanceMap(patch, mode);
+      const norm = new Float32Array(n);
+      for (const s0 of starts[0])
+        for (const s1 of starts[1])
+          for (const s2 of starts[2])
+            for (let i = 0; i < patch[0]; i++)
+              for (let j = 0; j < patch[1]; j++)
+                for (let k = 0; k < patch[2]; k++) {
+                  const x = s0 + i - g.before[0];
+                  const y = s1 + j - g.before[1];
+                  const z = s2 + k - g.before[2];
+                  if (x < 0 || x >= size[0] || y < 0 || y >= size[1] || z < 0 || z >= size[2]) continue;
+                  const v = x + size[0] * (y + size[1] * z);
+                  norm[v] = Math.fround(norm[v]! + weight[(i * patch[1] + j) * patch[2] + k]!);
+                }
+      const want = acc.map((a, t) => a / norm[t % n]!);
+      divideByWeightSum(acc, classes, weightFactors(patch, mode), g, starts);
       expect(acc).toEqual(want);
     }
   });

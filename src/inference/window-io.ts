@@ -6,6 +6,8 @@
 // index (i·p1 + j)·1 + 0 and volume index x + n0·(y + n1·0) are the 2D ones, so one set of
 // loops serves 1D, 2D and 3D without changing any number.
 
+import { GAUSSIAN_FLOOR, type WeightFactors } from "./windows.js";
+
 /** The volume and patch, lifted to three spatial axes. Padding is virtual: never materialised. */
 export interface Geometry {
   /** Unpadded spatial size. */
@@ -206,7 +208,9 @@ export function addFlippedBack(
  * acc is channel-planar, first axis fastest, over the *unpadded* volume (padded voxels are
  * cropped at the end anyway, so they are skipped). The weight sum is not kept alongside: see
  * divideByWeightSum. Math.fround(p·w) rounds the product to float32 before the float32 add,
- * as torch's `acc += p * weight` does, so the sums agree bit for bit for equal inputs.
+ * as torch's `acc += p * weight` does, so the sums agree bit for bit for equal inputs. The
+ * weights w are the importance map's float32 values, computed from its factors (windows.ts):
+ * the patch-sized map is never stored or read.
  *
  * The window's last axis (z) is its fastest, the accumulator's first (x): one of the two is
  * always walked across. The loops take TILE z values at a time, with x outside them: each x
@@ -219,13 +223,15 @@ export function accumulateWindow(
   probs: Float32Array,
   offset: number,
   classes: number,
-  weight: Float32Array,
+  weights: WeightFactors,
   g: Geometry,
   start: readonly number[],
   acc: Float32Array,
 ): void {
   const [n0, n1, n2] = g.size;
   const [p0, p1, p2] = g.patch;
+  const [wa, wb, wc] = weights.profiles;
+  const peak = weights.peak;
   const plane = n0 * n1;
   const voxels = plane * n2;
   const p = p0 * p1 * p2;
@@ -236,6 +242,7 @@ export function accumulateWindow(
   const z0 = start[2]! - g.before[2];
   const kLo = Math.max(0, -z0);
   const kHi = Math.min(p2, n2 - z0);
+  const tile = new Float64Array(TILE); // the weights of one tile row, float32 values
   for (let j = 0; j < p1; j++) {
     const y = start[1]! + j - g.before[1];
     if (y < 0 || y >= n1) continue;
@@ -244,27 +251,30 @@ export function accumulateWindow(
       for (let i = iLo; i < iHi; i++) {
         const t0 = i * rowStride + j * p2; // window index of (i, j, 0)
         const v0 = n0 * y + plane * z0 + x0 + i; // volume index of (i, j, 0)
+        // weightAt(weights, i, j, k) for the tile, inlined: (a·b)·c, then the gaussian's peak and floor
+        const ab = wa[i]! * wb[j]!;
+        for (let k = kb; k < ke; k++)
+          tile[k - kb] = Math.fround(
+            peak === null ? ab * wc[k]! : Math.max((ab * wc[k]!) / peak, GAUSSIAN_FLOOR),
+          );
         if (classes === 1) {
           for (let k = kb, t = t0 + kb, v = v0 + plane * kb; k < ke; k++, t++, v += plane)
-            acc[v] = acc[v]! + Math.fround(probs[offset + t]! * weight[t]!);
-          continue;
-        }
-        if (classes === 2) {
+            acc[v] = acc[v]! + Math.fround(probs[offset + t]! * tile[k - kb]!);
+        } else if (classes === 2) {
           // Unrolled for the common two-class case (same operations).
           for (let k = kb, t = t0 + kb, v = v0 + plane * kb; k < ke; k++, t++, v += plane) {
-            const w = weight[t]!;
+            const w = tile[k - kb]!;
             acc[v] = acc[v]! + Math.fround(probs[offset + t]! * w);
             acc[v + voxels] = acc[v + voxels]! + Math.fround(probs[offset + p + t]! * w);
           }
-          continue;
-        }
-        for (let k = kb, t = t0 + kb, v = v0 + plane * kb; k < ke; k++, t++, v += plane) {
-          const w = weight[t]!;
-          for (let c = 0; c < classes; c++) {
-            const a = c * voxels + v;
-            acc[a] = acc[a]! + Math.fround(probs[offset + c * p + t]! * w);
+        } else
+          for (let k = kb, t = t0 + kb, v = v0 + plane * kb; k < ke; k++, t++, v += plane) {
+            const w = tile[k - kb]!;
+            for (let c = 0; c < classes; c++) {
+              const a = c * voxels + v;
+              acc[a] = acc[a]! + Math.fround(probs[offset + c * p + t]! * w);
+            }
           }
-        }
       }
     }
   }
@@ -281,19 +291,16 @@ export function accumulateWindow(
 export function divideByWeightSum(
   acc: Float32Array,
   classes: number,
-  weight: Float32Array,
+  weights: WeightFactors,
   g: Geometry,
   starts: readonly [readonly number[], readonly number[], readonly number[]],
 ): void {
   const [n0, n1, n2] = g.size;
   const [p0, p1, p2] = g.patch;
   const [b0, b1, b2] = g.before;
+  const [wa, wb, wc] = weights.profiles;
+  const peak = weights.peak;
   const voxels = n0 * n1 * n2;
-  // The weight map with x fastest, so that the row sums below read it sequentially.
-  const wx = new Float32Array(p0 * p1 * p2);
-  for (let i = 0; i < p0; i++)
-    for (let j = 0; j < p1; j++)
-      for (let k = 0; k < p2; k++) wx[(k * p1 + j) * p0 + i] = weight[(i * p1 + j) * p2 + k]!;
   const norm = new Float32Array(n0);
   for (let z = 0; z < n2; z++) {
     for (let y = 0; y < n1; y++) {
@@ -302,14 +309,21 @@ export function divideByWeightSum(
       for (const s0 of starts[0]) {
         const lo = Math.max(0, s0 - b0);
         const hi = Math.min(n0, s0 - b0 + p0);
+        const di = b0 - s0; // window index i of voxel x is x + di
         for (const s1 of starts[1]) {
           const oy = y + b1 - s1;
           if (oy < 0 || oy >= p1) continue;
+          const bj = wb[oy]!;
           for (const s2 of starts[2]) {
             const oz = z + b2 - s2;
             if (oz < 0 || oz >= p2) continue;
-            const base = (oz * p1 + oy) * p0 + b0 - s0; // wx index of voxel x is base + x
-            for (let x = lo; x < hi; x++) norm[x] = norm[x]! + wx[base + x]!;
+            const ck = wc[oz]!;
+            // weightAt(weights, x + di, oy, oz), inlined: (a·b)·c in that order
+            if (peak === null)
+              for (let x = lo; x < hi; x++) norm[x] = norm[x]! + Math.fround(wa[x + di]! * bj * ck);
+            else
+              for (let x = lo; x < hi; x++)
+                norm[x] = norm[x]! + Math.fround(Math.max((wa[x + di]! * bj * ck) / peak, GAUSSIAN_FLOOR));
           }
         }
       }

@@ -114,6 +114,42 @@ export function importanceMap(patch: readonly number[], mode: WeightMode): Float
 }
 
 /**
+ * The importance map of rule 3 as its factors, for code that wants a weight without storing the
+ * patch-sized map: window voxel (i, j, k) of a patch lifted to three axes (missing axes have
+ * the profile [1]) weighs `weightAt(f, i, j, k)`, the same float32 as importanceMap's entry,
+ * since it repeats importanceMap's float64 operations in the same order: (a_i·b_j)·c_k, then for
+ * gaussian the division by the peak and the floor. The gaussian peak is the product of the
+ * profile maxima: rounding is monotonic and every factor is positive, so no other product
+ * rounds higher.
+ */
+export interface WeightFactors {
+  profiles: [Float64Array, Float64Array, Float64Array];
+  /** The value the products are divided by before the floor (gaussian), or null. */
+  peak: number | null;
+}
+
+export function weightFactors(patch: readonly number[], mode: WeightMode): WeightFactors {
+  if (patch.length < 1 || patch.length > 3)
+    throw new RangeError(`patch must have 1-3 axes, got ${patch.length}`);
+  const one = Float64Array.of(1);
+  const profiles: [Float64Array, Float64Array, Float64Array] = [
+    weightProfile(patch[0]!, mode),
+    patch.length > 1 ? weightProfile(patch[1]!, mode) : one,
+    patch.length > 2 ? weightProfile(patch[2]!, mode) : one,
+  ];
+  if (mode !== "gaussian") return { profiles, peak: null };
+  const [a, b, c] = profiles.map((p) => Math.max(...p)) as [number, number, number];
+  return { profiles, peak: a * b * c };
+}
+
+/** importanceMap's entry at window voxel (i, j, k), from its factors (same bits). */
+export function weightAt(f: WeightFactors, i: number, j: number, k: number): number {
+  const [a, b, c] = f.profiles;
+  const w = a[i]! * b[j]! * c[k]!;
+  return Math.fround(f.peak === null ? w : Math.max(w / f.peak, GAUSSIAN_FLOOR));
+}
+
+/**
  * All 2^d subsets of the `d` spatial axes (as spatial axis indices 0..d-1) for flip TTA,
  * in the order of the Python side (by size, then lexicographic; the empty set first).
  * The order only matters for float rounding of the TTA sum, but we keep it identical.

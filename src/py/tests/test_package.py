@@ -84,7 +84,8 @@ class PackageTest(unittest.TestCase):
         # the graph: dynamic axes, and every conv kernel of the checkpoint among its initializers
         m = parse_model(os.path.join(out, "model.onnx"))
         self.assertEqual(m["inputs"], [("image", 1, ["batch", 1, "z", "y", "x"])])
-        self.assertEqual(m["outputs"], [("logits", 1, ["batch", 2, "z", "y", "x"])])
+        self.assertEqual(m["outputs"], [("logits", 1, ["batch", 2, "z", "y", "x"]),
+                                        ("foreground", 1, ["batch", 1, "z", "y", "x"])])
         raw = onnx_initializer_bytes(os.path.join(out, "model.onnx"))
         transposed = {f"{name}.weight" for name, mod in self.model.named_modules()
                       if isinstance(mod, torch.nn.ConvTranspose3d)}
