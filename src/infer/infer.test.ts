@@ -132,7 +132,9 @@ for c in INPUT["cases"]:
                                  overlap=inf["overlap"], mode=inf["mode"], sw_batch_size=inf.get("sw_batch_size", 1),
                                  tta=inf["tta"], device="cpu", amp=False).numpy().astype(np.float64)
     probs = np.stack([resample(p[k], list(x.shape), near) for k in range(p.shape[0])])
-    lab = probs.argmax(0)
+    thr = inf.get("threshold")
+    # threshold: the most probable foreground class where its probability exceeds it, else 0
+    lab = probs.argmax(0) if thr is None else np.where(probs[1:].max(0) > thr, probs[1:].argmax(0) + 1, 0)
     if inf["keep_largest_component"]:
         for k in range(1, p.shape[0]):
             comp, n = ndimage.label(lab == k, structure=np.ones((3, 3, 3)))
@@ -316,6 +318,27 @@ describeOracle("inferCase vs an independent nibabel/scipy/torch pipeline", () =>
     checkRows(rows, "nonzero-fallback");
     expect(preds[0]!.normalization.fallback).toBe(true);
     expect(preds[0]!.properties.normalization.applied?.over).toBe("nonzero");
+  });
+
+  it("a threshold, from the foreground probability alone and from both classes' probabilities", async () => {
+    const dir = makePackage(
+      "pkg-threshold",
+      { scheme: "zscore", over: "foreground", mean: stats.mean, std: stats.std },
+      { overlap: 0.5, mode: "hann", tta: false, keep_largest_component: false, threshold: 0.51 },
+    );
+    const pkg = await readModelPackage(dir);
+    // Without saved probabilities a two-class case is carried as its foreground probability.
+    for (const probabilities of [false, true]) {
+      const { rows, preds } = await predictAndCompare(pkg, ["la_003"], probabilities);
+      checkRows(rows, `threshold 0.51${probabilities ? " (probabilities saved)" : ""}`);
+      // Not vacuous: 0.51 labels fewer voxels than the argmax (0.5) of the same probabilities.
+      const argmax = await inferCase(
+        model,
+        { ...pkg.plan, inference: { ...pkg.plan.inference, threshold: null } },
+        [image("la_003")],
+      );
+      expect(preds[0]!.voxels["1"]!).toBeLessThan(argmax.voxels["1"]!);
+    }
   });
 });
 
