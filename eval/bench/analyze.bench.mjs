@@ -9,8 +9,8 @@
 // The dataset is made (about 11 s a case) when the folder does not exist; reuse it between runs.
 // Timed, each as a fresh process, wall clock from spawn to exit (interpreter start-up and imports
 // included on both sides):
-//   - medpipe library (the headline): `analyzeDataset(DIR, { workers: availableParallelism() })`
-//     from dist/analyze, the skill's default worker count: the analysis itself, what the
+//   - medpipe library (the headline): `analyzeDataset(DIR, { concurrency: availableParallelism() })`
+//     from dist/analyze, the skill's default: the analysis itself, what the
 //     analyze skill's script spends inside the stage.
 //   - medpipe skill: `pipeline run-script analyze --dataset DIR` with a fresh runs folder: the same
 //     analysis plus the engine around any stage (a second Node process, hashing the stage's inputs,
@@ -83,7 +83,7 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 const { analyzeDataset } = await import(process.argv[2]);
 const t = performance.now();
-const analysis = await analyzeDataset(process.argv[3], { workers: availableParallelism() });
+const analysis = await analyzeDataset(process.argv[3], { concurrency: availableParallelism() });
 const seconds = (performance.now() - t) / 1000;
 writeFileSync(process.argv[4], JSON.stringify(analysis));
 console.log(JSON.stringify({ seconds, errors: analysis.errors }));
@@ -202,7 +202,7 @@ try {
   const c0 = checked[0];
   console.log(
     `\nanalyze, ${checked.length} cases (${files.length} files, ${(bytes / 2 ** 20).toFixed(0)} MiB gzip), ` +
-      `${cpus().length} cores (${cpus()[0]?.model.trim()}), medpipe workers ${availableParallelism()}, python pool ${pyWorkers}; ` +
+      `${cpus().length} cores (${cpus()[0]?.model.trim()}), medpipe cases at once ${availableParallelism()}, python pool ${pyWorkers}; ` +
       "wall clock of each process, start-up included",
   );
   console.log(

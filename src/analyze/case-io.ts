@@ -9,7 +9,7 @@ import { analyzeLoadedCase, type CaseOutput, type LoadedFile } from "./case.js";
 import { decodeNifti, type FileBytes, readWithDigest } from "./read-once.js";
 import type { AnalysisSettings, FileRecord } from "./types.js";
 
-/** One case to analyze; plain JSON so that it crosses a worker boundary. */
+/** One case to analyze. */
 export interface CaseJob {
   id: string;
   image: string[];
@@ -27,8 +27,7 @@ export async function analyzeCaseFiles(job: CaseJob): Promise<CaseOutput> {
     ...(job.label ? [{ role: "label", path: job.label }] : []),
   ];
   // Every file read once (digest and image from the same bytes), the case's files side by side
-  // (hashing in this thread while inflating runs on libuv's thread pool); a worker still holds one
-  // case's volumes, nothing more.
+  // (hashing in this thread while inflating runs on libuv's thread pool).
   const read = await Promise.all(roles.map(({ role, path }) => readCaseFile(role, path)));
   const images = read.slice(0, job.image.length).map((r) => r.loaded);
   const labelFile = job.label ? read[job.image.length]!.loaded : null;

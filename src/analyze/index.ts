@@ -1,5 +1,5 @@
-// Dataset analysis: read the dataset's case list, analyze every case (worker threads, one case
-// per worker), then summarize, suggest and fingerprint. Bad data never throws: every problem
+// Dataset analysis: read the dataset's case list, analyze every case (several at once, see
+// pool.ts), then summarize, suggest and fingerprint. Bad data never throws: every problem
 // becomes a one-line entry of `problems`, and the caller decides what errors mean.
 
 import { basename } from "node:path";
@@ -19,7 +19,6 @@ import {
 export { analyzeLoadedCase, type CaseInput, type CaseOutput, emptyRecord, type LoadedFile } from "./case.js";
 export { analyzeCaseFiles, type CaseJob, readImage } from "./case-io.js";
 export { channelCount, cornerDrift, placement, spatialShape } from "./geometry.js";
-export { workerAvailable } from "./pool.js";
 export {
   axisStatistics,
   median,
@@ -44,8 +43,8 @@ export interface CaseProgress {
 
 export interface AnalyzeOptions {
   settings?: Partial<AnalysisSettings>;
-  /** Worker threads; 1 analyzes in this thread. Default: 1. */
-  workers?: number;
+  /** Cases read and analyzed at once (their files inflate on libuv's thread pool). Default: 2. */
+  concurrency?: number;
   onCase?: (p: CaseProgress) => void;
 }
 
@@ -73,7 +72,7 @@ export async function analyzeDataset(path: string, options: AnalyzeOptions = {})
     settings,
     allowedLabels,
   }));
-  const results = await runCases(jobs, options.workers ?? 1, (index, r) => {
+  const results = await runCases(jobs, options.concurrency ?? 2, (index, r) => {
     const found = r.ok ? r.out.problems : [];
     options.onCase?.({
       index,
@@ -119,7 +118,7 @@ export async function analyzeDataset(path: string, options: AnalyzeOptions = {})
   };
 }
 
-/** A case whose analysis itself failed (a crashed worker): unreadable, with the reason. */
+/** A case whose analysis itself failed (a bug, not bad data): unreadable, with the reason. */
 function crashed(job: CaseJob, r: Extract<CaseResult, { ok: false }>) {
   const file = job.image[0] ?? job.id;
   const record = emptyRecord({

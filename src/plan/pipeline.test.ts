@@ -13,7 +13,7 @@ import { planProblems } from "./validate.js";
 const MANIFEST = join(ROOT, "tests/pipelines/analyze-plan.yaml");
 
 function workspaceWithFixture() {
-  if (!existsSync(join(ROOT, "dist/analyze/worker.js"))) throw new Error("run `npm run build` first");
+  if (!existsSync(join(ROOT, "dist/analyze/index.js"))) throw new Error("run `npm run build` first");
   const ws = makeWorkspace();
   cpSync(join(ROOT, "fixtures/heart_micro"), join(ws.dir, "fixtures/heart_micro"), { recursive: true });
   return ws;

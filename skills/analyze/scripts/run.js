@@ -9,7 +9,8 @@ import { analyzeDataset } from "../../../dist/analyze/index.js";
 import { runSkill } from "../../../dist/skill-kit/index.js";
 
 await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url)), async (ctx) => {
-  const { dataset, format, target_spacing_rule, labels_expected, affine_tolerance_mm, workers } = ctx.inputs;
+  const { dataset, format, target_spacing_rule, labels_expected, affine_tolerance_mm, concurrency } =
+    ctx.inputs;
   const analysis = await analyzeDataset(String(dataset), {
     settings: {
       target_spacing_rule,
@@ -17,7 +18,7 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
       format: format ?? null,
       affine_tolerance_mm,
     },
-    workers: workers ?? availableParallelism(),
+    concurrency: concurrency ?? availableParallelism(),
     onCase: (p) =>
       ctx.progress({
         event: "case",
