@@ -88,6 +88,19 @@ describe("cache matrix", () => {
     expect(whyJoin.stdout).toMatch(/input 'files': the upstream output it reads changed/);
   });
 
+  it("a stage's evidence digests its input files as they are now, reusing the engine's digests", () => {
+    const digestOf = (text: string) => createHash("sha256").update(text).digest("hex");
+    const sourceDigest = (runDir: string) =>
+      JSON.parse(readFileSync(join(runDir, "stages/right/output.json"), "utf8")).inputs.hashes.source;
+    expect(sourceDigest(ws.latestRun("matrix"))).toBe(digestOf("second\n"));
+    // Same size, rewritten in place (same inode): the saved digest no longer applies.
+    ws.write("data/input.txt", "secund\n");
+    expect(run().code).toBe(0);
+    const dir = ws.latestRun("matrix");
+    expect(ran(dir)).toContain("right");
+    expect(sourceDigest(dir)).toBe(digestOf("secund\n"));
+  });
+
   it("editing a skill's code reruns that skill's stages", () => {
     appendFileSync(join(ws.skills, "combine/scripts/run.js"), "\n// an edit\n");
     expect(run().code).toBe(0);

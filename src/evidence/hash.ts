@@ -1,15 +1,30 @@
 // Content hashing: sha256 of files, of folders (over their sorted listing), and of JSON values.
 import { createHash } from "node:crypto";
-import { createReadStream, type Dirent, readdirSync, statSync } from "node:fs";
+import { type Dirent, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
+import { writeJsonAtomic } from "./atomic.js";
 
 export function sha256(data: string | Buffer): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
+/** Read through one reused buffer: a stream's fresh chunk per read costs as much in GC as the hash. */
+const HASH_CHUNK = 1 << 20;
+
 export async function sha256File(path: string): Promise<string> {
   const h = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  const file = await open(path, "r");
+  try {
+    const buffer = Buffer.allocUnsafe(HASH_CHUNK);
+    for (;;) {
+      const { bytesRead } = await file.read(buffer, 0, HASH_CHUNK, null);
+      if (bytesRead === 0) break;
+      h.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await file.close();
+  }
   return h.digest("hex");
 }
 
@@ -90,5 +105,29 @@ export class Hasher {
 
   snapshot(): Record<string, { size: number; mtimeMs: number; ino: number; sha256: string }> {
     return Object.fromEntries(this.memo);
+  }
+
+  /**
+   * A hasher that starts from the digests saved in `file` (the runs folder's
+   * .cache/file-hashes.json); none when it is absent or not a saved snapshot, since the memo only
+   * saves work and every entry is checked against the file's stat before use.
+   */
+  static load(file: string | undefined): Hasher {
+    if (!file || !existsSync(file)) return new Hasher();
+    try {
+      const seed: unknown = JSON.parse(readFileSync(file, "utf8"));
+      return seed !== null && typeof seed === "object" && !Array.isArray(seed)
+        ? new Hasher(seed as Record<string, { size: number; mtimeMs: number; ino: number; sha256: string }>)
+        : new Hasher();
+    } catch {
+      return new Hasher();
+    }
+  }
+
+  /** Writes the memo to `file` (atomically) when it learned something since the last save. */
+  save(file: string): void {
+    if (!this.dirty) return;
+    writeJsonAtomic(file, this.snapshot());
+    this.dirty = false;
   }
 }

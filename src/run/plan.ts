@@ -1,5 +1,5 @@
 // `pipeline plan`: what a run would do — each stage cached or run, and why — without running.
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readEvidence } from "../evidence/evidence.js";
 import { Hasher, hashJson } from "../evidence/hash.js";
@@ -28,7 +28,7 @@ export async function planRun(
   const { spec, graph } = loaded;
   const cacheDir = join(opts.runsDir, ".cache");
   const hashesFile = join(cacheDir, "file-hashes.json");
-  const hasher = new Hasher(existsSync(hashesFile) ? JSON.parse(readFileSync(hashesFile, "utf8")) : {});
+  const hasher = Hasher.load(hashesFile);
   const cache = new StageCache(cacheDir);
   const last = latestRun(opts.runsDir, spec.name);
   const previous = last ? readEvidence(last) : null;

@@ -1,7 +1,6 @@
 // `pipeline run`: a run folder, the scheduler, and the run's record — the edge where it all meets.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { writeJsonAtomic } from "../evidence/atomic.js";
 import { type Evidence, readEvidence, type StageRecord } from "../evidence/evidence.js";
 import { Hasher, sha256 } from "../evidence/hash.js";
 import { UsageError } from "../manifest/diagnostics.js";
@@ -92,7 +91,7 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
   const cacheDir = join(req.runsDir, ".cache");
   mkdirSync(cacheDir, { recursive: true });
   const hashesFile = join(cacheDir, "file-hashes.json");
-  const hasher = new Hasher(existsSync(hashesFile) ? JSON.parse(readFileSync(hashesFile, "utf8")) : {});
+  const hasher = Hasher.load(hashesFile);
   const usesGpu =
     !req.executor?.managesDevices && spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
   const gpus = new GpuPool(usesGpu ? detectGpus(req.env as NodeJS.ProcessEnv) : []);
@@ -116,6 +115,7 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
     reporter: req.reporter,
     signal: req.signal,
     hasher,
+    hashesFile,
     cache: new StageCache(cacheDir),
     // Stages that load skills themselves (the verifier) see the same skill folders as the engine.
     env: {
@@ -126,7 +126,7 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
     resumed,
     executor: req.executor ?? localExecutor,
   });
-  if (hasher.dirty) writeJsonAtomic(hashesFile, hasher.snapshot());
+  hasher.save(hashesFile);
   writeRunRecord(runDir, { ...record, status: outcome.status, ended: new Date().toISOString() });
   const counts: Record<string, number> = {};
   for (const r of Object.values(outcome.records)) counts[r.status] = (counts[r.status] ?? 0) + 1;

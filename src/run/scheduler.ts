@@ -38,6 +38,8 @@ export interface RunContext {
   reporter: Reporter;
   signal: AbortSignal;
   hasher: Hasher;
+  /** Where the hasher's digests are saved; stages read them (MEDPIPE_FILE_HASHES). */
+  hashesFile: string;
   cache: StageCache;
   env: Record<string, string | undefined>;
   /** How long a stage gets between SIGTERM and SIGKILL. */
@@ -290,8 +292,12 @@ async function attemptStage(
     MEDPIPE_MODE: ctx.spec.mode,
     MEDPIPE_RUN_DIR: ctx.runDir,
     MEDPIPE_WORKSPACE: ctx.workspace,
+    // The inputs were just hashed for the cache key: the stage's evidence reuses those digests
+    // instead of reading a whole dataset again.
+    MEDPIPE_FILE_HASHES: ctx.hashesFile,
     PYTHONUNBUFFERED: "1",
   });
+  ctx.hasher.save(ctx.hashesFile);
   // A stage sees only the device it was given; a CPU stage sees none. On a cluster, the
   // scheduler there sets CUDA_VISIBLE_DEVICES for the GPUs it assigned.
   if (clusterGpus > 0) delete env.CUDA_VISIBLE_DEVICES;

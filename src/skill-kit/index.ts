@@ -74,7 +74,8 @@ export async function runSkill(
     };
     const result = await body(ctx);
 
-    const hasher = new Hasher();
+    // Seeded with the engine's digests (checked against each file's stat before use).
+    const hasher = Hasher.load(process.env.MEDPIPE_FILE_HASHES);
     const hashes: Record<string, string> = {};
     for (const [name, schema] of Object.entries(m.inputs)) {
       const v = inputs[name];
