@@ -2,9 +2,11 @@
 // values, voxel counts, volumes and connected components of a label volume.
 //
 // Speed (a full-size case is ~11 M voxels, and a dataset has hundreds of cases): integer voxels
-// are counted in a histogram instead of being copied and sorted; integer labels and masks are
-// scanned only where they are non-zero (sparse.ts); components are counted over runs of voxels.
+// are counted in a histogram instead of being copied and sorted, other values have just the
+// ranks they need selected (order-statistics.ts); integer labels and masks are scanned only where
+// they are non-zero (sparse.ts); components are counted over runs of voxels.
 import { meanStd, percentileSorted } from "../imaging/normalize.js";
+import { percentileRanks, selectRanks } from "../imaging/order-statistics.js";
 import type { VoxelArray } from "../imaging/types.js";
 import { labelComponents } from "../metrics/components.js";
 import { isIntegerArray, MASK_BLOCK, occupiedBlocks } from "./sparse.js";
@@ -39,7 +41,9 @@ export function channelStatistics(
   const over = mask === null ? "all" : "foreground";
   if (count === 0) return emptyStatistics(channel, over, nonFinite);
   const { mean, std } = meanStd(values);
-  values.sort();
+  const qs = [0.5, 50, 99.5];
+  // Only the ranks read below are put in place (a full sort of a volume costs seconds).
+  selectRanks(values, [0, count - 1, ...qs.flatMap((q) => percentileRanks(count, q))]);
   return {
     channel,
     over,
@@ -48,9 +52,9 @@ export function channelStatistics(
     std,
     min: values[0]!,
     max: values[count - 1]!,
-    p00_5: percentileSorted(values, 0.5),
-    p50: percentileSorted(values, 50),
-    p99_5: percentileSorted(values, 99.5),
+    p00_5: percentileSorted(values, qs[0]!),
+    p50: percentileSorted(values, qs[1]!),
+    p99_5: percentileSorted(values, qs[2]!),
     non_finite: nonFinite,
   };
 }
@@ -203,8 +207,7 @@ function histogramStatistics(
   };
   // percentileSorted reads the two sorted values around rank (n - 1) q / 100: hand it just those.
   const percentile = (q: number): number => {
-    const k = Math.floor(((count - 1) * q) / 100);
-    const next = Math.min(k + 1, count - 1);
+    const [k, next] = percentileRanks(count, q);
     const around: { length: number; [rank: number]: number } = { length: count };
     around[k] = valueAt(k);
     around[next] = valueAt(next);

@@ -3,6 +3,8 @@
 // statistics are computed elsewhere (analyze) from a sample of foreground intensities; the
 // sampling and percentile rules live here so that both sides use the same definitions.
 
+import { percentileRanks, selectRanks } from "./order-statistics.js";
+
 /** Which voxels the z-score statistics are computed over. */
 export type ZScoreOver = "all" | "nonzero" | "mask";
 
@@ -142,10 +144,15 @@ export function percentileSorted(sorted: ArrayLike<number>, q: number): number {
   return t >= 0.5 ? b - (b - a) * (1 - t) : a + (b - a) * t;
 }
 
-/** Percentiles of unsorted values (copies and sorts once; see `percentileSorted`). */
+/** Percentiles of unsorted values (a copy with just the ranks they read put in place). */
 export function percentiles(values: ArrayLike<number>, qs: number[]): number[] {
-  const sorted = Float64Array.from(values).sort();
-  return qs.map((q) => percentileSorted(sorted, q));
+  const ordered = Float64Array.from(values);
+  if (ordered.length > 0)
+    selectRanks(
+      ordered,
+      qs.flatMap((q) => percentileRanks(ordered.length, q)),
+    );
+  return qs.map((q) => percentileSorted(ordered, q));
 }
 
 /**
