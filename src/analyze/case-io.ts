@@ -1,6 +1,8 @@
 // The I/O half of one case: digest and read its files (NIfTI or .npy), turning every failure into
 // a one-line reason that names the file, then hand everything to the pure `analyzeLoadedCase`.
 // A well-formed NIfTI file is read once for both its digest and its image (read-once.ts).
+import { stat } from "node:fs/promises";
+import { sha256File } from "../evidence/hash.js";
 import { reason } from "../imaging/errors.js";
 import { readNifti } from "../imaging/nifti-read.js";
 import { npyToVolume, readNpy } from "../imaging/npy.js";
@@ -48,8 +50,35 @@ export async function analyzeCaseFiles(job: CaseJob): Promise<CaseOutput> {
   );
 }
 
+/**
+ * Files up to this size are read once into memory (the bytes and their inflated image side by
+ * side); a bigger one is hashed by streaming and then read with the streamed gunzip, so that a
+ * case costs its inflated volume, not that plus the whole compressed file.
+ */
+export const READ_ONCE_MAX_BYTES = 256 * 2 ** 20;
+
 /** A file's digest record and its image (or the reason it could not be read). */
-async function readCaseFile(role: string, path: string): Promise<{ file: FileRecord; loaded: LoadedFile }> {
+export async function readCaseFile(
+  role: string,
+  path: string,
+  readOnceMax = READ_ONCE_MAX_BYTES,
+): Promise<{ file: FileRecord; loaded: LoadedFile }> {
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch {
+    // The read below reports why; the fingerprint records the file as missing.
+    return { file: { role, path, sha256: null, bytes: null }, loaded: await load(path) };
+  }
+  if (size > readOnceMax) {
+    let sha256: string | null = null;
+    try {
+      sha256 = await sha256File(path);
+    } catch {
+      // Unreadable: the read below says why.
+    }
+    return { file: { role, path, sha256, bytes: sha256 === null ? null : size }, loaded: await load(path) };
+  }
   let got: FileBytes;
   try {
     got = await readWithDigest(path);

@@ -113,8 +113,9 @@ export class Hasher {
    * saves work and every entry is checked against the file's stat before use.
    */
   static load(file: string | undefined): Hasher {
-    if (!file || !existsSync(file)) return new Hasher();
+    if (!file) return new Hasher();
     try {
+      if (!existsSync(file)) return new Hasher();
       const seed: unknown = JSON.parse(readFileSync(file, "utf8"));
       return seed !== null && typeof seed === "object" && !Array.isArray(seed)
         ? new Hasher(seed as Record<string, { size: number; mtimeMs: number; ino: number; sha256: string }>)
