@@ -32,9 +32,12 @@ export { channelStatistics, labelContent } from "./stats.js";
 export { datasetProblems, fingerprintOf, fingerprintText, suggest, summarize } from "./summary.js";
 export * from "./types.js";
 
-/** A case finished (for progress events). */
+/** A case finished (for progress events); cases finish in any order. */
 export interface CaseProgress {
+  /** The case's position in the sorted case list. */
   index: number;
+  /** Cases finished so far, this one included. */
+  done: number;
   of: number;
   id: string;
   errors: number;
@@ -72,10 +75,12 @@ export async function analyzeDataset(path: string, options: AnalyzeOptions = {})
     settings,
     allowedLabels,
   }));
+  let done = 0;
   const results = await runCases(jobs, options.concurrency ?? 2, (index, r) => {
     const found = r.ok ? r.out.problems : [];
     options.onCase?.({
       index,
+      done: ++done,
       of: jobs.length,
       id: jobs[index]!.id,
       errors: r.ok ? found.filter((p) => p.severity === "error").length : 1,

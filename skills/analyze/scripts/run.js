@@ -23,7 +23,7 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
       ctx.progress({
         event: "case",
         case: p.id,
-        done: p.index + 1,
+        done: p.done,
         of: p.of,
         errors: p.errors,
         warnings: p.warnings,
