@@ -63,13 +63,11 @@ export async function readCaseFile(
   path: string,
   readOnceMax = READ_ONCE_MAX_BYTES,
 ): Promise<{ file: FileRecord; loaded: LoadedFile }> {
-  let size: number;
-  try {
-    size = (await stat(path)).size;
-  } catch {
-    // The read below reports why; the fingerprint records the file as missing.
-    return { file: { role, path, sha256: null, bytes: null }, loaded: await load(path) };
-  }
+  // A file that cannot be stat'ed fails the read-once path below, which records it as missing.
+  const size = await stat(path).then(
+    (s) => s.size,
+    () => 0,
+  );
   if (size > readOnceMax) {
     let sha256: string | null = null;
     try {
