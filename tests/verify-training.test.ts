@@ -3,22 +3,21 @@
 // that check), the untouched run passes every check, and verifying takes well under 30 s. Traps
 // that must get past integrity re-record digests the way an adversary would (evidence.json, the
 // stage's own artifact list, the root hash).
-import { createHash } from "node:crypto";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Evidence, rootHash } from "../src/evidence/evidence.js";
+import type { Evidence } from "../src/evidence/evidence.js";
 import { digestOfDigests, readSafetensors, tensorDigests } from "../src/evidence/safetensors.js";
 import { loadSkills, skillDirs } from "../src/skills/registry.js";
 import { verifyRun, verifyRunWithModel } from "../src/verify/index.js";
 import { onnxGridRunner } from "../src/verify/onnx-runner.js";
 import type { VerifyReport } from "../src/verify/types.js";
 import { cli, ROOT } from "./support/cli.js";
+import { at, forge, forgeJson, type Json, sha, stageFile } from "./support/forge.js";
 import { python } from "./support/oracle.js";
 
-const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 const skills = loadSkills(skillDirs([]));
 const F0 = "cv[fold=0]";
 const F1 = "cv[fold=1]";
@@ -26,8 +25,6 @@ const F1 = "cv[fold=1]";
 let tmp: string;
 let clean: string;
 let n = 0;
-
-type Json = Record<string, unknown>;
 
 /** A copy of the clean run, changed by `tamper`. */
 function tampered(tamper: (dir: string) => void): string {
@@ -38,43 +35,7 @@ function tampered(tamper: (dir: string) => void): string {
   return dir;
 }
 
-/** Replaces a stage file and re-records its digest everywhere the run records it. */
-function forge(dir: string, stage: string, file: string, bytes: Buffer): void {
-  writeFileSync(join(dir, "stages", stage, file), bytes);
-  const evPath = join(dir, "evidence.json");
-  const ev = JSON.parse(readFileSync(evPath, "utf8")) as Evidence;
-  const rec = ev.stages[stage];
-  if (!rec) throw new Error(`no stage ${stage}`);
-  const outPath = join(dir, "stages", stage, "output.json");
-  if (file !== "output.json") {
-    // The stage's own artifact list must agree too, or outputs.artifact-claims would catch it.
-    const out = JSON.parse(readFileSync(outPath, "utf8")) as {
-      artifacts: { path: string; sha256: string; bytes: number }[];
-    };
-    for (const a of out.artifacts)
-      if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
-    writeFileSync(outPath, JSON.stringify(out, null, 2));
-  }
-  const outBytes = readFileSync(outPath);
-  for (const a of rec.artifacts) {
-    if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
-    if (a.path === "output.json") Object.assign(a, { sha256: sha(outBytes), bytes: outBytes.length });
-  }
-  rec.output_json_sha256 = sha(outBytes);
-  ev.root_hash = rootHash(ev.stages);
-  writeFileSync(evPath, JSON.stringify(ev, null, 2));
-}
-
-function forgeJson(dir: string, stage: string, file: string, edit: (j: Json) => void): void {
-  const j = JSON.parse(readFileSync(join(dir, "stages", stage, file), "utf8")) as Json;
-  edit(j);
-  forge(dir, stage, file, Buffer.from(JSON.stringify(j, null, 2)));
-}
-
-const stageFile = (dir: string, stage: string, file: string) => join(dir, "stages", stage, file);
 const failed = (r: VerifyReport) => r.checks.filter((c) => c.verdict === "fail").map((c) => c.id);
-const at = <T>(v: unknown, ...path: (string | number)[]): T =>
-  path.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], v) as T;
 
 describe("verify: training checks on a real heart-cv smoke run", () => {
   beforeAll(() => {

@@ -9,6 +9,7 @@ export {
   loadMask,
   maxAffineDifference,
   type PlacedMask,
+  placeMask,
   readGrid,
 } from "./load.js";
 export { CLASS_COLOURS, classColour, overlayRaster, PANEL_GAP, type Slice } from "./overlay.js";

@@ -74,15 +74,25 @@ export async function readGrid(file: string): Promise<PlacedMask> {
 
 /** Reads a mask and brings it into the comparison space. */
 export async function loadMask(file: string): Promise<PlacedMask> {
-  if (isNpy(file)) {
-    const volume = npyToVolume(await readOrUsage(() => readNpy(file)));
-    const shape = spatialShape(volume.shape, file);
-    return { file, data: volume.data, shape, spacing: shape.map(() => 1), affine: null };
-  }
-  const img = await readOrUsage(() => readNifti(file));
-  const shape = spatialShape(img.shape, file);
+  if (isNpy(file))
+    return placeMask(file, { ...npyToVolume(await readOrUsage(() => readNpy(file))), affine: null });
+  return placeMask(file, await readOrUsage(() => readNifti(file)));
+}
+
+/**
+ * A mask already read (voxels first axis fastest; `affine` null for a .npy) brought into the
+ * comparison space: the one definition of that space, also for the verifier, which reads its
+ * files itself.
+ */
+export function placeMask(
+  file: string,
+  mask: { data: VoxelArray; shape: readonly number[]; spacing: readonly number[]; affine: Affine | null },
+): PlacedMask {
+  const shape = spatialShape(mask.shape, file);
+  if (mask.affine === null)
+    return { file, data: mask.data, shape, spacing: shape.map(() => 1), affine: null };
   // Trailing singleton axes hold no voxels of their own: the data needs no change.
-  const placed = canonical(img.data, shape, img.spacing.slice(0, shape.length), img.affine);
+  const placed = canonical(mask.data, shape, mask.spacing.slice(0, shape.length), mask.affine);
   return { file, data: placed.data, shape: placed.shape, spacing: placed.spacing, affine: placed.affine };
 }
 

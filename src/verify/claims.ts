@@ -174,7 +174,8 @@ function rowsOf(t: Staged<CvTrainOutput>, withFold: boolean): CaseRow[] {
   );
 }
 
-function sameSummary(rec: MetricSummaryJson | undefined, fresh: MetricSummary): boolean {
+/** A recorded summary entry (mean, std, n, nan, infinite) equals a recomputed one. */
+export function sameSummary(rec: MetricSummaryJson | undefined, fresh: MetricSummary): boolean {
   return (
     rec !== undefined &&
     close(fromJson(rec.mean), fresh.mean) &&

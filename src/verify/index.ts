@@ -8,6 +8,7 @@ import { checkBestOfTrace, checkFinite, checkNotInitial, WeightsCache } from "./
 import { checkAggregates, checkPerCase } from "./claims.js";
 import { runContext } from "./context.js";
 import { checkSplit } from "./cv.js";
+import { evaluateChecks } from "./evaluate.js";
 import { finetuneChecks } from "./finetune.js";
 import { checkFolds } from "./folds.js";
 import { checkIntegrity } from "./integrity.js";
@@ -110,6 +111,7 @@ function collect(
     add(guarded("checkpoint.not-initial", () => checkNotInitial(ctx, weights)));
     add(guarded("claims.per-case", () => checkPerCase(pack, ctx)));
     add(guarded("claims.aggregates", () => checkAggregates(ctx)));
+    add(...evaluateChecks(pack, evidence, taint));
     add(...finetuneChecks(pack, evidence));
     const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx));
     if ("id" in prepared) add(prepared);

@@ -4,12 +4,14 @@ import { gunzipSync } from "node:zlib";
 import { dtypeInfo, swapBytes } from "../imaging/dtype.js";
 import { parseNiftiHeader, sniffNifti, voxOffsetOf } from "../imaging/nifti-header.js";
 import { npyToVolume, parseNpyBuffer } from "../imaging/npy.js";
-import type { VoxelArray } from "../imaging/types.js";
+import type { Affine, VoxelArray } from "../imaging/types.js";
 
 export interface NiftiData {
   data: VoxelArray;
   shape: number[];
   spacing: number[];
+  /** nibabel's best affine; null for a .npy, which has no placement. */
+  affine: Affine | null;
 }
 
 /** A .nii or .nii.gz from its bytes: voxels in file order, scaled as nibabel would. */
@@ -35,7 +37,7 @@ export function parseNifti(raw: Buffer, rel: string): NiftiData {
       out[i] = (stored[i] as number) * header.scaling.slope + header.scaling.inter;
     data = out;
   }
-  return { data, shape: header.shape.slice(), spacing: header.zooms.slice() };
+  return { data, shape: header.shape.slice(), spacing: header.zooms.slice(), affine: header.affine.slice() };
 }
 
 /**
@@ -45,7 +47,7 @@ export function parseNifti(raw: Buffer, rel: string): NiftiData {
 export function parseLabelMap(raw: Buffer, rel: string): NiftiData {
   if (!rel.toLowerCase().endsWith(".npy")) return parseNifti(raw, rel);
   const volume = npyToVolume(parseNpyBuffer(raw, rel));
-  return { data: volume.data, shape: volume.shape, spacing: volume.spacing };
+  return { data: volume.data, shape: volume.shape, spacing: volume.spacing, affine: null };
 }
 
 export interface NpyData {

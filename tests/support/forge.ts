@@ -1,0 +1,51 @@
+// Tampering with a finished run the way an adversary would: a stage file replaced and its
+// digest re-recorded everywhere the run records it (evidence.json, the stage's own artifact
+// list, the root hash), so the change gets past integrity and only a semantic check can catch it.
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Evidence, rootHash } from "../../src/evidence/evidence.js";
+
+export type Json = Record<string, unknown>;
+
+export const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+
+export const stageFile = (dir: string, stage: string, file: string) => join(dir, "stages", stage, file);
+
+/** Replaces a stage file and re-records its digest everywhere the run records it. */
+export function forge(dir: string, stage: string, file: string, bytes: Buffer): void {
+  writeFileSync(stageFile(dir, stage, file), bytes);
+  const evPath = join(dir, "evidence.json");
+  const ev = JSON.parse(readFileSync(evPath, "utf8")) as Evidence;
+  const rec = ev.stages[stage];
+  if (!rec) throw new Error(`no stage ${stage}`);
+  const outPath = stageFile(dir, stage, "output.json");
+  if (file !== "output.json") {
+    // The stage's own artifact list must agree too, or outputs.artifact-claims would catch it.
+    const out = JSON.parse(readFileSync(outPath, "utf8")) as {
+      artifacts: { path: string; sha256: string; bytes: number }[];
+    };
+    for (const a of out.artifacts)
+      if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
+    writeFileSync(outPath, JSON.stringify(out, null, 2));
+  }
+  const outBytes = readFileSync(outPath);
+  for (const a of rec.artifacts) {
+    if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
+    if (a.path === "output.json") Object.assign(a, { sha256: sha(outBytes), bytes: outBytes.length });
+  }
+  rec.output_json_sha256 = sha(outBytes);
+  ev.root_hash = rootHash(ev.stages);
+  writeFileSync(evPath, JSON.stringify(ev, null, 2));
+}
+
+/** forge() of a JSON file, edited in place by `edit`. */
+export function forgeJson(dir: string, stage: string, file: string, edit: (j: Json) => void): void {
+  const j = JSON.parse(readFileSync(stageFile(dir, stage, file), "utf8")) as Json;
+  edit(j);
+  forge(dir, stage, file, Buffer.from(JSON.stringify(j, null, 2)));
+}
+
+/** A value inside parsed JSON, by its path of keys and indexes. */
+export const at = <T>(v: unknown, ...path: (string | number)[]): T =>
+  path.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], v) as T;
