@@ -1,9 +1,14 @@
 // The cache matrix on real runs of the test skills: exactly the stages whose key changed rerun.
 import { createHash } from "node:crypto";
 import { appendFileSync, existsSync, readFileSync, utimesSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { Hasher } from "../src/evidence/hash.js";
+import { keyParts } from "../src/run/cache-key.js";
+import { loadSkills, skillDirs } from "../src/skills/registry.js";
+import type { Skill } from "../src/skills/types.js";
 import { cli } from "./support/cli.js";
+import { itWithOracle, ORACLE_PYTHON, python } from "./support/oracle.js";
 import { makeWorkspace, type Workspace } from "./support/workspace.js";
 
 const MANIFEST = `
@@ -110,6 +115,29 @@ describe("cache matrix", () => {
     expect(JSON.parse(why.stdout).reasons).toEqual(["skill code changed: scripts/run.js"]);
   });
 
+  it("a variable the skill lists in cache_env is part of its key; unset and empty are one value", () => {
+    const runWith = (flavour: string) =>
+      cli(["run", manifest, "--skills-dir", ws.skills], {
+        cwd: ws.dir,
+        env: { MEDPIPE_TEST_FLAVOUR: flavour },
+      });
+    expect(runWith("salty").code).toBe(0);
+    const salty = ws.latestRun("matrix");
+    expect(ran(salty)).toEqual(["join", "other"]); // combine's stages; emit lists no variable
+    const why = cli(["why", salty, "other", "--json"], { cwd: ws.dir });
+    expect(JSON.parse(why.stdout).reasons).toEqual([
+      "environment changed: env.MEDPIPE_TEST_FLAVOUR (none) → salty",
+    ]);
+    expect(runWith("salty").code).toBe(0);
+    expect(ran(ws.latestRun("matrix"))).toEqual([]);
+    // Empty is unset: the keys of the run before "salty" again, found in the cache.
+    expect(runWith("").code).toBe(0);
+    expect(ran(ws.latestRun("matrix"))).toEqual([]);
+    const from = ws.evidence(ws.latestRun("matrix")).stages.other?.cached_from ?? "";
+    expect(from).toMatch(/\/stages\/other$/);
+    expect(from.startsWith(basename(salty))).toBe(false);
+  });
+
   it("evidence.json records digests and a root hash that covers them", () => {
     const e = ws.evidence(ws.latestRun("matrix"));
     const join1 = e.stages.join;
@@ -123,6 +151,40 @@ describe("cache matrix", () => {
     const joined = readFileSync(join(ws.latestRun("matrix"), "stages/join/joined.txt"));
     expect(join1?.artifacts.find((a) => a.path === "joined.txt")?.sha256).toBe(
       createHash("sha256").update(joined).digest("hex"),
+    );
+  });
+});
+
+describe("cache key environment", () => {
+  const skills = loadSkills(skillDirs([]));
+  const parts = (id: string, env: Record<string, string | undefined>) =>
+    keyParts({ hasher: new Hasher(), env, mode: "full" }, skills.get(id) as Skill, {
+      exec: {},
+      key: {},
+      paths: {},
+    });
+
+  itWithOracle("torch", "numpy")(
+    "a Node entry that runs a Python trainer (requires.python_modules) carries the Python, torch and numpy versions",
+    async () => {
+      const versions = python<Record<string, string>>(
+        "import sys, numpy, torch\nOUTPUT = {'python': sys.version.split()[0], 'numpy': numpy.__version__, 'torch': torch.__version__}",
+      );
+      const env = { PIPELINE_PYTHON: ORACLE_PYTHON };
+      for (const id of ["cv-train", "finetune"])
+        expect((await parts(id, env)).environment).toEqual({ node: process.version, ...versions });
+      // A Node skill that runs no Python depends on Node alone.
+      expect((await parts("evaluate", env)).environment).toEqual({ node: process.version });
+    },
+  );
+
+  it("finetune's key holds NPROC_PER_NODE when it is set", async () => {
+    const env = { PIPELINE_PYTHON: ORACLE_PYTHON };
+    expect((await parts("finetune", { ...env, NPROC_PER_NODE: "2" })).environment["env.NPROC_PER_NODE"]).toBe(
+      "2",
+    );
+    expect((await parts("finetune", { ...env, NPROC_PER_NODE: "" })).environment).not.toHaveProperty(
+      "env.NPROC_PER_NODE",
     );
   });
 });

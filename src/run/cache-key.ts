@@ -46,9 +46,16 @@ export async function keyParts(
     hashes[name] = digests.length === 1 ? (digests[0] as string) : hashJson(digests);
   }
   const environment: Record<string, string> = { node: process.version };
-  if (skill.manifest.entrypoint.interpreter === "python") {
+  // A Node entry that runs a Python trainer depends on the Python side as much as a Python entry.
+  const m = skill.manifest;
+  if (m.entrypoint.interpreter === "python" || (m.requires?.python_modules?.length ?? 0) > 0) {
     const py = findPython(ctx.env as NodeJS.ProcessEnv).runtime;
     if (py) Object.assign(environment, { python: py.python, torch: py.torch, numpy: py.numpy });
+  }
+  // Unset and empty are one value: the skills read both as "not given".
+  for (const name of m.cache_env ?? []) {
+    const value = ctx.env[name];
+    if (value) environment[`env.${name}`] = value;
   }
   return {
     skill: `${skill.manifest.id}@${skill.manifest.version}`,

@@ -28,6 +28,8 @@ export interface SkillManifest {
   outputs: { result_json: { schema: string }; files?: Record<string, string> };
   resources?: Resources;
   requires?: { python_modules?: string[] };
+  /** Environment variables whose values change what the stage produces: part of the cache key. */
+  cache_env?: string[];
   /** `run`: the stage audits the whole run and runs after every other stage. */
   scope?: "stage" | "run";
   modes?: Partial<
