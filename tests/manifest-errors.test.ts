@@ -106,7 +106,7 @@ const cases: Case[] = [
     yaml: "name: t\nstagez: {}\nstages:\n  a: { skill: emit, with: { value: 1 } }\n",
     at: "stagez",
     message: /unknown field 'stagez'/,
-    expected: /one of: name, description, params, profiles, stages/,
+    expected: /one of: name, description, params, stages_per_gpu, profiles, stages/,
   },
   {
     name: "missing stages",
@@ -163,6 +163,13 @@ const cases: Case[] = [
     at: 'fold}" } }',
     message: /unknown name 'fold'/,
     expected: /a stage id/,
+  },
+  {
+    name: "stages_per_gpu below 1",
+    yaml: "name: t\nstages_per_gpu: 0\nstages:\n  a: { skill: emit, with: { value: 1 } }\n",
+    at: "0\n",
+    message: /'stages_per_gpu' must be >= 1/,
+    expected: /a value that is >= 1/,
   },
   {
     name: "negative retries",

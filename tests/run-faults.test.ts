@@ -160,6 +160,59 @@ describe("faults", () => {
     const out = JSON.parse(readFileSync(join(ws.latestRun("gpu"), "stages/g/output.json"), "utf8"));
     expect(out.value).toBe("3");
   });
+
+  it("stages_per_gpu lets that many GPU stages share a device at once; --stages-per-gpu overrides it", () => {
+    const ws = makeWorkspace();
+    const manifest = ws.write(
+      "share.yaml",
+      [
+        "name: share",
+        "stages_per_gpu: 2",
+        "params: { tag: a }",
+        "stages:",
+        "  g:",
+        "    skill: emit",
+        '    foreach: { i: "${range(4)}" }',
+        '    with: { value: "${params.tag}${i}", sleep_ms: 1500 }',
+        "    resources: { gpu: required }",
+        "",
+      ].join("\n"),
+    );
+    /** Per device: how many stage processes ran on it at most at the same time. */
+    const sharing = (dir: string): Record<string, number> => {
+      // A stage's record starts before it waits for a device; its process ran for wall_s before it
+      // ended (give or take the output checks after it, hence 200 ms of slack: sharing overlaps 1.5 s).
+      const spans = Object.values(ws.evidence(dir).stages).map((s) => {
+        const end = Date.parse(s.ended as string);
+        return { device: s.device as string, from: end - (s.wall_s as number) * 1000, end };
+      });
+      const most: Record<string, number> = {};
+      for (const s of spans) {
+        const along = spans.filter((o) => o.device === s.device && o.from <= s.from && s.from + 200 < o.end);
+        most[s.device] = Math.max(most[s.device] ?? 0, along.length);
+      }
+      return most;
+    };
+    const run = (...extra: string[]) =>
+      cli(["run", manifest, "--skills-dir", ws.skills, "--jobs", "4", ...extra], {
+        cwd: ws.dir,
+        env: { CUDA_VISIBLE_DEVICES: "0,1" },
+      });
+    expect(run().code).toBe(0);
+    const shared = ws.latestRun("share");
+    expect(sharing(shared)).toEqual({ "0": 2, "1": 2 });
+    expect(JSON.parse(readFileSync(join(shared, "run.json"), "utf8")).gpus).toEqual({
+      devices: ["0", "1"],
+      stages_per_gpu: 2,
+    });
+    expect(run("--stages-per-gpu", "1", "--set", "tag=b").code).toBe(0);
+    const alone = ws.latestRun("share");
+    expect(sharing(alone)).toEqual({ "0": 1, "1": 1 });
+    expect(JSON.parse(readFileSync(join(alone, "run.json"), "utf8")).gpus.stages_per_gpu).toBe(1);
+    const bad = run("--stages-per-gpu", "0");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe("error: --stages-per-gpu 0: expected a positive integer");
+  });
 });
 
 function rel(abs: string): string {

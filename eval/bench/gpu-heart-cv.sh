@@ -19,7 +19,8 @@
 #   there: it sources .portable/bootstrap.sh itself when `node` is missing.
 # Environment: OUT (default $BENCH_WORK/out) gets gpu-heart-cv.json and gpu-heart-cv.log;
 #   BENCH_WORK (default /tmp/gpu-heart-cv) holds the fixture and the runs; JOBS (default: the
-#   pipeline's, the CPU count) stages at once — the folds then share the one GPU.
+#   CPU count) stages at once; STAGES_PER_GPU (default: the manifest's stages_per_gpu, 6: the five
+#   folds and the final model share the GPU at once) the training stages on the one device.
 set -euo pipefail
 
 mode=bench
@@ -55,6 +56,7 @@ DATA=$WORK/heart$CASES
 RUNS=$WORK/runs
 jobs_args=()
 [ -n "${JOBS:-}" ] && jobs_args=(--jobs "$JOBS")
+[ -n "${STAGES_PER_GPU:-}" ] && jobs_args+=(--stages-per-gpu "$STAGES_PER_GPU")
 
 make_cmd=(node bin/pipeline.js fixtures make heart --cases "$CASES" --size "$SIZE" --out "$DATA")
 run_cmd=(node bin/pipeline.js run pipelines/heart-cv.yaml
@@ -145,6 +147,9 @@ try:
     for k, v in want.items():
         if out["config"][k] != v:
             problems.append(f"config {k} is {out['config'][k]}, the reference needs {v}")
+    out["gpus"] = load("run.json").get("gpus")  # the devices and how many stages shared one
+    evidence = load("evidence.json")["stages"]
+    out["stage_wall_s"] = {k: v.get("wall_s") for k, v in evidence.items()}
     rows, per_stage = [], {}
     for s in stages:
         o, tr = load(f"stages/{s}/output.json"), load(f"stages/{s}/trace.json")

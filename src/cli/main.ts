@@ -55,6 +55,10 @@ pipelineOptions(
       "continue the latest run of this pipeline: finished stages with unchanged keys are kept",
     )
     .option("--jobs <n>", "stages running at once (default: the CPU count; 256 with --executor slurm)")
+    .option(
+      "--stages-per-gpu <n>",
+      "GPU stages sharing one device at a time (default: the manifest's stages_per_gpu, else 1)",
+    )
     .option("--runs-dir <dir>", "where runs go (default: <workdir>/runs)")
     .option("--executor <name>", "local (default) or slurm")
     .option("--cluster <file>", "cluster configuration (YAML) for --executor slurm"),

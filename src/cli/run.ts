@@ -11,6 +11,7 @@ import { endSession, startSession } from "./run-session.js";
 export interface RunOpts extends PipelineOpts {
   resume?: boolean;
   jobs?: string;
+  stagesPerGpu?: string;
   runsDir?: string;
   executor?: string;
   cluster?: string;
@@ -29,6 +30,9 @@ export async function runCommand(manifest: string, o: RunOpts): Promise<number> 
   const jobs = Number(o.jobs ?? (executor ? 256 : availableParallelism()));
   if (!Number.isInteger(jobs) || jobs < 1)
     throw new UsageError(`--jobs ${o.jobs}: expected a positive integer`);
+  const stagesPerGpu = o.stagesPerGpu === undefined ? undefined : Number(o.stagesPerGpu);
+  if (stagesPerGpu !== undefined && (!Number.isInteger(stagesPerGpu) || stagesPerGpu < 1))
+    throw new UsageError(`--stages-per-gpu ${o.stagesPerGpu}: expected a positive integer`);
   const session = await startSession(o.json);
   const result = await runPipeline({
     ...req,
@@ -36,6 +40,7 @@ export async function runCommand(manifest: string, o: RunOpts): Promise<number> 
     ...(executor ? { executor } : {}),
     runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
     jobs,
+    ...(stagesPerGpu ? { stagesPerGpu } : {}),
     resume: Boolean(o.resume),
   });
   return endSession(session, result, o.json);

@@ -75,6 +75,8 @@ export interface PipelineSpec {
   mode: Mode;
   params: Record<string, Value>;
   profileValues: Record<string, Value>;
+  /** GPU stages that may share one device at a time (the manifest's, default 1). */
+  stagesPerGpu: number;
   stages: StageSpec[];
 }
 
@@ -92,6 +94,7 @@ interface RawManifest {
   name: string;
   description?: string;
   params?: Record<string, unknown>;
+  stages_per_gpu?: number;
   profiles?: Record<string, Record<string, unknown> & { params?: Record<string, unknown>; mode?: Mode }>;
   stages: Record<string, RawStage>;
 }
@@ -347,6 +350,7 @@ export function compilePipeline(
     mode,
     params,
     profileValues,
+    stagesPerGpu: raw.stages_per_gpu ?? 1,
     stages,
   };
 }

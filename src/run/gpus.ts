@@ -19,24 +19,36 @@ export function detectGpus(env: NodeJS.ProcessEnv = process.env): string[] {
     .filter(Boolean);
 }
 
-/** Hands out devices one stage at a time; a stage waits while all are taken. */
+/**
+ * Hands out devices, each to at most `perDevice` stages at once: the least busy device first (so
+ * stages spread before they share); a stage waits while every slot is taken.
+ */
 export class GpuPool {
-  private readonly free: string[];
+  private readonly busy: Map<string, number>;
   private readonly waiters: ((d: string) => void)[] = [];
-  constructor(readonly devices: string[]) {
-    this.free = [...devices];
+  constructor(
+    readonly devices: string[],
+    readonly perDevice = 1,
+  ) {
+    this.busy = new Map(devices.map((d) => [d, 0]));
   }
   get size(): number {
     return this.devices.length;
   }
   acquire(): Promise<string> {
-    const d = this.free.shift();
-    if (d !== undefined) return Promise.resolve(d);
-    return new Promise((res) => this.waiters.push(res));
+    let pick: string | undefined;
+    for (const d of this.devices) {
+      const n = this.busy.get(d) as number;
+      if (n < this.perDevice && (pick === undefined || n < (this.busy.get(pick) as number))) pick = d;
+    }
+    if (pick === undefined) return new Promise((res) => this.waiters.push(res));
+    this.busy.set(pick, (this.busy.get(pick) as number) + 1);
+    return Promise.resolve(pick);
   }
   release(d: string): void {
     const next = this.waiters.shift();
-    if (next) next(d);
-    else this.free.push(d);
+    if (next)
+      next(d); // every slot was taken: the freed one is the only one
+    else this.busy.set(d, (this.busy.get(d) as number) - 1);
   }
 }

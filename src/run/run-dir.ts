@@ -21,6 +21,8 @@ export interface RunRecord {
   workspace: string;
   argv: string[];
   environment: Record<string, string | null>;
+  /** The devices GPU stages were given, and how many stages one device took at a time. */
+  gpus?: { devices: string[]; stages_per_gpu: number };
 }
 
 /** UTC time to the millisecond, then random: ids sort in the order runs started. */

@@ -26,6 +26,8 @@ export interface RunOptions extends Pick<LoadRequest, "workspace" | "env" | "ski
   /** Where stage processes run; local by default. */
   executor?: Executor;
   jobs: number;
+  /** GPU stages per device at once; overrides the manifest's `stages_per_gpu`. */
+  stagesPerGpu?: number;
   resume: boolean;
   reporter: Reporter;
   signal: AbortSignal;
@@ -71,6 +73,12 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
     runId = newRunId();
     runDir = createRunDir(req.runsDir, spec.name, runId);
   }
+  const usesGpu =
+    !req.executor?.managesDevices && spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
+  const gpus = new GpuPool(
+    usesGpu ? detectGpus(req.env as NodeJS.ProcessEnv) : [],
+    req.stagesPerGpu ?? spec.stagesPerGpu,
+  );
   const record: RunRecord = {
     run_id: runId,
     pipeline: spec.name,
@@ -85,6 +93,7 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
     workspace: req.workspace,
     argv: req.argv,
     environment: { node: process.version, platform: `${process.platform}-${process.arch}` },
+    ...(gpus.size ? { gpus: { devices: gpus.devices, stages_per_gpu: gpus.perDevice } } : {}),
   };
   writeRunRecord(runDir, record);
 
@@ -92,9 +101,6 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
   mkdirSync(cacheDir, { recursive: true });
   const hashesFile = join(cacheDir, "file-hashes.json");
   const hasher = Hasher.load(hashesFile);
-  const usesGpu =
-    !req.executor?.managesDevices && spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
-  const gpus = new GpuPool(usesGpu ? detectGpus(req.env as NodeJS.ProcessEnv) : []);
 
   req.reporter.emit({
     event: "run-start",
