@@ -10,14 +10,18 @@ export const onnxGridRunner: GridModelRunner = {
   async predict(modelPath, image, spatialDims, settings) {
     const model = await loadModel(modelPath);
     try {
+      // A two-class export also gives its class-1 probability: fetched alone, half the work. The
+      // argmax of [1 − p, p] is 1 exactly where p > 0.5 (a tie goes to class 0 either way).
+      const binary = model.runForeground !== undefined;
       const probs = await slidingWindowInference(model, channelsFirst(image.data, image.shape, spatialDims), {
         patch: settings.patch,
         overlap: settings.overlap,
         mode: settings.mode as WeightMode,
         swBatchSize: settings.swBatchSize,
         tta: settings.tta,
+        omitBackground: binary,
       });
-      return argmax(probs);
+      return binary ? Uint8Array.from(probs.data, (p) => (p > 0.5 ? 1 : 0)) : argmax(probs);
     } finally {
       await model.release();
     }
