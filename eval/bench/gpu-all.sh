@@ -12,7 +12,8 @@
 #   bash eval/bench/gpu-all.sh --rehearsal           heart-cv and tissue-2d on their tiny stand-ins
 #                                                    (CPU allowed; the OOM case needs CUDA: skipped)
 # Environment: OUT (default /tmp/gpu-all/out); ONLY, a space-separated subset of
-#   "heart-cv finetune-oom tissue-2d".
+#   "heart-cv finetune-oom tissue-2d". Within the 10-minute limit of one command, run
+#   ONLY="heart-cv finetune-oom" and ONLY=tissue-2d as two calls (eval/bench/RESULTS.md).
 set -uo pipefail
 
 mode=bench
@@ -21,7 +22,7 @@ for arg in "$@"; do
     --dry-run) mode=dry ;;
     --rehearsal) mode=rehearsal ;;
     -h | --help)
-      sed -n '2,16p' "$0"
+      sed -n '2,17p' "$0"
       exit 0
       ;;
     *)
