@@ -22,7 +22,7 @@ for arg in "$@"; do
     --dry-run) mode=dry ;;
     --rehearsal) mode=rehearsal ;;
     -h | --help)
-      sed -n '2,17p' "$0"
+      sed -n '2,16p' "$0"
       exit 0
       ;;
     *)
