@@ -173,6 +173,26 @@ describe("--sanity: the configuration must be the reference's before the run sta
     expect(existsSync(runs) ? readdirSync(runs) : []).toEqual([]);
   });
 
+  it("refuses a sanity profile that cross-validates another subset of the cases than the reference", () => {
+    const w = makeWorkspace();
+    const text = readFileSync(join(ROOT, "pipelines/heart-cv.yaml"), "utf8");
+    expect(text).toContain("subset: monai-training");
+    const m = w.write(
+      "pipelines/other-subset.yaml",
+      text.replace("subset: monai-training", "subset: monai-validation"),
+    );
+    // The manifest names the reference by its workspace path.
+    w.write(
+      "eval/references/heart-cv.yaml",
+      readFileSync(join(ROOT, "eval/references/heart-cv.yaml"), "utf8"),
+    );
+    const r = cli(["validate", m, "--sanity"], { cwd: w.dir, env: { MSD_ROOT: "/nonexistent" } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `stage 'plan' subset is "monai-validation", the reference's configuration.split.subset.name is "monai-training"`,
+    );
+  });
+
   it("accepts the manifests whose sanity profile is the reference's configuration", () => {
     for (const m of ["pipelines/heart-cv.yaml", "pipelines/heart-patch.yaml"]) {
       const r = cli(["validate", m, "--sanity"], { cwd: ROOT, env: { MSD_ROOT: "/nonexistent" } });

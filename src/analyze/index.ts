@@ -89,12 +89,13 @@ export async function analyzeDataset(path: string, options: AnalyzeOptions = {})
   });
 
   const listed = new Set(problems.map((p) => p.file));
+  const position = new Map(read.cases.map((c, i) => [c.id, i]));
   const records: CaseRecord[] = [];
   const samples: Float64Array[][] = [];
   results.forEach((r, i) => {
     const job = jobs[i]!;
     const out = r.ok ? r.out : crashed(job, r);
-    records.push(out.record);
+    records.push({ ...out.record, listed: position.get(job.id) as number });
     samples.push(out.samples);
     // A file the dataset reader already reported (missing) is not reported again as unreadable.
     problems.push(...out.problems.filter((p) => !(p.check === "unreadable" && listed.has(p.file))));

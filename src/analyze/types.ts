@@ -102,6 +102,12 @@ export interface CaseRecord {
   fold?: number;
   /** The source's own split (npy2d `train`/`val`/`test` folders); plan's `split: predefined` reads it. */
   split?: string;
+  /**
+   * 0-based position in the dataset's own listing (MSD: dataset.json's `training` list), the order
+   * a tool reading that listing sees (plan's `subset` follows MONAI through it); cases themselves
+   * are sorted by id.
+   */
+  listed?: number;
   files: FileRecord[];
   /** False when the image could not be read: the fields below are then null. */
   readable: boolean;

@@ -13,8 +13,9 @@ import {
   defaultNetwork,
   defaultProbabilities,
 } from "./defaults.js";
+import { permutation } from "./random.js";
 import { type Fold, groupKfold, holdout, kfold, stratifiedKfold } from "./split.js";
-import type { JsonObject, Normalization, Plan, PlanCase, PlanOverrides, Split } from "./types.js";
+import type { JsonObject, Normalization, Plan, PlanCase, PlanOverrides, Split, Subset } from "./types.js";
 
 export class PlanError extends Error {}
 
@@ -24,7 +25,8 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
       `the analysis lists ${analysis.errors} error(s) (first: ${analysis.problems.find((p) => p.severity === "error")?.message}); fix the data and analyze again`,
     );
   if (analysis.cases.length === 0) throw new PlanError("the analysis has no case");
-  const { pool: cases, test } = testSplit(analysis.cases, o);
+  const { pool: chosen, subset } = subsetOf(analysis.cases, o);
+  const { pool: cases, test } = testSplit(chosen, o);
   if (cases.length === 0) throw new PlanError("the analysis has no case outside the test set");
   const targetSpacing = o.target_spacing ?? analysis.suggestions.target_spacing;
   if (!targetSpacing)
@@ -81,7 +83,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     val_every: o.val_every ?? DEFAULT_TRAINING.val_every,
     early_stopping: o.early_stopping ?? null,
     inference: { ...DEFAULT_INFERENCE, ...o.inference },
-    split: { ...splitFor(cases, o), ...test },
+    split: { ...splitFor(cases, o), ...test, ...(subset ? { subset } : {}) },
   };
 }
 
@@ -154,6 +156,42 @@ function normalizationFor(
     base = { scheme, clip: [s.p00_5, s.p99_5], mean: s.mean, std: s.std };
   }
   return { ...base, ...over, scheme };
+}
+
+/** MONAI DecathlonDataset's default share of its validation section. */
+const MONAI_VAL_FRAC = 0.2;
+
+/**
+ * The cases a plan is restricted to, before the test set and the folds: with `subset`, one section
+ * of MONAI's DecathlonDataset over the analysed cases in their dataset.json order, kept in the
+ * order MONAI gives them (so a reference that ran KFold over that section gets the same folds).
+ */
+function subsetOf(cases: CaseRecord[], o: PlanOverrides): { pool: CaseRecord[]; subset: Subset | null } {
+  if (o.subset === undefined) return { pool: cases, subset: null };
+  if (o.split === "predefined")
+    throw new PlanError("subset: not with split predefined, whose train/ and val/ folders are the cases");
+  if (cases.some((c) => c.listed === undefined))
+    throw new PlanError(
+      "subset: the analysis does not record the dataset's listing order (an analysis made before it did); run analyze again",
+    );
+  // MONAI reads the dataset's listing, not cases sorted by id.
+  const listing = [...cases].sort((a, b) => (a.listed as number) - (b.listed as number));
+  const seed = o.subset_seed ?? 0;
+  const order = permutation(listing.length, seed);
+  const nVal = Math.trunc(listing.length * MONAI_VAL_FRAC);
+  const [keep, drop] =
+    o.subset === "monai-training"
+      ? [order.slice(nVal), order.slice(0, nVal)]
+      : [order.slice(0, nVal), order.slice(nVal)];
+  if (keep.length < 2)
+    throw new PlanError(
+      `subset: ${o.subset} of ${listing.length} analysed cases leaves ${keep.length}; at least 2 are needed`,
+    );
+  const at = (i: number): CaseRecord => listing[i] as CaseRecord;
+  return {
+    pool: keep.map(at),
+    subset: { name: o.subset, seed, val_frac: MONAI_VAL_FRAC, left_out: drop.map((i) => at(i).id) },
+  };
 }
 
 /**

@@ -133,6 +133,58 @@ describe("overrides", () => {
     for (const p of [stratified, grouped, hold]) expect(planProblems(p)).toEqual([]);
   });
 
+  it("subset monai-training keeps MONAI DecathlonDataset's training section in its order, then folds it as KFold", () => {
+    // 20 cases, sorted by id as the analysis keeps them, listed by dataset.json in another order
+    // (as MSD's lists are): MONAI reads the listing.
+    const ids = Array.from({ length: 20 }, (_, i) => `la_${String((i * 7) % 20).padStart(3, "0")}`);
+    const twenty = clone(analysis);
+    twenty.cases = ids
+      .map((id, listed) => ({ ...clone(analysis.cases[listed % analysis.cases.length]!), id, listed }))
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+    expect(twenty.cases.map((c) => c.id)).not.toEqual(ids);
+    const plan = buildPlan(twenty, { subset: "monai-training", folds: 5, split_seed: 42 });
+    expect(planProblems(plan)).toEqual([]);
+    // The oracle: MONAI's _split_datalist (RandomState(seed).shuffle of the indices, int(n * 0.2)
+    // to validation) and scikit-learn's KFold(5, shuffle=True, random_state=42) over the section
+    // in that order (the first 16 % 5 = 1 fold one larger), written out with numpy.
+    const expected = python<{ training: string[]; validation: string[]; val: string[][] }>(
+      `
+import numpy as np
+ids = INPUT["ids"]
+indices = np.arange(len(ids))
+np.random.RandomState(0).shuffle(indices)
+n_val = int(len(ids) * 0.2)
+training = [ids[i] for i in indices[n_val:]]
+order = np.arange(len(training))
+np.random.RandomState(42).shuffle(order)
+sizes = [len(training) // 5 + (1 if f < len(training) % 5 else 0) for f in range(5)]
+starts = np.cumsum([0] + sizes)
+OUTPUT = {"training": training, "validation": [ids[i] for i in indices[:n_val]],
+          "val": [[training[i] for i in order[starts[f]:starts[f + 1]]] for f in range(5)]}
+`,
+      { ids },
+    );
+    expect(plan.dataset.cases.map((c) => c.id)).toEqual(expected.training);
+    expect(plan.split.subset).toEqual({
+      name: "monai-training",
+      seed: 0,
+      val_frac: 0.2,
+      left_out: expected.validation,
+    });
+    expect(plan.split.folds.map((f) => f.val)).toEqual(expected.val);
+    expect(plan.split.folds.map((f) => f.val.length)).toEqual([4, 3, 3, 3, 3]);
+    const other = buildPlan(twenty, { subset: "monai-validation", split: "holdout" });
+    expect(other.dataset.cases.map((c) => c.id)).toEqual(expected.validation);
+    expect(() => buildPlan(analysis, { subset: "monai-validation" })).toThrow(
+      /^subset: monai-validation of 8 analysed cases leaves 1; at least 2 are needed$/,
+    );
+    const unlisted = clone(twenty);
+    delete unlisted.cases[3]!.listed;
+    expect(() => buildPlan(unlisted, { subset: "monai-training" })).toThrow(
+      /^subset: the analysis does not record the dataset's listing order/,
+    );
+  });
+
   it("test_fraction sets a test set aside first (numpy's permutation), then folds the rest as scikit-learn's KFold", () => {
     const plan = buildPlan(analysis, { test_fraction: 0.25, folds: 3, split_seed: 7 });
     expect(planProblems(plan)).toEqual([]);

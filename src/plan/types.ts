@@ -36,8 +36,25 @@ export interface Split {
    * not in dataset.cases, so no training stage can see them.
    */
   test_cases?: string[];
+  /** The analysed cases the plan was restricted to before anything else (absent: all of them). */
+  subset?: Subset;
   folds: Fold[];
 }
+
+/**
+ * MONAI's DecathlonDataset sections: numpy's `RandomState(seed)` shuffles the case indices, the
+ * first ⌊n × val_frac⌋ are its "validation" section, the rest its "training" section, each in
+ * that shuffled order (which is what a KFold over the section then sees).
+ */
+export interface Subset {
+  name: SubsetName;
+  seed: number;
+  val_frac: number;
+  /** The analysed cases left out, in the order MONAI lists them. */
+  left_out: string[];
+}
+
+export type SubsetName = "monai-training" | "monai-validation";
 
 export interface Inference {
   overlap: number;
@@ -110,4 +127,6 @@ export interface PlanOverrides {
   group_by?: string;
   holdout_fraction?: number;
   test_fraction?: number;
+  subset?: SubsetName;
+  subset_seed?: number;
 }

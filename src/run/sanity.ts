@@ -24,6 +24,8 @@ const FIELD: Record<string, string> = {
   split_seed: "/split/seed",
   holdout_fraction: "/split/holdout_fraction",
   test_fraction: "/split/test_fraction",
+  subset: "/split/subset/name",
+  subset_seed: "/split/subset/seed",
   lr: "/optimizer/lr",
 };
 const OBJECTS = new Set([
