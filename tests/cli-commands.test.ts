@@ -1,6 +1,7 @@
 // The smaller commands: skills, graph, plan --json, run --json (NDJSON events), doctor, usage errors.
+import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { cli, ROOT, TEST_SKILLS } from "./support/cli.js";
+import { BIN, cli, ROOT, TEST_SKILLS } from "./support/cli.js";
 import { python } from "./support/oracle.js";
 import { makeWorkspace } from "./support/workspace.js";
 
@@ -19,6 +20,26 @@ describe("cli", () => {
     const unknown = cli(["skills", "show", "nope"], { cwd: ROOT });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^error: unknown skill 'nope'; expected one of: .*selftest/);
+  });
+
+  it("a reader that closes the pipe early is no error: plan exits 0 and a run still finishes", async () => {
+    const ws = makeWorkspace();
+    ws.write("data/input.txt", "x\n");
+    // Both pipes closed before the command writes a byte: every write of plan and run fails (EPIPE).
+    const closed = (args: string[]) =>
+      new Promise<{ code: number | null; dir: string }>((done) => {
+        const child = spawn(process.execPath, [BIN, ...args, "--skills-dir", TEST_SKILLS], {
+          cwd: ws.dir,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        child.stdout.destroy();
+        child.stderr.destroy();
+        child.on("close", (code) => done({ code, dir: ws.dir }));
+      });
+    expect((await closed(["plan", CHAIN])).code).toBe(0);
+    expect((await closed(["run", CHAIN])).code).toBe(0);
+    // The run went on to its end although nobody read its progress.
+    expect(ws.statuses(ws.latestRun("chain"))).toMatchObject({ last: "succeeded" });
   });
 
   it("graph prints Mermaid; validate --json lists the instances", () => {

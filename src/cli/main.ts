@@ -339,6 +339,13 @@ program
 
 program.addOption(new Option("--debug", "show stack traces of internal errors").hideHelp());
 
+// A reader that stops early (`pipeline plan M | head`) closes the pipe: what is left to print has
+// nowhere to go, which is no failure of the command (a run goes on to its end and its evidence).
+for (const stream of [process.stdout, process.stderr])
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
