@@ -159,6 +159,17 @@ describe("faults", () => {
     expect(one.code).toBe(0);
     const out = JSON.parse(readFileSync(join(ws.latestRun("gpu"), "stages/g/output.json"), "utf8"));
     expect(out.value).toBe("3");
+    expect(out.stages_per_gpu).toBe("1");
+    // Sharing is not part of a stage's key (it changes no result): a fresh workspace, not a cache hit.
+    const other = makeWorkspace();
+    const m2 = other.write("gpu.yaml", "name: gpu\nstages:\n  g: { skill: gpu-needy }\n");
+    const shared = cli(["run", m2, "--skills-dir", other.skills, "--stages-per-gpu", "4"], {
+      cwd: other.dir,
+      env: { CUDA_VISIBLE_DEVICES: "3" },
+    });
+    expect(shared.code).toBe(0);
+    const again = JSON.parse(readFileSync(join(other.latestRun("gpu"), "stages/g/output.json"), "utf8"));
+    expect(again.stages_per_gpu).toBe("4");
   });
 
   it("stages_per_gpu lets that many GPU stages share a device at once; --stages-per-gpu overrides it", () => {

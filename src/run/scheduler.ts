@@ -302,6 +302,9 @@ async function attemptStage(
   // scheduler there sets CUDA_VISIBLE_DEVICES for the GPUs it assigned.
   if (clusterGpus > 0) delete env.CUDA_VISIBLE_DEVICES;
   else env.CUDA_VISIBLE_DEVICES = device ?? "";
+  // How many stages may share that device, so a stage that runs out of memory can say so.
+  if (device !== null) env.MEDPIPE_STAGES_PER_GPU = String(ctx.gpus.perDevice);
+  else delete env.MEDPIPE_STAGES_PER_GPU;
   const outcome = await ctx.executor.run({
     stage: node.id,
     group: node.spec.id,

@@ -579,9 +579,13 @@ def train(config, output_dir=None, emit=emit_stdout):
         if not is_oom(e):
             raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = "reduce patch_size or batch_size (or sw_batch_size for validation)"
+        sharing = int(os.environ.get("MEDPIPE_STAGES_PER_GPU") or 1)  # set by the engine
+        if sharing > 1:
+            hint += f"; up to {sharing} stages share this GPU (pipeline run --stages-per-gpu 1 gives each its own)"
         result.update({
             "status": "oom", "oom": True, "message": f"out of memory: {message}",
-            "hint": "reduce patch_size or batch_size (or sw_batch_size for validation)",
+            "hint": hint,
             "peak_gpu_mb": peak_gpu_mb(device), "peak_rss_mb": peak_rss_mb(),
             "timings": {**timings, "total_s": time.perf_counter() - t_start},
         })

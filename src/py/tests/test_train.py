@@ -309,7 +309,14 @@ class TrainTest(unittest.TestCase):
             result = json.load(f)
         self.assertEqual((result["status"], result["oom"]), ("oom", True))
         self.assertIn("patch_size", result["hint"])
+        self.assertNotIn("share", result["hint"])
         self.assertIn("peak_gpu_mb", result)
+        # On a GPU the engine lets several stages share, the hint names that way out too.
+        shared = prelude + "\nimport os\nos.environ['MEDPIPE_STAGES_PER_GPU'] = '6'"
+        run, out = self.run_cli(config(self.cases, 4, 1), "oom-shared", shared)
+        self.assertEqual(run.returncode, 3, run.stderr)
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1)
+        self.assertIn("up to 6 stages share this GPU (pipeline run --stages-per-gpu 1", run.stderr)
 
     def test_bad_config_exits_1_with_one_line(self):
         run, out = self.run_cli({**config(self.cases, 4, 1), "epochz": 3}, "bad")
