@@ -10,8 +10,8 @@ A 2D case may carry a trailing singleton slice axis ((nx, ny, 1)): it is dropped
 Nothing is pickled: np.load(allow_pickle=False).
 
 Where the data lives. Everything is loaded once. On CUDA, when all cases fit in a
-fraction of the free GPU memory (GPU_DATA_FRACTION, the rest is for activations),
-they go to the GPU and patches are cut there; otherwise they stay in pinned CPU
+fraction of the free GPU memory (GPU_DATA_FRACTION, the rest is for activations; divided
+among the stages sharing the device), they go to the GPU and patches are cut there; otherwise they stay in pinned CPU
 memory, patches are cut on the CPU and copied with non_blocking=True.
 
 Sampling. Each epoch draws `samples_per_volume` patches from every training case:
@@ -117,16 +117,24 @@ def dataset_bytes(arrays):
     return sum(img.nbytes + lab.nbytes for img, lab in arrays)
 
 
+def fits_on_gpu(nbytes, free, sharing=1):
+    """Whether `nbytes` of cases fit this stage's part of the free GPU memory: GPU_DATA_FRACTION
+    of it, divided among the stages the engine lets share the device (stages that start
+    together all see the same free memory)."""
+    return nbytes <= GPU_DATA_FRACTION * free / max(1, sharing)
+
+
 def choose_data_device(nbytes, train_device, prefer=None):
-    """Where the cases live: the training device when it is CUDA and they fit in
-    GPU_DATA_FRACTION of its free memory (or `prefer` forces it), else the CPU."""
+    """Where the cases live: the training device when it is CUDA and they fit (fits_on_gpu,
+    with the engine's MEDPIPE_STAGES_PER_GPU), or `prefer` forces it; else the CPU."""
     train_device = torch.device(train_device)
     if train_device.type != "cuda":
         return torch.device("cpu")
     if prefer is not None:
         return train_device if prefer else torch.device("cpu")
     free, _ = torch.cuda.mem_get_info(train_device)
-    return train_device if nbytes <= GPU_DATA_FRACTION * free else torch.device("cpu")
+    sharing = int(os.environ.get("MEDPIPE_STAGES_PER_GPU") or 1)
+    return train_device if fits_on_gpu(nbytes, free, sharing) else torch.device("cpu")
 
 
 def load_cases(specs, spatial_dims, num_classes, patch_size=None, train_device="cpu", on_gpu=None,

@@ -11,7 +11,7 @@ import unittest
 import numpy as np
 import torch
 
-from medpipe.data import PatchSampler, class_probabilities, load_cases, to_case_arrays
+from medpipe.data import GPU_DATA_FRACTION, PatchSampler, class_probabilities, fits_on_gpu, load_cases, to_case_arrays
 
 
 def binomial_ok(count, n, p, z=4.5):
@@ -75,6 +75,18 @@ class LoadTest(TempDir):
         self.assertEqual(class_probabilities({"1": 3, "2": 1}, 3), [0.0, 0.75, 0.25])
         with self.assertRaises(ValueError):
             class_probabilities([0.5], 2)
+
+
+class PlacementTest(unittest.TestCase):
+    def test_the_gpu_share_is_divided_among_the_stages_sharing_the_device(self):
+        self.assertEqual(GPU_DATA_FRACTION, 0.4)
+        free = 1000
+        self.assertTrue(fits_on_gpu(400, free))  # 0.4 of it
+        self.assertFalse(fits_on_gpu(401, free))
+        # Six stages that start together each see the same 1000 free: 400 / 6 each.
+        self.assertTrue(fits_on_gpu(66, free, sharing=6))
+        self.assertFalse(fits_on_gpu(67, free, sharing=6))
+        self.assertTrue(fits_on_gpu(400, free, sharing=0))  # not set: one stage
 
 
 class SamplerTest(TempDir):
