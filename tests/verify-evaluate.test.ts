@@ -161,6 +161,29 @@ describe("claims.evaluate on a real tissue-2d smoke run", () => {
   });
 });
 
+describe("claims.evaluate with two evaluate stages", () => {
+  it("judges the second stage's summaries as well as the first's", () => {
+    const ws = join(tmp, "twice");
+    mkdirSync(ws, { recursive: true });
+    const labels = join(ROOT, "fixtures/heart_micro/labelsTr");
+    const stage = `{ skill: evaluate, with: { predictions: "${labels}", references: "${labels}", surface: false } }`;
+    writeFileSync(join(ws, "twice.yaml"), `name: twice\nstages:\n  a: ${stage}\n  b: ${stage}\n`);
+    const r = cli(["run", "twice.yaml"], { cwd: ws });
+    expect(r.code, r.stderr).toBe(0);
+    const run = join(ws, "runs/twice", readdirSync(join(ws, "runs/twice"))[0] as string);
+    const clean = verifyRun(run, skills);
+    expect(check(clean, "claims.evaluate").message).toMatch(/^2 evaluate stage\(s\), 16 case\(s\) rescored/);
+    forgeJson(run, "b", "output.json", (j) => {
+      at<Json>(j, "per_class", 0).std = 0.25; // every case scores Dice 1: the std is 0
+    });
+    const forged = verifyRun(run, skills);
+    expect(failed(forged)).toEqual(["claims.evaluate"]);
+    expect(check(forged, "claims.evaluate").message).toMatch(
+      /b class 1: Dice 1 ± 0\.25 \(n 8\), the cases give 1 ± 0 \(n 8\)/,
+    );
+  });
+});
+
 describeWithOracle("nibabel", "numpy")("claims.evaluate on a 3D pair stored in two orientations", () => {
   it("rescoring agrees with the skill, and the skill's Dice with nibabel + numpy", () => {
     const ws = join(tmp, "ws3d");

@@ -154,6 +154,7 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
     const numeric = labels.includes("foreground") ? undefined : labels.map(Number);
     const seen = new Set<number>();
     const rows: CaseRow[] = [];
+    let scoredHere = 0;
     for (const pair of pairs) {
       const i = out.per_case.findIndex((c) => c.case === pair.case);
       const pred = locate(pack, pair.pred, known);
@@ -192,6 +193,7 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
         surface: v.surface !== false,
       });
       scored++;
+      scoredHere++;
       const rec = out.per_case[i];
       for (const [side, recorded, place] of [
         ["prediction", rec?.prediction, pred],
@@ -233,7 +235,7 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
         what: `${stage}: ${out.metrics} holds ${metrics.cases.length} rows for ${pairs.length} case(s) × ${labels.length} label(s)`,
         where: `${metricsRel}#/cases`,
       });
-    if (!asked && scored === pairs.length) {
+    if (!asked && scoredHere === pairs.length) {
       const found = [...seen].sort((a, b) => a - b).map(String);
       const expected = found.length ? found : ["foreground"];
       if (expected.join() !== out.labels.join())
@@ -242,65 +244,9 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
           where: `${outRel}#/labels`,
         });
     }
-    if (scored < pairs.length) continue; // summaries of a partly judged stage are not judged
-
-    const summary = summarizeCases(rows);
-    for (const s of summary) {
-      const rec = metrics.summary[s.label];
-      const where = `${metricsRel}#/summary/${s.label}`;
-      if (!rec || rec.cases !== s.cases) {
-        problems.push({
-          what: `${stage} summary of label ${s.label}: ${rec?.cases} cases, not ${s.cases}`,
-          where,
-        });
-        continue;
-      }
-      const names = new Set([...Object.keys(rec.metrics), ...Object.keys(s.pooled)]);
-      const off = [...names].find((m) => {
-        const fresh = s.pooled[m];
-        return !fresh || !sameSummary(rec.metrics[m], fresh);
-      });
-      if (off)
-        problems.push({
-          what: `${stage} summary of label ${s.label}: ${off} mean ${rec.metrics[off]?.mean}, the cases give ${s.pooled[off]?.mean}`,
-          where: `${where}/metrics/${off}`,
-        });
-    }
-    if (Object.keys(metrics.summary).length !== summary.length)
-      problems.push({
-        what: `${stage}: ${out.metrics} summarises ${Object.keys(metrics.summary).length} label(s), the cases ${summary.length}`,
-        where: `${metricsRel}#/summary`,
-      });
-    const means: number[] = [];
-    for (const s of summary) {
-      const d = s.pooled.dice;
-      const k = out.per_class.findIndex((c) => c.label === s.label);
-      const rec = out.per_class[k];
-      means.push(d?.mean ?? Number.NaN);
-      if (
-        !rec ||
-        !d ||
-        !close(fromJson(rec.dice), d.mean) ||
-        !close(fromJson(rec.std), d.std) ||
-        rec.n !== d.n ||
-        rec.nan !== d.nan
-      )
-        problems.push({
-          what: `${stage} class ${s.label}: Dice ${rec?.dice} ± ${rec?.std} (n ${rec?.n}), the cases give ${d?.mean} ± ${d?.std} (n ${d?.n})`,
-          where: k < 0 ? `${outRel}#/per_class` : `${outRel}#/per_class/${k}`,
-        });
-    }
-    if (out.per_class.length !== summary.length)
-      problems.push({
-        what: `${stage} reports ${out.per_class.length} classes, the cases ${summary.length}`,
-        where: `${outRel}#/per_class`,
-      });
-    const mfd = meanOfFinite(means);
-    if (!close(fromJson(out.mean_foreground_dice), mfd))
-      problems.push({
-        what: `${stage}: mean foreground Dice recorded ${out.mean_foreground_dice}, the classes give ${mfd}`,
-        where: `${outRel}#/mean_foreground_dice`,
-      });
+    // The summaries of a stage whose cases were not all judged are not judged either.
+    if (scoredHere === pairs.length)
+      problems.push(...summaryProblems(stage, rows, out, metrics, outRel, metricsRel));
   }
   if (unreadable.length && scored === 0 && problems.length === 0 && skips.length === 0)
     return {
@@ -319,4 +265,74 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
   if (result.verdict === "pass" && unreadable.length)
     return { ...result, verdict: "warn", message: `${result.message}; unreadable: ${unreadable.join(", ")}` };
   return result;
+}
+
+/** metrics.json's per-label summaries, output.json's per-class Dice and mean foreground Dice, from the rescored rows. */
+function summaryProblems(
+  stage: string,
+  rows: CaseRow[],
+  out: EvaluateOutput,
+  metrics: MetricsJson,
+  outRel: string,
+  metricsRel: string,
+): Problem[] {
+  const problems: Problem[] = [];
+  const summary = summarizeCases(rows);
+  for (const s of summary) {
+    const rec = metrics.summary[s.label];
+    const where = `${metricsRel}#/summary/${s.label}`;
+    if (!rec || rec.cases !== s.cases) {
+      problems.push({
+        what: `${stage} summary of label ${s.label}: ${rec?.cases} cases, not ${s.cases}`,
+        where,
+      });
+      continue;
+    }
+    const names = new Set([...Object.keys(rec.metrics), ...Object.keys(s.pooled)]);
+    const off = [...names].find((m) => {
+      const fresh = s.pooled[m];
+      return !fresh || !sameSummary(rec.metrics[m], fresh);
+    });
+    if (off)
+      problems.push({
+        what: `${stage} summary of label ${s.label}: ${off} mean ${rec.metrics[off]?.mean}, the cases give ${s.pooled[off]?.mean}`,
+        where: `${where}/metrics/${off}`,
+      });
+  }
+  if (Object.keys(metrics.summary).length !== summary.length)
+    problems.push({
+      what: `${stage}: ${out.metrics} summarises ${Object.keys(metrics.summary).length} label(s), the cases ${summary.length}`,
+      where: `${metricsRel}#/summary`,
+    });
+  const means: number[] = [];
+  for (const s of summary) {
+    const d = s.pooled.dice;
+    const k = out.per_class.findIndex((c) => c.label === s.label);
+    const rec = out.per_class[k];
+    means.push(d?.mean ?? Number.NaN);
+    if (
+      !rec ||
+      !d ||
+      !close(fromJson(rec.dice), d.mean) ||
+      !close(fromJson(rec.std), d.std) ||
+      rec.n !== d.n ||
+      rec.nan !== d.nan
+    )
+      problems.push({
+        what: `${stage} class ${s.label}: Dice ${rec?.dice} ± ${rec?.std} (n ${rec?.n}), the cases give ${d?.mean} ± ${d?.std} (n ${d?.n})`,
+        where: k < 0 ? `${outRel}#/per_class` : `${outRel}#/per_class/${k}`,
+      });
+  }
+  if (out.per_class.length !== summary.length)
+    problems.push({
+      what: `${stage} reports ${out.per_class.length} classes, the cases ${summary.length}`,
+      where: `${outRel}#/per_class`,
+    });
+  const mfd = meanOfFinite(means);
+  if (!close(fromJson(out.mean_foreground_dice), mfd))
+    problems.push({
+      what: `${stage}: mean foreground Dice recorded ${out.mean_foreground_dice}, the classes give ${mfd}`,
+      where: `${outRel}#/mean_foreground_dice`,
+    });
+  return problems;
 }
