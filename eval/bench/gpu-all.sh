@@ -12,8 +12,8 @@
 #   bash eval/bench/gpu-all.sh --rehearsal           heart-cv and tissue-2d on their tiny stand-ins
 #                                                    (CPU allowed; the OOM case needs CUDA: skipped)
 # Environment: OUT (default /tmp/gpu-all/out); ONLY, a space-separated subset of
-#   "heart-cv finetune-oom tissue-2d". Within the 10-minute limit of one command, run
-#   ONLY="heart-cv finetune-oom" and ONLY=tissue-2d as two calls (eval/bench/RESULTS.md).
+#   "heart-cv finetune-oom tissue-2d". Within the 10-minute limit of one command: ONLY="heart-cv
+#   finetune-oom", then tissue-2d through gpu-background.sh (eval/bench/RESULTS.md).
 set -uo pipefail
 
 mode=bench
