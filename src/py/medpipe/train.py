@@ -88,7 +88,10 @@ the argmax of the sliding-window probabilities on every validation volume; per
 foreground class k, TP, FP and FN summed over all validation volumes, Dice_k =
 2 TP / (2 TP + FP + FN); the reported dice is the mean over foreground classes (the
 background is excluded), skipping a class absent from both prediction and truth in
-every volume (1.0 when all are absent).
+every volume (1.0 when all are absent). The validation loss is the training loss of
+each volume, its sliding-window probabilities taken as log-probabilities (softmax of
+log p is p; p floored at 1e-12), averaged over the volumes: on a volume that is one
+window it equals the loss of the model's logits.
 
 Output directory:
   checkpoints/best.safetensors, checkpoints/last.safetensors
@@ -96,8 +99,8 @@ Output directory:
       architecture (the full network config, JSON), epoch, metric (validation Dice or
       "null"), metric_name, ema, seed, init_digest, selection, + config metadata.
   trace.json    {"epochs": [{epoch, loss, lr, seconds, fwd_bwd_seconds,
-                data_seconds}], "validations": [{epoch, dice, ema, per_class,
-                seconds}], "ema_momentum", "selection", "nominal_validation",
+                data_seconds}], "validations": [{epoch, dice, ema, loss,
+                per_class, seconds}], "ema_momentum", "selection", "nominal_validation",
                 "held_out", "best": {epoch, dice, ema}, "stopped_early", "stop_epoch",
                 "timing": {...}}
                 seconds is the epoch's wall time (host clock); fwd_bwd_seconds the
@@ -116,7 +119,7 @@ Events (NDJSON, one per line on stdout, flushed):
    "iterations_per_epoch", "epochs", "init_digest"}
   {"event": "epoch", "epoch": 3, "of": 20, "loss", "lr", "seconds", "fwd_bwd_seconds",
    "data_seconds"}
-  {"event": "val", "epoch": 3, "dice", "ema", "best": bool, "seconds"} (+ "nominal": true
+  {"event": "val", "epoch": 3, "loss", "dice", "ema", "best": bool, "seconds"} (+ "nominal": true
    for nominal validation, where "best" is always false: nothing is selected)
   {"event": "early_stop", "epoch", "patience", "best_epoch"}
   {"event": "done", "status": "ok", "best_epoch", "best_dice", "best_ema", "seconds"}
@@ -380,19 +383,26 @@ def dice_from_counts(counts):
     return (sum(present) / len(present) if present else 1.0), per_class
 
 
-def validate(model, cases, c, device, amp):
-    """Accumulated foreground Dice over full validation volumes (module docstring)."""
+def validate(model, cases, c, device, amp, loss_fn):
+    """(accumulated foreground Dice, per-class Dice, loss) over full validation volumes
+    (module docstring)."""
     inf = c["inference"]
     num_classes = model.config["out_channels"]
     model.eval()
     counts = torch.zeros((num_classes - 1, 3), dtype=torch.float64, device=device)
+    losses = []
     for case in cases:
         probs = sliding_window_inference(case.image, model, c["patch_size"], overlap=float(inf["overlap"]),
                                          mode=inf["mode"], sw_batch_size=int(inf["sw_batch_size"]),
                                          tta=bool(inf["tta"]), device=device, amp=amp)
-        counts += dice_counts(probs.argmax(0), case.label.to(device, non_blocking=True), num_classes)
+        label = case.label.to(device, non_blocking=True)
+        counts += dice_counts(probs.argmax(0), label, num_classes)
+        # The training loss of the volume: the probabilities go in as log-probabilities, whose
+        # softmax is the probabilities again (the floor keeps a certain 0 finite).
+        losses.append(loss_fn(probs.clamp_min(1e-12).log()[None], label[None]))
     model.train()
-    return dice_from_counts(counts.cpu())  # the one sync of a validation
+    dice, per_class = dice_from_counts(counts.cpu())  # the syncs of a validation: here
+    return dice, per_class, float(torch.stack(losses).mean())  # and here
 
 
 # ---------------------------------------------------------------------------- I/O
@@ -669,12 +679,13 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     fwd_bwd_total = 0.0
     if c["val_at_start"]:  # epoch 0: the initial weights, selectable like any epoch
         t0 = time.perf_counter()
-        dice, per_class = validate(model, val_cases, c, device, amp)
+        dice, per_class, val_loss = validate(model, val_cases, c, device, amp, loss_fn)
         ema, seconds = dice, time.perf_counter() - t0
         timings["val_s"] += seconds
         last_val = {"epoch": 0, "dice": dice, "ema": ema}
-        trace["validations"].append({**last_val, "per_class": per_class, "seconds": seconds})
-        emit({"event": "val", "epoch": 0, "dice": dice, "ema": ema, "best": selecting, "seconds": seconds,
+        trace["validations"].append({**last_val, "loss": val_loss, "per_class": per_class, "seconds": seconds})
+        emit({"event": "val", "epoch": 0, "loss": val_loss, "dice": dice, "ema": ema, "best": selecting,
+              "seconds": seconds,
               **({"nominal": True} if nominal else {})})
         if selecting:
             best = dict(last_val)
@@ -725,14 +736,15 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
 
         if validating and (epoch % c["val_every"] == 0 or epoch == epochs):
             t0 = time.perf_counter()
-            dice, per_class = validate(model, val_cases, c, device, amp)
+            dice, per_class, val_loss = validate(model, val_cases, c, device, amp, loss_fn)
             ema = ema_update(ema, dice, c["ema"])
             seconds = time.perf_counter() - t0
             timings["val_s"] += seconds
             improved = selecting and (best is None or ema > best["ema"])
             last_val = {"epoch": epoch, "dice": dice, "ema": ema}
-            trace["validations"].append({**last_val, "per_class": per_class, "seconds": seconds})
-            emit({"event": "val", "epoch": epoch, "dice": dice, "ema": ema, "best": improved, "seconds": seconds,
+            trace["validations"].append({**last_val, "loss": val_loss, "per_class": per_class, "seconds": seconds})
+            emit({"event": "val", "epoch": epoch, "loss": val_loss, "dice": dice, "ema": ema, "best": improved,
+                  "seconds": seconds,
                   **({"nominal": True} if nominal else {})})
             if improved:
                 best = dict(last_val)

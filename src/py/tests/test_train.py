@@ -19,7 +19,9 @@ import torch
 
 from medpipe.nets import build_network
 from medpipe.safetensors_io import digest_of_digests, load_file, tensor_digests
-from medpipe.train import StepTimer, dice_counts, dice_from_counts, schedule_at, select_best, train
+from medpipe.data import Case
+from medpipe.losses import build_loss
+from medpipe.train import StepTimer, dice_counts, dice_from_counts, schedule_at, select_best, train, validate
 
 PY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW = os.environ.get("MEDPIPE_SLOW_TESTS") == "1"
@@ -108,6 +110,24 @@ class PiecesTest(unittest.TestCase):
         self.assertAlmostEqual(mean, (4 / 6 + 0.5) / 2)
 
 
+    def test_validation_loss_of_a_one_window_volume_is_the_loss_of_the_logits(self):
+        model = build_network({"spatial_dims": 3, "channels": [8, 16], "strides": [2], "num_res_units": 1},
+                              seed=3).eval()
+        g = torch.Generator().manual_seed(0)
+        image = torch.randn(1, 16, 16, 16, generator=g)
+        label = (torch.rand(16, 16, 16, generator=g) > 0.6).to(torch.uint8)
+        loss_fn = build_loss({"name": "dice_ce", "include_background": False, "batch": True})
+        with torch.no_grad():
+            want = float(loss_fn(model(image[None]), label[None]))
+        case = Case("c", image, label, None, None, (16, 16, 16))
+        c = {"patch_size": [16, 16, 16],
+             "inference": {"overlap": 0.5, "mode": "gaussian", "sw_batch_size": 1, "tta": False}}
+        dice, _, loss = validate(model, [case], c, torch.device("cpu"), False, loss_fn)
+        self.assertAlmostEqual(loss, want, places=5)
+        self.assertTrue(model.training)  # handed back in train mode
+        self.assertTrue(0.0 <= dice <= 1.0)
+
+
 class StepTimerTest(unittest.TestCase):
     def test_cpu_spans_sum_per_part_and_reset(self):
         timer = StepTimer(torch.device("cpu"))
@@ -156,6 +176,9 @@ class TrainTest(unittest.TestCase):
         self.assertEqual(kinds[-1], "done")
         self.assertEqual(kinds.count("epoch"), epochs)
         self.assertEqual(kinds.count("val"), epochs)
+        vals = [e for e in events if e["event"] == "val"]
+        self.assertTrue(all(isinstance(v["loss"], float) and math.isfinite(v["loss"]) for v in vals))
+        self.assertLess(vals[-1]["loss"], vals[0]["loss"])  # the sphere is learned: the val loss falls
         ep3 = [e for e in events if e["event"] == "epoch"][2]
         self.assertEqual((ep3["epoch"], ep3["of"]), (3, epochs))
         self.assertTrue(all(isinstance(ep3[k], float) for k in ("loss", "lr", "seconds")))
@@ -170,6 +193,7 @@ class TrainTest(unittest.TestCase):
         self.assertEqual(result["selection"], "best ema")
         # trace: best = the max EMA, and the EMAs follow the recorded Dice values.
         vals = trace["validations"]
+        self.assertEqual([v["loss"] for v in vals], [e["loss"] for e in events if e["event"] == "val"])
         emas, best_i = select_best([v["dice"] for v in vals], 0.9)
         np.testing.assert_allclose([v["ema"] for v in vals], emas, rtol=1e-12)
         self.assertEqual(trace["best"]["ema"], max(v["ema"] for v in vals))
