@@ -165,14 +165,17 @@ describe("cache key environment", () => {
     });
 
   itWithOracle("torch", "numpy")(
-    "a Node entry that runs a Python trainer (requires.python_modules) carries the Python, torch and numpy versions",
+    "a Node entry that runs a Python trainer (requires.python_modules) carries the Python, torch and numpy versions and the GPU it may use",
     async () => {
       const versions = python<Record<string, string>>(
-        "import sys, numpy, torch\nOUTPUT = {'python': sys.version.split()[0], 'numpy': numpy.__version__, 'torch': torch.__version__}",
+        "import sys, numpy, torch\nOUTPUT = {'python': sys.version.split()[0], 'numpy': numpy.__version__, 'torch': torch.__version__,\n          'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}",
       );
       const env = { PIPELINE_PYTHON: ORACLE_PYTHON };
       for (const id of ["cv-train", "finetune"])
-        expect((await parts(id, env)).environment).toEqual({ node: process.version, ...versions });
+        expect((await parts(id, env)).environment).toEqual({
+          node: process.version,
+          ...versions,
+        });
       // A Node skill that runs no Python depends on Node alone.
       expect((await parts("evaluate", env)).environment).toEqual({ node: process.version });
     },

@@ -51,6 +51,8 @@ export async function keyParts(
   if (m.entrypoint.interpreter === "python" || (m.requires?.python_modules?.length ?? 0) > 0) {
     const py = findPython(ctx.env as NodeJS.ProcessEnv).runtime;
     if (py) Object.assign(environment, { python: py.python, torch: py.torch, numpy: py.numpy });
+    // Where it can run changes the numbers (CUDA kernels, bf16): a CPU result is no GPU result.
+    if (py && (m.resources?.gpu ?? "none") !== "none") environment.gpu = py.gpus[0] ?? "none";
   }
   // Unset and empty are one value: the skills read both as "not given".
   for (const name of m.cache_env ?? []) {
