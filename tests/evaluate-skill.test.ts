@@ -204,7 +204,7 @@ for sub, names in (("refs", ["a_T1w.npy", "a_T1w_tissue_segmentation.npy", "b_T1
     ]);
   });
 
-  itWithNibabel("scores 3D NIfTI folders by case name as the CLI does, without pictures", () => {
+  itWithNibabel("scores 3D NIfTI folders by case name as the CLI does", () => {
     // one case: reference 8 voxels of label 1, prediction 4 of them plus 4 others -> Dice 4/8.
     python(
       `import os, numpy as np, nibabel as nib
@@ -224,11 +224,64 @@ nib.save(nib.Nifti1Image(pred, np.eye(4)), os.path.join(INPUT, "preds3d", "k1.ni
     const out = JSON.parse(readFileSync(join(stage, "output.json"), "utf8")) as Output;
     expect(out.labels).toEqual(["1"]);
     expect(out.per_case).toEqual([
-      expect.objectContaining({ case: "k1", dice: { "1": 0.5 }, mean_dice: 0.5, overlay: null }),
+      expect.objectContaining({ case: "k1", dice: { "1": 0.5 }, mean_dice: 0.5, overlay: "overlays/k1.png" }),
     ]);
-    expect(out.overlays).toBe(0);
+    expect(out.overlays).toBe(1);
     expect(out.mean_foreground_dice).toBe(0.5);
   });
+
+  itWithOracle("nibabel", "PIL")(
+    "draws a 3D case by its axial slice with the most reference foreground, in radiological orientation",
+    () => {
+      // Stored in LPS with anisotropic voxels; the busiest slice in RAS is not the middle one.
+      python(
+        `import os, numpy as np, nibabel as nib
+d = INPUT
+for sub in ("refs", "preds"):
+    os.makedirs(os.path.join(d, sub))
+rng = np.random.default_rng(4)
+ref = np.zeros((7, 5, 6), np.uint8)
+ref[1:5, 1:4, 4] = 1
+ref[2:4, 2:3, 1] = 2
+ref[3, 0, 2] = 1
+pred = ref.copy()
+pred[rng.random(ref.shape) < 0.2] = 3
+aff = np.diag([-0.8, -1.1, 2.5, 1.0]); aff[:3, 3] = [6.0, 9.0, -4.0]
+nib.save(nib.Nifti1Image(ref, aff), os.path.join(d, "refs", "q1.nii.gz"))
+nib.save(nib.Nifti1Image(pred, aff), os.path.join(d, "preds", "q1.nii.gz"))
+assert nib.aff2axcodes(aff) == ("L", "P", "S")`,
+        join(ws, "axial"),
+      );
+      const r = runSkill([
+        "--predictions",
+        "axial/preds",
+        "--references",
+        "axial/refs",
+        "--surface",
+        "false",
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const stage = join(r.stdout.trim().split("\n").pop() as string, "stages", "evaluate");
+      const got = python<{ size: number[]; equal: boolean; z: number }>(
+        `import os, numpy as np, nibabel as nib
+from PIL import Image
+d = INPUT["dir"]
+r = np.asarray(nib.as_closest_canonical(nib.load(os.path.join(d, "refs", "q1.nii.gz"))).dataobj)
+p = np.asarray(nib.as_closest_canonical(nib.load(os.path.join(d, "preds", "q1.nii.gz"))).dataobj)
+z = int(np.argmax((r != 0).sum(axis=(0, 1))))
+view = lambda a: a[::-1, ::-1, z].T
+palette = np.array([[0, 0, 0], [230, 159, 0], [86, 180, 233], [0, 158, 115]], np.uint8)
+gap = np.full((r.shape[1], 4, 3), 255, np.uint8)
+want = np.concatenate([palette[view(r)], gap, palette[view(p)]], axis=1)
+img = Image.open(INPUT["png"])
+OUTPUT = {"size": list(img.size), "equal": bool(np.array_equal(np.asarray(img.convert("RGB")), want)), "z": z}
+`,
+        { dir: join(ws, "axial"), png: join(stage, "overlays", "q1.png") },
+      );
+      expect(got.z).not.toBe(3); // not the middle slice
+      expect(got).toEqual({ size: [7 + 4 + 7, 5], equal: true, z: got.z });
+    },
+  );
 
   it("fails in one line naming a reference without a prediction", () => {
     python(

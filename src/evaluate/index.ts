@@ -12,7 +12,15 @@ export {
   placeMask,
   readGrid,
 } from "./load.js";
-export { CLASS_COLOURS, classColour, overlayRaster, PANEL_GAP, type Slice } from "./overlay.js";
+export {
+  axialView,
+  busiestAxialSlice,
+  CLASS_COLOURS,
+  classColour,
+  overlayRaster,
+  PANEL_GAP,
+  type Slice,
+} from "./overlay.js";
 export { type CasePair, caseName, pairCases } from "./pairs.js";
 export { pairReferences, type ReferencePair } from "./references.js";
 export {

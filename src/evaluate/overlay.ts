@@ -1,6 +1,6 @@
-// One 2D case as a picture: the image in grey (when known), the reference and the prediction in
+// One case as a picture: the image in grey (when known), the reference and the prediction in
 // class colours, side by side, as numpy/matplotlib show a 2D array: array row r is picture row r
-// (top first), array column c picture column c.
+// (top first), array column c picture column c. A 3D case is shown by one axial slice (axialView).
 import type { RasterImage } from "../imaging/png.js";
 import type { VoxelArray } from "../imaging/types.js";
 
@@ -86,4 +86,40 @@ export function overlayRaster(reference: Slice, prediction: Slice, image: Slice 
       }
   });
   return { width, height: rows, channels: 3, data };
+}
+
+type Volume3 = { data: VoxelArray; shape: readonly number[] };
+
+/**
+ * The axial slice of a 3D mask in the comparison space (closest-canonical RAS+) as radiologists
+ * view it: the patient's right on the left of the picture (x descending), anterior at the top
+ * (y descending). Rows are y, columns x.
+ */
+export function axialView(volume: Volume3, z: number): Slice {
+  const [nx, ny, nz] = volume.shape as [number, number, number];
+  if (volume.shape.length !== 3 || z < 0 || z >= nz)
+    throw new RangeError(`axialView: slice ${z} of shape [${volume.shape.join(", ")}]`);
+  const rows = ny;
+  const data = new Float64Array(nx * ny);
+  const plane = nx * ny * z;
+  for (let c = 0; c < nx; c++)
+    for (let r = 0; r < ny; r++) data[r + rows * c] = volume.data[nx - 1 - c + nx * (ny - 1 - r) + plane]!;
+  return { data, shape: [rows, nx] };
+}
+
+/** The axial slice with the most nonzero voxels of `reference` (the first on ties); the middle one when it has none. */
+export function busiestAxialSlice(reference: Volume3): number {
+  const [nx, ny, nz] = reference.shape as [number, number, number];
+  const plane = nx * ny;
+  let best = -1;
+  let most = 0;
+  for (let z = 0; z < nz; z++) {
+    let n = 0;
+    for (let i = z * plane; i < (z + 1) * plane; i++) if (reference.data[i] !== 0) n++;
+    if (n > most) {
+      most = n;
+      best = z;
+    }
+  }
+  return best < 0 ? Math.floor(nz / 2) : best;
 }

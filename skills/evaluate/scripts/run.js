@@ -1,16 +1,17 @@
 // The evaluate skill: predictions + references → metrics.json (exactly `pipeline evaluate --json`:
 // the same pairing rules, loading, metrics and summaries, src/evaluate), the Dice view of it in
-// output.json (per class, per case, mean foreground Dice), and one PNG per 2D case.
+// output.json (per class, per case, mean foreground Dice), and one PNG per case.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  axialView,
+  busiestAxialSlice,
   diceSummary,
   evaluatePairs,
   loadMask,
   overlayRaster,
   pairReferences,
-  readGrid,
   toJson,
   wireNumber,
 } from "../../../dist/evaluate/index.js";
@@ -44,12 +45,17 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
   const pngs = new Map();
   if (overlays) {
     for (const pair of pairs) {
-      if ((await readGrid(pair.gt)).shape.length !== 2) continue; // 3D: numbers only (header read)
       const [pred, gt] = await Promise.all([loadMask(pair.pred), loadMask(pair.gt)]);
       const image = pair.image ? await loadMask(pair.image) : null;
+      // A 3D case: the axial slice with the most reference foreground.
+      const z = gt.shape.length === 3 ? busiestAxialSlice(gt) : null;
+      const view = (m) => (z === null ? m : axialView(m, z));
       const rel = `overlays/${pair.case}.png`;
       mkdirSync(join(ctx.outputDir, "overlays"), { recursive: true });
-      writeFileSync(join(ctx.outputDir, rel), encodePng(overlayRaster(gt, pred, image)));
+      writeFileSync(
+        join(ctx.outputDir, rel),
+        encodePng(overlayRaster(view(gt), view(pred), image ? view(image) : null)),
+      );
       pngs.set(pair.case, rel);
     }
   }
