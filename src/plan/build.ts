@@ -14,7 +14,7 @@ import {
   defaultProbabilities,
 } from "./defaults.js";
 import { permutation } from "./random.js";
-import { type Fold, groupKfold, holdout, kfold, stratifiedKfold } from "./split.js";
+import { type Fold, groupKfold, holdout, kfold, stratifiedKfold, testSet } from "./split.js";
 import type { JsonObject, Normalization, Plan, PlanCase, PlanOverrides, Split, Subset } from "./types.js";
 
 export class PlanError extends Error {}
@@ -196,8 +196,8 @@ function subsetOf(cases: CaseRecord[], o: PlanOverrides): { pool: CaseRecord[]; 
 
 /**
  * The test set, set aside before anything else is split, so that no training stage can reach a
- * test case: a predefined split's `test/` cases, or with `test_fraction` the `holdout` rule
- * (round(n × fraction) cases of numpy's `RandomState(split_seed).permutation(n)`) on all cases.
+ * test case: a predefined split's `test/` cases, or with `test_fraction` scikit-learn's
+ * train_test_split test set (⌈n × fraction⌉ cases of numpy's `RandomState(split_seed).permutation(n)`).
  * The rest is the pool that the plan's dataset and folds are made of.
  */
 function testSplit(
@@ -216,13 +216,13 @@ function testSplit(
   if (o.test_fraction === undefined) return { pool: cases, test: {} };
   let held: string[];
   try {
-    held = holdout(
+    held = testSet(
       cases.map((c) => c.id),
       o.test_fraction,
       o.split_seed ?? DEFAULT_SPLIT.seed,
-    )[0]!.val;
+    );
   } catch (err) {
-    throw new PlanError(`test_fraction: ${(err as Error).message.replace(/^holdout: /, "")}`);
+    throw new PlanError(`test_fraction: ${(err as Error).message}`);
   }
   const isTest = new Set(held);
   return {

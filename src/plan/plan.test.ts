@@ -185,17 +185,43 @@ OUTPUT = {"training": training, "validation": [ids[i] for i in indices[:n_val]],
     );
   });
 
+  it("gives the single-split reference's published test cases from MSD Task02's listing", () => {
+    // Task02_Heart's dataset.json lists its 20 training cases in this order. The reference (seeds/001)
+    // took DecathlonDataset's training section, then train_test_split(test_size=0.1,
+    // random_state=42), and reports its test cases: la_030 and la_024
+    // (eval/references/heart-single-split.yaml).
+    const listing = [7, 19, 23, 5, 9, 17, 21, 29, 3, 11, 30, 22, 14, 18, 20, 4, 16, 24, 10, 26].map(
+      (n) => `la_${String(n).padStart(3, "0")}`,
+    );
+    const task02 = clone(analysis);
+    task02.cases = listing
+      .map((id, listed) => ({ ...clone(analysis.cases[listed % analysis.cases.length]!), id, listed }))
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+    const plan = buildPlan(task02, {
+      subset: "monai-training",
+      test_fraction: 0.1,
+      split: "holdout",
+      holdout_fraction: 0.1,
+      split_seed: 42,
+    });
+    expect(plan.split.test_cases).toEqual(["la_030", "la_024"]);
+    expect(plan.dataset.cases).toHaveLength(14);
+    expect(plan.split.subset?.left_out).toHaveLength(4);
+  });
+
   it("test_fraction sets a test set aside first (numpy's permutation), then folds the rest as scikit-learn's KFold", () => {
     const plan = buildPlan(analysis, { test_fraction: 0.25, folds: 3, split_seed: 7 });
     expect(planProblems(plan)).toEqual([]);
     const all = analysis.cases.map((c) => c.id);
-    // The oracle: numpy draws the test set from all 8 cases, then KFold(3, shuffle, seed 7) splits
-    // the remaining 6 in their original order (the first 6 % 3 = 0 folds one larger).
+    // The oracle: scikit-learn's train_test_split draws the test set from all 8 cases (its
+    // ShuffleSplit: ceil(n x test_size) of numpy's permutation), then KFold(3, shuffle, seed 7)
+    // splits the remaining 6 in their original order (the first 6 % 3 = 0 folds one larger).
     const expected = python<{ test: string[]; val: string[][] }>(
       `
+import math
 import numpy as np
 ids, seed = INPUT["ids"], INPUT["seed"]
-test = [ids[i] for i in np.random.RandomState(seed).permutation(len(ids))[:round(len(ids) * 0.25)]]
+test = [ids[i] for i in np.random.RandomState(seed).permutation(len(ids))[:math.ceil(len(ids) * 0.25)]]
 rest = [i for i in ids if i not in test]
 order = np.random.RandomState(seed).permutation(len(rest))
 OUTPUT = {"test": test, "val": [[rest[i] for i in order[2 * f:2 * f + 2]] for f in range(3)]}
@@ -213,6 +239,21 @@ OUTPUT = {"test": test, "val": [[rest[i] for i in order[2 * f:2 * f + 2]] for f 
     expect(() => buildPlan(analysis, { test_fraction: 1.5 })).toThrow(
       /^test_fraction: fraction must be in \(0, 1\)/,
     );
+    expect(() => buildPlan(analysis, { test_fraction: 0.9 })).toThrow(
+      /^test_fraction: 0\.9 of 8 case\(s\) is 8: it leaves no case to train on$/,
+    );
+    // Where ceil and round differ (0.1 of 14 cases: 2, not 1), the count is scikit-learn's.
+    const fourteen = clone(analysis);
+    fourteen.cases = Array.from({ length: 14 }, (_, i) => ({
+      ...clone(analysis.cases[i % analysis.cases.length]!),
+      id: `c${String(i).padStart(2, "0")}`,
+    }));
+    const small = python<string[]>(
+      "import math\nimport numpy as np\nids = INPUT\nOUTPUT = [ids[i] for i in np.random.RandomState(42).permutation(len(ids))[:math.ceil(len(ids) * 0.1)]]",
+      fourteen.cases.map((c) => c.id),
+    );
+    expect(small).toHaveLength(2);
+    expect(buildPlan(fourteen, { test_fraction: 0.1, split_seed: 42 }).split.test_cases).toEqual(small);
     // A test case smuggled back into the training cases is a plan problem.
     const leaky = clone(plan);
     leaky.dataset.cases.push({ id: expected.test[0]!, image: ["x.nii.gz"], label: "y.nii.gz" });

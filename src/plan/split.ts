@@ -97,6 +97,20 @@ export function groupKfold(ids: string[], groups: string[], k: number, seed: num
 }
 
 /**
+ * scikit-learn's `train_test_split(ids, test_size=fraction, random_state=seed)` test set:
+ * ⌈n × fraction⌉ cases, the first of numpy's `RandomState(seed).permutation(n)`, in that order.
+ */
+export function testSet(ids: string[], fraction: number, seed: number): string[] {
+  if (!(fraction > 0 && fraction < 1)) throw new Error(`fraction must be in (0, 1), got ${fraction}`);
+  const n = Math.ceil(ids.length * fraction);
+  if (n >= ids.length)
+    throw new Error(`${fraction} of ${ids.length} case(s) is ${n}: it leaves no case to train on`);
+  return permutation(ids.length, seed)
+    .slice(0, n)
+    .map((i) => ids[i]!);
+}
+
+/**
  * One train/validation split: the first round(n × fraction) cases (at least one, and at least one
  * left for training) of numpy's `RandomState(seed).permutation(n)` are held out.
  */
