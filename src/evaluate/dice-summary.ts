@@ -31,7 +31,8 @@ export interface DiceSummary {
   mean_foreground_dice: number;
 }
 
-function meanOf(values: number[]): number {
+/** The mean of the finite values (NaN when there is none): how a mean Dice skips undefined ones. */
+export function meanOf(values: number[]): number {
   const finite = values.filter(Number.isFinite);
   return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : Number.NaN;
 }

@@ -1,6 +1,6 @@
 // `pipeline evaluate` as a library: pair cases, load them into one space, score, format.
 
-export { type CaseDice, type ClassDice, type DiceSummary, diceSummary } from "./dice-summary.js";
+export { type CaseDice, type ClassDice, type DiceSummary, diceSummary, meanOf } from "./dice-summary.js";
 export { definition, toCsv, toJson, toText, wireNumber } from "./format.js";
 export { labelValues, parseNumberList } from "./labels.js";
 export {

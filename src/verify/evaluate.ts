@@ -7,7 +7,7 @@
 // the cases it did badly on.
 import { existsSync } from "node:fs";
 import { isAbsolute, join, relative } from "node:path";
-import { gridProblem, pairReferences, placeMask } from "../evaluate/index.js";
+import { gridProblem, labelValues, meanOf, pairReferences, placeMask } from "../evaluate/index.js";
 import type { Evidence } from "../evidence/evidence.js";
 import {
   type CaseRow,
@@ -81,11 +81,6 @@ function locate(pack: Pack, path: string, stages: ReadonlySet<string>): Place {
 const pathOf = (pack: Pack, p: Place): string => ("rel" in p ? join(pack.dir, p.rel) : p.abs);
 const keyOf = (p: Place): string => ("rel" in p ? p.rel : p.abs);
 const bytesAt = (pack: Pack, p: Place): Buffer => ("rel" in p ? pack.bytes(p.rel) : pack.external(p.abs));
-
-function meanOfFinite(values: number[]): number {
-  const finite = values.filter(Number.isFinite);
-  return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : Number.NaN;
-}
 
 /** None when the run has no evaluate stage (runs without one list the same checks as before). */
 export function evaluateChecks(pack: Pack, evidence: Evidence, taint: Taint): CheckResult[] {
@@ -170,6 +165,7 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
       let ref: ReturnType<typeof placeMask>;
       try {
         ref = placeMask(keyOf(gt), parseLabelMap(bytesAt(pack, gt), keyOf(gt)));
+        for (const l of labelValues(ref.data, keyOf(gt))) seen.add(l);
       } catch (err) {
         unreadable.push(`${keyOf(gt)} (${(err as Error).message})`);
         continue;
@@ -186,7 +182,6 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
         problems.push({ what: `${stage} ${pair.case}: ${grid}`, where });
         continue;
       }
-      for (let k = 0; k < ref.data.length; k++) if (ref.data[k] !== 0) seen.add(ref.data[k] as number);
       const fresh = evaluateCase({ data: mask.data, shape: ref.shape, spacing: ref.spacing }, ref, {
         ...(numeric ? { labels: numeric } : {}),
         tolerancesMm: v.tolerances ?? DEFAULT_TOLERANCES_MM,
@@ -224,9 +219,9 @@ function checkEvaluate(pack: Pack, stages: string[], known: ReadonlySet<string>,
           break; // one line per row is enough to point at it
         }
       }
-      if (rec && !close(fromJson(rec.mean_dice), meanOfFinite(dice)))
+      if (rec && !close(fromJson(rec.mean_dice), meanOf(dice)))
         problems.push({
-          what: `${stage} ${pair.case}: mean Dice recorded ${rec.mean_dice}, its labels give ${meanOfFinite(dice)}`,
+          what: `${stage} ${pair.case}: mean Dice recorded ${rec.mean_dice}, its labels give ${meanOf(dice)}`,
           where: `${where}/mean_dice`,
         });
     }
@@ -328,7 +323,7 @@ function summaryProblems(
       what: `${stage} reports ${out.per_class.length} classes, the cases ${summary.length}`,
       where: `${outRel}#/per_class`,
     });
-  const mfd = meanOfFinite(means);
+  const mfd = meanOf(means);
   if (!close(fromJson(out.mean_foreground_dice), mfd))
     problems.push({
       what: `${stage}: mean foreground Dice recorded ${out.mean_foreground_dice}, the classes give ${mfd}`,
