@@ -282,6 +282,11 @@ describe("bad input is refused before training, in one line", () => {
       ["--dataset_dir", SPLEEN, "--label_mapping", "[[1, 1], [2, 1]]"],
       /local label\(s\) 2 of the mapping appear in none of the 6 label volumes/,
     ],
+    [
+      "a patch the network cannot take",
+      ["--dataset_dir", SPLEEN, "--label_mapping", "[[1, 1]]", "--patch_size", "[32, 32, 20]"],
+      /patch_size \[32, 32, 20\]: 20 \(axis 2\) is not a multiple of 16, the product of the UNet's strides \[2, 2, 2, 2\]; use e\.g\. 16 or 32/,
+    ],
   ])("%s", (_name, args, message) => {
     const r = finetune(["--pretrained", pretrained, ...args], 60_000);
     // The script exits 2 (an input error); the engine reports the failed stage with exit 1.

@@ -9,6 +9,8 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import { type PyEvent, PythonError, packageModel, runPythonModule } from "../cvtrain/python.js";
 import { readSafetensors } from "../evidence/safetensors.js";
 import { InferError, type ModelPackage, readModelPackage } from "../infer/index.js";
+import { patchProblem } from "../plan/network.js";
+import type { JsonObject } from "../plan/types.js";
 import { auditDataset, type DatasetAudit } from "./audit.js";
 import { decide } from "./decide.js";
 import { FinetuneInputError, FinetuneOomError } from "./errors.js";
@@ -166,6 +168,11 @@ export async function runFinetune(
     throw new FinetuneInputError(
       `patch_size [${patch}] has ${patch.length} axes; the model is ${plan.spatial_dims}D`,
     );
+  const misfit =
+    typeof architecture === "object" && architecture !== null
+      ? patchProblem(patch, architecture as JsonObject)
+      : null;
+  if (misfit) throw new FinetuneInputError(misfit);
   const audit: DatasetAudit = await auditDataset(split, mapping);
   phases.audit_s = since(t);
   progress({ event: "audit", phase: "audit", cases: audit.cases.length, orientations: audit.orientations });

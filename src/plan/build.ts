@@ -13,6 +13,7 @@ import {
   defaultNetwork,
   defaultProbabilities,
 } from "./defaults.js";
+import { patchProblem } from "./network.js";
 import { permutation } from "./random.js";
 import { type Fold, groupKfold, holdout, kfold, stratifiedKfold, testSet } from "./split.js";
 import type { JsonObject, Normalization, Plan, PlanCase, PlanOverrides, Split, Subset } from "./types.js";
@@ -47,6 +48,8 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
   const modality = o.modality ?? analysis.dataset.modality ?? "other";
 
   const network = networkFor(o.network, spatialDims, channels.length, classes);
+  const misfit = patchProblem(patch, network);
+  if (misfit) throw new PlanError(misfit);
   const optimizer: JsonObject = { ...DEFAULT_OPTIMIZER, ...o.optimizer };
   if (o.lr !== undefined) optimizer.lr = o.lr;
 

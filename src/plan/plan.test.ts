@@ -289,6 +289,20 @@ describe("refusals", () => {
     );
     expect(() => buildPlan(analysis, { patch_size: [64, 64] })).toThrow("has 2 values; the data is 3D");
     expect(() => buildPlan(analysis, { split: "group" })).toThrow("has no group key");
+    // The reference UNet halves each axis four times: 16 | every axis (40 = 2.5 x 16 fails).
+    expect(() => buildPlan(analysis, { patch_size: [80, 80, 40] })).toThrow(
+      "patch_size [80, 80, 40]: 40 (axis 2) is not a multiple of 16, the product of the UNet's strides [2, 2, 2, 2]; use e.g. 32 or 48",
+    );
+    expect(() => buildPlan(analysis, { patch_size: [96, 96, 30], network: { strides: [2, 3, 2] } })).toThrow(
+      "30 (axis 2) is not a multiple of 12",
+    );
+    expect(
+      buildPlan(analysis, { patch_size: [96, 96, 36], network: { strides: [2, 2] } }).patch_size,
+    ).toEqual([96, 96, 36]);
+    // The basic UNet pads a short axis itself: any size.
+    expect(
+      buildPlan(analysis, { patch_size: [50, 50, 30], network: { family: "basic_unet" } }).patch_size,
+    ).toEqual([50, 50, 30]);
   });
 
   it("planProblems catches what the schema and the partition rules forbid", () => {
@@ -302,5 +316,10 @@ describe("refusals", () => {
     const neg = clone(plan);
     neg.batch_size = 0;
     expect(planProblems(neg).join("\n")).toMatch(/plan.batch_size: must be >= 1/);
+    const odd = clone(plan);
+    odd.patch_size = [64, 64, 24];
+    expect(planProblems(odd)).toContain(
+      "plan.patch_size [64, 64, 24]: 24 (axis 2) is not a multiple of 16, the product of the UNet's strides [2, 2, 2, 2]; use e.g. 16 or 32",
+    );
   });
 });

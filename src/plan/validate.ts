@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { ValidateFunction } from "ajv";
 import { ajv } from "../manifest/schema.js";
 import { SCHEMAS_DIR } from "../paths.js";
+import { patchProblem } from "./network.js";
 import type { Plan } from "./types.js";
 
 const PLAN_SCHEMA_ID = "https://medpipe.dev/schemas/plan.schema.json";
@@ -32,6 +33,8 @@ export function planProblems(plan: unknown): string[] {
   if (p.patch_size.length !== dims) out.push(`plan.patch_size: ${p.patch_size.length} values for ${dims}D`);
   if (p.network.spatial_dims !== undefined && p.network.spatial_dims !== dims)
     out.push(`plan.network.spatial_dims: ${p.network.spatial_dims}, the data is ${dims}D`);
+  const misfit = patchProblem(p.patch_size, p.network);
+  if (misfit) out.push(`plan.${misfit}`);
   const ids = p.dataset.cases.map((c) => c.id);
   const known = new Set(ids);
   const heldOut = new Map<string, number>();

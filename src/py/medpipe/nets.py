@@ -341,5 +341,12 @@ def build_network(config, seed=None):
     return model
 
 
+def patch_multiple(config):
+    """What every patch axis must be a multiple of: the residual UNet's skips only line up
+    when each down step halves the axis exactly; the basic UNet pads a short axis itself."""
+    full = network_config(config)
+    return math.prod(full["strides"]) if full["family"] == "unet" else 1
+
+
 def count_parameters(model, trainable_only=False):
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

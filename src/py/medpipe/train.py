@@ -165,7 +165,7 @@ import torch
 from medpipe.augment import Augmenter
 from medpipe.data import PatchSampler, choose_data_device, load_cases
 from medpipe.losses import build_loss
-from medpipe.nets import build_network
+from medpipe.nets import build_network, patch_multiple
 from medpipe.safetensors_io import digest_of_digests, digest_tensor, load_file, save_file, tensor_digests
 from medpipe.sliding_window import sliding_window_inference
 
@@ -619,6 +619,10 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     num_classes, spatial_dims = net["out_channels"], net["spatial_dims"]
     if len(c["patch_size"]) != spatial_dims:
         raise ValueError(f"patch_size {c['patch_size']} has {len(c['patch_size'])} axes for a {spatial_dims}D network")
+    multiple = patch_multiple(net)
+    if any(p % multiple for p in c["patch_size"]):
+        raise ValueError(f"patch_size {c['patch_size']}: every axis must be a multiple of {multiple}, the product of "
+                         f"the UNet's strides {net['strides']}")
     channels_last = c["channels_last"] is True or (c["channels_last"] == "auto" and device.type == "cuda")
     layout = (torch.channels_last_3d if spatial_dims == 3 else torch.channels_last) if channels_last else None
     if layout is not None:

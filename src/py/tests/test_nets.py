@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medpipe.nets import build_network, count_parameters, network_config
+from medpipe.nets import build_network, count_parameters, network_config, patch_multiple
 
 # ----------------------------------------------------------------------------------------
 # Oracle 1: MONAI UNet, heart reference config: spatial_dims=3, in 1, out 2,
@@ -168,6 +168,19 @@ class ForwardTest(unittest.TestCase):
             self.assertEqual(tuple(net(torch.randn(1, 1, 36, 20)).shape), (1, 3, 36, 20))
         net3 = build_network({"family": "basic_unet", "features": [2, 2, 4, 4, 8, 2]}, seed=0)
         self.assertEqual(tuple(net3(torch.randn(1, 1, 32, 16, 16)).shape), (1, 2, 32, 16, 16))
+
+
+    def test_patch_multiple_is_where_the_unet_skips_line_up(self):
+        # strides [2, 3]: 6 | n goes through, anything else fails at a skip concatenation.
+        net = build_network({"spatial_dims": 2, "channels": [4, 8, 8], "strides": [2, 3], "num_res_units": 1})
+        self.assertEqual(patch_multiple(net.config), 6)
+        for n in (6, 12, 18, 24):
+            self.assertEqual(net(torch.zeros(1, 1, n, 12)).shape, (1, 2, n, 12))
+        for n in (4, 8, 9, 10, 14, 16):
+            with self.assertRaises(RuntimeError):
+                net(torch.zeros(1, 1, n, 12))
+        self.assertEqual(patch_multiple({}), 16)  # the reference UNet: 2 x 2 x 2 x 2
+        self.assertEqual(patch_multiple({"family": "basic_unet"}), 1)
 
 
 class InitTest(unittest.TestCase):

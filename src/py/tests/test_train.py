@@ -349,6 +349,11 @@ class TrainTest(unittest.TestCase):
         self.assertIn("unknown keys ['epochz']", run.stderr)
         with open(os.path.join(out, "result.json")) as f:
             self.assertEqual(json.load(f)["status"], "error")
+        # strides [2, 2]: 18 is not a multiple of 4, refused before any data is read.
+        run, out = self.run_cli({**config(self.cases, 4, 1), "patch_size": [16, 18, 16]}, "bad-patch")
+        self.assertEqual(run.returncode, 1)
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1)
+        self.assertIn("every axis must be a multiple of 4", run.stderr)
 
     @unittest.skipUnless(SLOW, "set MEDPIPE_SLOW_TESTS=1")
     def test_slow_two_foreground_classes(self):
