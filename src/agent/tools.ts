@@ -2,6 +2,7 @@
 // (declared scripts, workspace-confined paths, size and concurrency limits) before anything is
 // written, and a refusal is a one-line reason.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { readEvidence } from "../evidence/evidence.js";
 import { ManifestError } from "../manifest/diagnostics.js";
@@ -113,7 +114,8 @@ export class AgentTools {
       env: this.ws.env,
       skillsDirs: this.ws.skillsDirs,
       runsDir: this.ws.runsDir,
-      jobs: 2,
+      // As `pipeline run`: the folds of a cross-validation share a GPU only if they run at once.
+      jobs: availableParallelism(),
       resume: false,
       reporter,
       signal,

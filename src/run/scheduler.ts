@@ -1,6 +1,7 @@
-// Runs a graph: each stage instance once its upstream finished, CPU stages up to --jobs at a
-// time, GPU stages one per free device; cache hits are linked in instead of run. Every outcome
-// is recorded in evidence.json as it happens, so an interrupted run still says what it did.
+// Runs a graph: each stage instance once its upstream finished, up to --jobs stages at a time, a
+// GPU stage once the pool gives it a device (stages_per_gpu per device); cache hits are linked
+// in instead of run. Every outcome is recorded in evidence.json as it happens, so an interrupted
+// run still says what it did.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
