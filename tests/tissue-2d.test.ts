@@ -99,7 +99,7 @@ describe("pipelines/tissue-2d.yaml --smoke", () => {
     const reference = parse(readFileSync(join(ROOT, "eval/references/tissue-2d.yaml"), "utf8"));
     expect(plan).toMatchObject({
       ...reference.configuration,
-      patch_size: [48, 48],
+      patch_size: [40, 40],
       val_every: 2,
       early_stopping: { patience: 2 },
     });

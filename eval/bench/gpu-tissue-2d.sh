@@ -15,7 +15,7 @@
 #   bash eval/bench/gpu-tissue-2d.sh              the benchmark (needs a CUDA GPU)
 #   bash eval/bench/gpu-tissue-2d.sh --dry-run    print the commands and the configuration, run nothing
 #   bash eval/bench/gpu-tissue-2d.sh --rehearsal  the same script on a tiny stand-in (20 slices of
-#                                                 64x64, 4 epochs, 48x48 crops), CPU allowed; no
+#                                                 64x64, 4 epochs, 40x40 crops), CPU allowed; no
 #                                                 target judged
 # Environment: OUT (default $BENCH_WORK/out) gets gpu-tissue-2d.json and gpu-tissue-2d.log;
 #   BENCH_WORK (default /tmp/gpu-tissue-2d) holds the stand-in and the runs. CASES, SIZE, EPOCHS,
@@ -51,7 +51,7 @@ RESULT=$OUT/gpu-tissue-2d.json
 if [ "$mode" = bench ]; then
   d_cases=334 d_size=256,256 d_epochs=700 d_patch='[200,200]' d_val=10 d_patience=20
 else
-  d_cases=20 d_size=64,64 d_epochs=4 d_patch='[48,48]' d_val=2 d_patience=2
+  d_cases=20 d_size=64,64 d_epochs=4 d_patch='[40,40]' d_val=2 d_patience=2
 fi
 reduced=0
 for v in CASES SIZE EPOCHS PATCH VAL_EVERY PATIENCE; do [ -n "${!v:-}" ] && reduced=1; done

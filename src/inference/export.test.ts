@@ -24,8 +24,9 @@ interface Exported {
 
 const PY_SRC = fileURLToPath(new URL("../py", import.meta.url));
 
-// Each case: (network config, seed, input shape (B, C, *spatial)). Sizes are the nets' own
-// constraint (a multiple of the total stride); the comments give the bottom level's size.
+// Each case: (network config, seed, input shape (B, C, *spatial)). The residual UNet's sizes are
+// multiples of its total stride (its own constraint); BasicUNet takes any size, and the odd ones
+// run through a graph exported at another size. The comments give the bottom level's size.
 const GENERATE = `
 import os, sys
 sys.path.insert(0, INPUT["py"])
@@ -53,6 +54,13 @@ cases = {
                  "features": [4, 4, 8, 8, 16, 4]}, 5, (1, 1, 16, 48, 32)),
     "basic2d": ({"family": "basic_unet", "spatial_dims": 2, "in_channels": 2, "out_channels": 3,
                  "features": [8, 8, 16, 16, 32, 8]}, 6, (2, 2, 48, 80)),
+    # BasicUNet takes any size: 36 -> 18 -> 9 -> 4 -> 2 (padded back to 9 on the way up), 20 -> ... -> 1,
+    # 26 -> 13 -> 6 -> 3 -> 1; exported at the 32-cube example, run at these
+    "basic3d-odd": ({"family": "basic_unet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+                     "features": [4, 4, 8, 8, 16, 4]}, 7, (1, 1, 36, 20, 26)),
+    # the 2D tissue reference's 200x200 window: 200 -> 100 -> 50 -> 25 -> 12
+    "basic2d-tissue-window": ({"family": "basic_unet", "spatial_dims": 2, "in_channels": 1, "out_channels": 4,
+                               "features": [4, 4, 8, 8, 16, 4]}, 8, (2, 1, 200, 200)),
 }
 out = []
 for i, (name, (cfg, seed, shape)) in enumerate(cases.items()):
@@ -115,6 +123,8 @@ describe("export_onnx: onnxruntime-node logits equal the torch model's", () => {
     "unet2d",
     "basic3d",
     "basic2d",
+    "basic3d-odd",
+    "basic2d-tissue-window",
   ];
   it.each(names)("%s (fast and plain export)", async (name) => {
     const fast = await maxDiff(name, "fast");

@@ -255,21 +255,22 @@ class UpCat(nn.Module):
 
     def forward(self, x, skip):
         x = self.upsample(x)
-        # Skipped while tracing for ONNX: the check would be frozen at the example's
-        # shapes; exported basic_unets take sizes that are multiples of 16.
-        if not torch.jit.is_tracing():
-            pad = []
-            for axis in range(x.dim() - 1, 1, -1):  # F.pad lists the last axis first
-                pad += [0, 1 if skip.shape[axis] != x.shape[axis] else 0]
-            if any(pad):
-                x = nn.functional.pad(x, pad, mode="replicate")
+        pad = []
+        for axis in range(x.dim() - 1, 1, -1):  # F.pad lists the last axis first
+            pad += [0, skip.shape[axis] - x.shape[axis]]
+        # While tracing for ONNX the shapes are traced values, so the pad is always written and
+        # the exported graph pads whatever size it is given (a check here would be frozen at
+        # the export example's sizes); run eagerly, a pad of nothing is skipped.
+        if torch.jit.is_tracing() or any(pad):
+            x = nn.functional.pad(x, pad, mode="replicate")
         return self.convs(torch.cat([skip, x], dim=1))
 
 
 class BasicUNet(nn.Module):
     """MONAI-equivalent BasicUNet with features (f0..f5): encoder widths f0..f4 (the
     first level at full resolution, then four max-pool levels), decoder widths f3, f2,
-    f1, f5, then a 1x1 conv to out_channels. Spatial sizes should be multiples of 16."""
+    f1, f5, then a 1x1 conv to out_channels. Any spatial size: a decoder level pads an
+    upsampled map that came out one voxel short (UpCat)."""
 
     def __init__(self, config):
         super().__init__()
