@@ -12,10 +12,12 @@
 
 and is called on a batch: `image, label = aug(image, label)` with image (B, C, *S)
 float32 and label (B, *S) integer, 2D or 3D. Transforms run in list order. Each one
-decides per sample (Bernoulli(p)) whether it applies; the parameters are drawn for
-the whole batch every time, applied or not, so the random stream (one torch.Generator
-on the device, seeded) does not depend on earlier coin flips. Unselected samples are
-passed through bit for bit (torch.where), which keeps everything free of host syncs.
+decides per sample (Bernoulli(p)) whether it applies. The coins come from a seeded
+generator on the host, so a transform is computed only for the samples it selected (with
+p = 0.2 and a batch of 4, no sample at all in 41% of batches) and no decision needs a
+host-device sync; the parameters come from a seeded generator on the batch's device,
+drawn for the whole batch at every call, selected or not. Unselected samples are passed
+through bit for bit. The caller's tensors are not modified.
 
 Spatial axes are numbered 0..d-1 as in the volume (x, y, z). The transforms:
 
@@ -95,11 +97,6 @@ def _range(value, symmetric=False):
     return lo, hi
 
 
-def _bshape(x, b_dims=1):
-    """Shape that broadcasts a (B,) vector against x."""
-    return (x.shape[0],) + (1,) * (x.dim() - b_dims)
-
-
 class Augmenter:
     def __init__(self, specs, seed=0, device="cpu"):
         self.specs = transform_specs(specs)
@@ -107,19 +104,23 @@ class Augmenter:
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        self.coins = torch.Generator().manual_seed(int(seed))
 
     def uniform(self, n, lo, hi, device):
         return lo + (hi - lo) * torch.rand(n, generator=self.generator, device=device)
 
-    def coin(self, n, p, device):
-        return torch.rand(n, generator=self.generator, device=device) < p
+    def chosen(self, n, p):
+        """The samples (plain ints) a transform applies to: one host coin per sample."""
+        return torch.nonzero(torch.rand(n, generator=self.coins) < p).reshape(-1).tolist()
 
     @torch.no_grad()
     def __call__(self, image, label):
         if image.device != self.device:
             raise ValueError(f"batch on {image.device} but the augmenter's generator is on {self.device}")
+        # Transforms write the samples they select in place, into copies of the batch.
+        image, label = image.clone(), label.clone()
         for spec in self.specs:
-            image, label = getattr(self, "_" + spec["name"])(spec, image, label)
+            getattr(self, "_" + spec["name"])(spec, image, label)
         return image, label
 
     # -------------------------------------------------------------------- spatial
@@ -130,10 +131,9 @@ class Augmenter:
         for a in axes:
             if not 0 <= a < d:
                 raise ValueError(f"flip axis {a} out of range for {d}D patches")
-            m = self.coin(image.shape[0], float(spec["p"]), image.device)
-            image = torch.where(m.view(_bshape(image)), image.flip(2 + a), image)
-            label = torch.where(m.view(_bshape(label)), label.flip(1 + a), label)
-        return image, label
+            for i in self.chosen(image.shape[0], float(spec["p"])):
+                image[i] = image[i].flip(1 + a)
+                label[i] = label[i].flip(a)
 
     def affine_matrices(self, spec, b, size, device):
         """(B, d, d) A and (B, d) t in voxel units: input = A output + t about the centre."""
@@ -167,8 +167,10 @@ class Augmenter:
     def _affine(self, spec, image, label):
         b, d = image.shape[0], image.dim() - 2
         size = tuple(image.shape[2:])
-        m = self.coin(b, float(spec["p"]), image.device)
         a, t = self.affine_matrices(spec, b, size, image.device)
+        rows = self.chosen(b, float(spec["p"]))
+        if not rows:
+            return
         # Voxel offsets from the centre are v = D u with u the normalised coordinate of
         # align_corners=False and D = diag(n / 2): in normalised units the map is
         # D^-1 A D u + D^-1 t. affine_grid orders coordinates last axis first, so the
@@ -177,49 +179,45 @@ class Augmenter:
         a_n = a * half[None, None, :] / half[None, :, None]
         t_n = t / half[None, :]
         theta = torch.cat([a_n.flip(1).flip(2), t_n.flip(1)[:, :, None]], dim=2)
-        grid = F.affine_grid(theta, list(image.shape), align_corners=False)
-        warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        lab = F.grid_sample(label[:, None].float(), grid, mode="nearest", padding_mode="border",
-                            align_corners=False)[:, 0].round().to(label.dtype)
-        image = torch.where(m.view(_bshape(image)), warped, image)
-        label = torch.where(m.view(_bshape(label)), lab, label)
-        return image, label
+        for i in rows:
+            grid = F.affine_grid(theta[i:i + 1], [1] + list(image.shape[1:]), align_corners=False)
+            image[i] = F.grid_sample(image[i:i + 1], grid, mode="bilinear", padding_mode="border",
+                                     align_corners=False)[0]
+            label[i] = F.grid_sample(label[i:i + 1, None].float(), grid, mode="nearest", padding_mode="border",
+                                     align_corners=False)[0, 0].round().to(label.dtype)
 
     # -------------------------------------------------------------------- intensity
 
     def _gamma(self, spec, image, label):
         b = image.shape[0]
-        m = self.coin(b, float(spec["p"]), image.device)
         g = self.uniform(b, *_range(spec["range"]), image.device)
-        dims = tuple(range(2, image.dim()))
-        lo = image.amin(dim=dims, keepdim=True)
-        r = image.amax(dim=dims, keepdim=True) - lo
-        safe = torch.where(r > 0, r, torch.ones_like(r))
-        out = ((image - lo) / safe).clamp_(0.0, 1.0).pow(g.view(_bshape(image))) * safe + lo
-        out = torch.where(r > 0, out, image)
-        return torch.where(m.view(_bshape(image)), out, image), label
+        for i in self.chosen(b, float(spec["p"])):
+            x = image[i]  # (C, *S), one range per channel
+            dims = tuple(range(1, x.dim()))
+            lo = x.amin(dim=dims, keepdim=True)
+            r = x.amax(dim=dims, keepdim=True) - lo
+            safe = torch.where(r > 0, r, torch.ones_like(r))
+            out = ((x - lo) / safe).clamp_(0.0, 1.0).pow(g[i]) * safe + lo
+            image[i] = torch.where(r > 0, out, x)
 
     def _noise(self, spec, image, label):
         b = image.shape[0]
-        m = self.coin(b, float(spec["p"]), image.device)
         std = spec["std"]
         sigma = self.uniform(b, *(_range(std) if isinstance(std, (list, tuple)) else (0.0, float(std))), image.device)
-        noise = torch.randn(image.shape, generator=self.generator, device=image.device)
-        out = image + sigma.view(_bshape(image)) * noise
-        return torch.where(m.view(_bshape(image)), out, image), label
+        for i in self.chosen(b, float(spec["p"])):
+            noise = torch.randn(image.shape[1:], generator=self.generator, device=image.device)
+            image[i] += sigma[i] * noise
 
     def _blur(self, spec, image, label):
         b = image.shape[0]
-        m = self.coin(b, float(spec["p"]), image.device)
         lo, hi = _range(spec["sigma"])
         sigma = self.uniform(b, lo, hi, image.device)
-        out = gaussian_blur(image, sigma, radius=max(1, math.ceil(3.0 * hi)))
-        return torch.where(m.view(_bshape(image)), out, image), label
+        for i in self.chosen(b, float(spec["p"])):
+            image[i] = gaussian_blur(image[i:i + 1], sigma[i:i + 1], radius=max(1, math.ceil(3.0 * hi)))[0]
 
     def _bias_field(self, spec, image, label):
         b, d = image.shape[0], image.dim() - 2
         order = int(spec["order"])
-        m = self.coin(b, float(spec["p"]), image.device)
         # Coefficients c[b, i, j(, k)] of x^i y^j (z^k), zero above total degree `order`.
         # The field is evaluated separably (one power table per axis, einsum), never
         # as a stack of full-size monomials.
@@ -228,23 +226,25 @@ class Augmenter:
         coeff = float(spec["coeff"])
         c = self.uniform(b * (order + 1) ** d, -coeff, coeff, image.device).view((b,) + (order + 1,) * d)
         c = c * (degree <= order)
+        rows = self.chosen(b, float(spec["p"]))
+        if not rows:
+            return
         tables = []
         for n in image.shape[2:]:
             u = (torch.arange(n, device=image.device, dtype=torch.float32) * 2 + 1) / n - 1
             tables.append(u[None, :] ** powers[:, None].float())  # (order+1, n)
-        if d == 3:
-            poly = torch.einsum("bijk,ix,jy,kz->bxyz", c, *tables)
-        else:
-            poly = torch.einsum("bij,ix,jy->bxy", c, *tables)
-        out = image * torch.exp(poly)[:, None]
-        return torch.where(m.view(_bshape(image)), out, image), label
+        for i in rows:
+            if d == 3:
+                field = torch.einsum("ijk,ix,jy,kz->xyz", c[i], *tables)
+            else:
+                field = torch.einsum("ij,ix,jy->xy", c[i], *tables)
+            image[i] *= torch.exp(field)  # one field for every channel
 
     def _shift(self, spec, image, label):
         b = image.shape[0]
-        m = self.coin(b, float(spec["p"]), image.device)
         o = self.uniform(b, *_range(spec["offset"], symmetric=True), image.device)
-        out = image + o.view(_bshape(image))
-        return torch.where(m.view(_bshape(image)), out, image), label
+        for i in self.chosen(b, float(spec["p"])):
+            image[i] += o[i]
 
 
 def gaussian_kernels(sigma, radius):

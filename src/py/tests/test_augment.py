@@ -14,8 +14,7 @@ from medpipe.augment import Augmenter, transform_specs
 
 
 def fixed(aug, value_of):
-    """Makes every uniform draw of `aug` return value_of(lo, hi) (coin flips included:
-    p = 1 then always applies)."""
+    """Makes every parameter draw of `aug` return value_of(lo, hi)."""
     aug.uniform = lambda n, lo, hi, device: torch.full((n,), float(value_of(lo, hi)), device=device)
     return aug
 
@@ -174,7 +173,10 @@ class ProbabilityTest(unittest.TestCase):
                 {"name": "bias_field", "p": 0.5}, {"name": "shift", "p": 0.5}]
         for shape in [(4, 2, 8, 7, 6), (4, 1, 9, 8)]:
             image, label = batch(shape)
+            before = image.clone(), label.clone()
             out_i, out_l = Augmenter(spec, seed=0)(image, label)
+            self.assertTrue(torch.equal(image, before[0]) and torch.equal(label, before[1]))  # caller's batch kept
+            self.assertFalse(torch.equal(out_i, image))
             self.assertEqual((out_i.shape, out_i.dtype, out_l.shape, out_l.dtype),
                              (image.shape, torch.float32, label.shape, torch.uint8))
             self.assertTrue(bool(torch.isfinite(out_i).all()))
