@@ -1,7 +1,8 @@
 # Sourced by the eval/bench/gpu-*.sh benchmarks from the project root, before they run anything:
 # a GPU machine often has torch and CUDA but no Node.js, so Node comes from the packed
-# .portable/ (../shared/portable/pack.sh, run where npm works) when none is on PATH; and the
-# pipeline runs from the built dist/, which must have been carried along.
+# .portable/ (../shared/portable/pack.sh, run where npm works) when none is on PATH; the
+# pipeline runs from the built dist/, which must have been carried along; and PY is the Python
+# the pipeline trains with, found in the pipeline's own order (src/run/python.ts).
 if ! command -v node >/dev/null 2>&1; then
   [ -f .portable/bootstrap.sh ] || {
     echo "no node and no .portable/bootstrap.sh (run ../shared/portable/pack.sh where npm works)" >&2
@@ -14,5 +15,16 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 [ -d dist ] || {
   echo "dist/ missing: run npm run build first (and carry dist/ to this machine)" >&2
+  exit 2
+}
+PY=""
+for candidate in "${PIPELINE_PYTHON:-}" python3 /usr/bin/python3 python; do
+  [ -n "$candidate" ] && "$candidate" -c 'import torch, numpy' >/dev/null 2>&1 && {
+    PY=$candidate
+    break
+  }
+done
+[ -n "$PY" ] || {
+  echo "no Python with torch and numpy (PIPELINE_PYTHON, python3, /usr/bin/python3, python)" >&2
   exit 2
 }

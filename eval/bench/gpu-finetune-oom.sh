@@ -65,7 +65,6 @@ log() { echo "$*" | tee -a "$LOG"; }
 # Node.js (from .portable/ on a GPU machine without it) and the built dist/.
 # shellcheck source=eval/bench/gpu-env.sh
 source eval/bench/gpu-env.sh
-PY=${PIPELINE_PYTHON:-python3}
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || {
   echo "no CUDA device visible to $PY: this benchmark judges a CUDA out-of-memory error" >&2
   exit 2

@@ -17,7 +17,8 @@
 # A GPU machine without Node.js: on the development machine, after `npm ci` and `npm run build`,
 #   bash ../shared/portable/pack.sh, copy the tree with .portable/ and dist/, then run this script
 #   there: it sources .portable/bootstrap.sh itself when `node` is missing.
-# Environment: OUT (default $BENCH_WORK/out) gets gpu-heart-cv.json and gpu-heart-cv.log;
+# Environment: OUT (default $BENCH_WORK/out) gets gpu-heart-cv.json, gpu-heart-cv.log and
+#   augment-cost.json (eval/bench/augment_cost.py, run after the pipeline);
 #   BENCH_WORK (default /tmp/gpu-heart-cv) holds the fixture and the runs; JOBS (default: the
 #   CPU count) stages at once; STAGES_PER_GPU (default: the manifest's stages_per_gpu, 6: the five
 #   folds and the final model share the GPU at once) the training stages on the one device.
@@ -29,7 +30,7 @@ for arg in "$@"; do
     --dry-run) dry=1 ;;
     --rehearsal) mode=rehearsal ;;
     -h | --help)
-      sed -n '2,24p' "$0"
+      sed -n '2,25p' "$0"
       exit 0
       ;;
     *)
@@ -84,9 +85,6 @@ log() { echo "$*" | tee -a "$LOG"; }
 # Node.js (from .portable/ on a GPU machine without it) and the built dist/.
 # shellcheck source=eval/bench/gpu-env.sh
 source eval/bench/gpu-env.sh
-# The interpreter the pipeline trains with (PIPELINE_PYTHON, else the pipeline's own probe), for
-# the record; the figures below need only the standard library.
-PY=${PIPELINE_PYTHON:-python3}
 
 log "== gpu-heart-cv ($mode) $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
 smi=$OUT/nvidia-smi.txt
@@ -114,6 +112,14 @@ t2=$(date +%s.%N)
 cat "$WORK/run.stdout" >>"$LOG"
 run_dir=$(tail -n 1 "$WORK/run.stdout" || true)
 log "pipeline exit $rc, run folder $run_dir"
+
+# The data side of one batch beside its forward+backward, transform by transform, after the
+# pipeline's clock stopped (eval/bench/augment_cost.py; the reference batch on this device).
+cost_args=()
+[ "$mode" = rehearsal ] && cost_args=(--patch 32,32,16 --repeats 3)
+log "\$ $PY eval/bench/augment_cost.py ${cost_args[*]}"
+"$PY" eval/bench/augment_cost.py "${cost_args[@]}" >"$OUT/augment-cost.json" 2> >(tee -a "$LOG" >&2) ||
+  log "augment_cost.py failed (the pipeline's figures below do not depend on it)"
 
 # The figures, the checks and the verdict (python3, standard library only).
 python3 - "$mode" "$rc" "$run_dir" "$t0" "$t1" "$t2" "$smi" "$RESULT" "$FOLDS" "$EPOCHS" "$PATCH" "$CASES" "$SIZE" \

@@ -87,7 +87,6 @@ log() { echo "$*" | tee -a "$LOG"; }
 # Node.js (from .portable/ on a GPU machine without it) and the built dist/.
 # shellcheck source=eval/bench/gpu-env.sh
 source eval/bench/gpu-env.sh
-PY=${PIPELINE_PYTHON:-python3}
 
 log "== gpu-tissue-2d ($mode) $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
 smi=$OUT/nvidia-smi.txt
