@@ -17,6 +17,8 @@ const SPLEEN = join(ROOT, "fixtures", "spleen_micro");
 
 interface FormalJson {
   mean_dice: number | null;
+  backend: string;
+  device: string;
   cases: { id: string; dice: Record<string, number | null>; mean_dice: number | null; prediction: string }[];
 }
 interface Output {
@@ -93,6 +95,8 @@ for cid, pred in INPUT["cases"]:
       expect(f.mean_dice).toBeCloseTo(want.reduce((a, b) => a + b, 0) / want.length, 12);
     }
     expect(out.formal_pretrained_val_dice).toBe(out.formal.pretrained.mean_dice);
+    // No GPU here: the formal evaluations ran model.onnx in onnxruntime.
+    expect(out.formal.pretrained).toMatchObject({ backend: "onnxruntime", device: "cpu" });
     const v = cli(["verify", runDir, "--json"], { cwd: ROOT });
     expect(v.code, v.stdout.slice(-1500)).toBe(0);
     const report = JSON.parse(readFileSync(join(runDir, "verify/report.json"), "utf8"));
@@ -107,6 +111,62 @@ for cid, pred in INPUT["cases"]:
     const moved = join(runs, "moved-smoke-run");
     cpSync(runDir, moved, { recursive: true });
     expect(cli(["verify", moved], { cwd: ROOT }).code).toBe(0);
+  });
+});
+
+describe("formal evaluation on the torch backend (what a GPU machine uses)", () => {
+  it("predicts what onnxruntime predicted, and the run verifies", () => {
+    // The smoke's fine-tuned package (it predicts some spleen; the heart-trained one predicts
+    // none) evaluated again as a pretrained package, by torch on the CPU here, learning rate 0.
+    const smoke = join(runDir, "stages/finetune");
+    const r = finetune([
+      "--pretrained",
+      join(smoke, "model"),
+      "--dataset_dir",
+      SPLEEN,
+      "--label_mapping",
+      "[[1, 1]]",
+      "--epochs",
+      "1",
+      "--learning_rate",
+      "0",
+      "--formal_backend",
+      "torch",
+    ]);
+    expect(r.code, r.stderr.slice(-1500)).toBe(0);
+    const stage = join(r.stdout.trim().split("\n").pop() as string, "stages/finetune");
+    const out = output(stage);
+    const onnx = output(smoke).formal.finetuned;
+    const torch = out.formal.pretrained;
+    expect(torch).toMatchObject({ backend: "torch", device: "cpu" });
+    expect(torch.cases.map((c) => c.id)).toEqual(onnx.cases.map((c) => c.id));
+    // Oracle: the two backends' native-space label maps, read by nibabel.
+    const agree = python<{ same: number; fg: number[] }[]>(
+      `
+import nibabel as nib, numpy as np, os
+OUTPUT = []
+for a, b in INPUT["pairs"]:
+    x = np.asanyarray(nib.load(os.path.join(INPUT["onnx"], a)).dataobj)
+    y = np.asanyarray(nib.load(os.path.join(INPUT["torch"], b)).dataobj)
+    OUTPUT.append({"same": float((x == y).mean()), "fg": [int((x == 1).sum()), int((y == 1).sum())]})
+`,
+      {
+        onnx: smoke,
+        torch: stage,
+        pairs: onnx.cases.map((c, i) => [c.prediction, torch.cases[i]!.prediction]),
+      },
+    );
+    for (const [i, a] of agree.entries()) {
+      expect(a.fg[0], `case ${i}: not vacuous`).toBeGreaterThan(0);
+      // Probabilities agree within 1e-3 (the infer backends' test): a voxel at 0.5 may flip.
+      expect(a.same).toBeGreaterThan(0.999);
+      expect(
+        Math.abs((torch.cases[i]!.dice["1"] as number) - (onnx.cases[i]!.dice["1"] as number)),
+      ).toBeLessThan(5e-3);
+    }
+    // The same weights through the same backend: the same formal Dice.
+    expect(out.formal.finetuned).toMatchObject({ backend: "torch", mean_dice: torch.mean_dice });
+    expect(cli(["verify", join(stage, "../..")], { cwd: ROOT }).code).toBe(0);
   });
 });
 

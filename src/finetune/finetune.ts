@@ -8,9 +8,16 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { type PyEvent, PythonError, packageModel, runPythonModule } from "../cvtrain/python.js";
 import { readSafetensors } from "../evidence/safetensors.js";
-import { InferError, type ModelPackage, readModelPackage } from "../infer/index.js";
+import {
+  type BackendName,
+  type BackendOptions,
+  InferError,
+  type ModelPackage,
+  readModelPackage,
+} from "../infer/index.js";
 import { patchProblem } from "../plan/network.js";
 import type { JsonObject } from "../plan/types.js";
+import { detectGpus } from "../run/gpus.js";
 import { auditDataset, type DatasetAudit } from "./audit.js";
 import { decide } from "./decide.js";
 import { FinetuneInputError, FinetuneOomError } from "./errors.js";
@@ -33,6 +40,8 @@ export interface FinetuneOptions {
   valAtStart: boolean;
   skipFormalEval: boolean;
   device: "auto" | "cpu" | "cuda";
+  /** What runs the formal evaluations; auto: torch when training has a GPU, else onnxruntime. */
+  formalBackend?: "auto" | BackendName;
   seed: number;
   samplesPerVolume?: number;
   /** NPROC_PER_NODE: 2 or more trains data-parallel under torchrun (default 1). */
@@ -184,6 +193,7 @@ export async function runFinetune(
   phases.preprocess_s = since(t);
 
   // ---- formal evaluation of the pretrained package
+  const formal = formalBackend(o.formalBackend ?? "auto", o.device);
   let formalPre: FormalResult | null = null;
   if (!o.skipFormalEval) {
     t = performance.now();
@@ -193,6 +203,7 @@ export async function runFinetune(
       mapping,
       join(out, "predictions", "pretrained"),
       (id, dice) => progress({ event: "case", phase: "formal-pretrained", id, dice }),
+      formal,
     );
     phases.formal_pretrained_s = since(t);
   }
@@ -293,6 +304,7 @@ export async function runFinetune(
       mapping,
       join(out, "predictions", "finetuned"),
       (id, dice) => progress({ event: "case", phase: "formal-finetuned", id, dice }),
+      formal,
     );
     phases.formal_finetuned_s = since(t);
   }
@@ -316,6 +328,8 @@ export async function runFinetune(
       package_digest: f.package_digest,
       mean_dice: f.mean_dice,
       cases: f.cases.map((c) => ({ ...c, prediction: `predictions/${dir}/${c.prediction}` })),
+      backend: f.backend,
+      device: f.device,
       seconds: f.seconds,
     };
   const payload = {
@@ -384,4 +398,16 @@ export async function runFinetune(
   ] as const)
     for (const c of f?.cases ?? []) roles[`predictions/${dir}/${c.prediction}`] = "prediction";
   return { payload, roles, peakGpuMb: result.peak_gpu_mb };
+}
+
+/**
+ * Where the formal evaluations run. On a GPU machine onnxruntime's CPU sliding window (with the
+ * plan's TTA) would take most of a finetune; torch on the GPU training uses is the same
+ * computation (the infer skill's two backends agree within 1e-3 in probability).
+ */
+function formalBackend(choice: "auto" | BackendName, device: FinetuneOptions["device"]): BackendOptions {
+  if (choice === "onnxruntime") return { backend: "onnxruntime" };
+  if (choice === "torch") return { backend: "torch", device };
+  const gpu = device === "cuda" || (device === "auto" && detectGpus().length > 0);
+  return gpu ? { backend: "torch", device: "cuda" } : { backend: "onnxruntime" };
 }

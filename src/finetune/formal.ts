@@ -1,13 +1,18 @@
 // Formal evaluation: a model package on the validation cases in their original spacing, through
-// the code every other prediction goes through (src/infer: the package's plan, onnxruntime's
-// sliding window, back to the native grid, post-processing) and scored with src/metrics on the
-// native grid against the label remapped to model classes.
+// the code every other prediction goes through (src/infer: the package's plan, the sliding window
+// on onnxruntime or torch, back to the native grid, post-processing) and scored with src/metrics
+// on the native grid against the label remapped to model classes.
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { DatasetCase } from "../datasets/types.js";
 import { readNifti, readNiftiHeader } from "../imaging/index.js";
-import { inferCase, readModelPackage, writePrediction } from "../infer/index.js";
-import { loadModel } from "../inference/index.js";
+import {
+  type BackendOptions,
+  inferCase,
+  openBackend,
+  readModelPackage,
+  writePrediction,
+} from "../infer/index.js";
 import { confusion, overlapMetrics } from "../metrics/index.js";
 import type { Mapping } from "./inputs.js";
 import { remapTable } from "./prepare.js";
@@ -30,6 +35,9 @@ export interface FormalResult {
   cases: FormalCase[];
   /** Mean over the cases' mean_dice (cases with none left out); null when no case has one. */
   mean_dice: number | null;
+  /** What ran the sliding window: onnxruntime (CPU) or torch, and torch's device. */
+  backend: string;
+  device: string;
   seconds: number;
 }
 
@@ -57,17 +65,18 @@ export async function formalEvaluation(
   mapping: Mapping,
   predictionsDir: string,
   onCase: (id: string, dice: number | null) => void = () => {},
+  backend: BackendOptions = {},
 ): Promise<FormalResult> {
   const t0 = performance.now();
   const pkg = await readModelPackage(packageDir);
-  const model = await loadModel(pkg.modelPath);
+  const net = await openBackend(pkg, backend);
   const lut = remapTable(mapping);
   const classes = [...new Set(mapping.map(([, k]) => k))].sort((a, b) => a - b);
   await mkdir(predictionsDir, { recursive: true });
   const rows: FormalCase[] = [];
   try {
     for (const c of cases) {
-      const pred = await inferCase(model, pkg.plan, c.image);
+      const pred = await inferCase(net.model, pkg.plan, c.image);
       const labelPath = c.label as string;
       const ref = await readNifti(labelPath);
       const n = pred.label.data.length;
@@ -94,13 +103,15 @@ export async function formalEvaluation(
       onCase(c.id, row.mean_dice);
     }
   } finally {
-    await model.release();
+    await net.release();
   }
   return {
     package: pkg.dir,
     package_digest: pkg.digest.package,
     cases: rows,
     mean_dice: mean(rows.map((r) => r.mean_dice).filter((d): d is number => d !== null)),
+    backend: net.name,
+    device: net.runtime.device,
     seconds: (performance.now() - t0) / 1000,
   };
 }

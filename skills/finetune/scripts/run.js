@@ -23,6 +23,7 @@ await runSkill(manifest, async (ctx) => {
       valAtStart: i.val_at_start,
       skipFormalEval: i.skip_formal_eval,
       device: i.device,
+      formalBackend: i.formal_backend,
       seed: i.seed,
       samplesPerVolume: i.samples_per_volume,
       nprocPerNode: process.env.NPROC_PER_NODE,
