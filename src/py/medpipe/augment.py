@@ -16,8 +16,9 @@ decides per sample (Bernoulli(p)) whether it applies. The coins come from a seed
 generator on the host, so a transform is computed only for the samples it selected (with
 p = 0.2 and a batch of 4, no sample at all in 41% of batches) and no decision needs a
 host-device sync; the parameters come from a seeded generator on the batch's device,
-drawn for the whole batch at every call, selected or not. Unselected samples are passed
-through bit for bit. The caller's tensors are not modified.
+drawn for the whole batch at every call, selected or not (the noise field only for the
+samples that take it). Unselected samples are passed through bit for bit. The caller's
+tensors are not modified.
 
 Spatial axes are numbered 0..d-1 as in the volume (x, y, z). The transforms:
 
