@@ -1,5 +1,8 @@
 // The smaller commands: skills, graph, plan --json, run --json (NDJSON events), doctor, usage errors.
 import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BIN, cli, ROOT, TEST_SKILLS } from "./support/cli.js";
 import { python } from "./support/oracle.js";
@@ -93,7 +96,36 @@ describe("cli", () => {
     const py = report.checks.find((c) => c.name === "python (torch + numpy)");
     expect(py?.ok).toBe(true);
     expect(py?.detail).toMatch(/torch \d/);
+    // A real export of a tiny network (Debian's torch 1.13 writes opset 17).
+    expect(report.checks.find((c) => c.name === "onnx export")).toMatchObject({
+      ok: true,
+      detail: "model.onnx writes (opset 17)",
+    });
     expect(r.code).toBe(0);
+  });
+
+  it("doctor fails, with the reason, when torch cannot write model.onnx", () => {
+    // A torch whose TorchScript exporter is gone, as a newer release may ship: a sitecustomize
+    // on the child's PYTHONPATH replaces torch.onnx.export.
+    const hook = mkdtempSync(join(tmpdir(), "medpipe-doctor-hook-"));
+    writeFileSync(
+      join(hook, "sitecustomize.py"),
+      [
+        "import torch.onnx",
+        "def _gone(*args, **kwargs):",
+        '    raise RuntimeError("the TorchScript-based ONNX exporter was removed")',
+        "torch.onnx.export = _gone",
+        "",
+      ].join("\n"),
+    );
+    const r = cli(["doctor", "--json"], { cwd: ROOT, env: { PYTHONPATH: hook } });
+    const report = JSON.parse(r.stdout) as { checks: { name: string; ok: boolean; detail: string }[] };
+    const check = report.checks.find((c) => c.name === "onnx export");
+    expect(check?.ok).toBe(false);
+    expect(check?.detail).toMatch(
+      /cannot write model\.onnx, so every training stage would fail at packaging: RuntimeError: the TorchScript-based ONNX exporter was removed$/,
+    );
+    expect(r.code).toBe(1);
   });
 
   it("usage errors exit 2", () => {

@@ -1,8 +1,9 @@
 # Sourced by the eval/bench/gpu-*.sh benchmarks from the project root, before they run anything:
 # a GPU machine often has torch and CUDA but no Node.js, so Node comes from the packed
 # .portable/ (../shared/portable/pack.sh, run where npm works) when none is on PATH; the
-# pipeline runs from the built dist/, which must have been carried along; and PY is the Python
-# the pipeline trains with, found in the pipeline's own order (src/run/python.ts).
+# pipeline runs from the built dist/, which must have been carried along; PY is the Python the
+# pipeline trains with, found in the pipeline's own order (src/run/python.ts); and `pipeline
+# doctor` must pass (Python, torch, a model.onnx export, CUDA) before any GPU time is spent.
 if ! command -v node >/dev/null 2>&1; then
   [ -f .portable/bootstrap.sh ] || {
     echo "no node and no .portable/bootstrap.sh (run ../shared/portable/pack.sh where npm works)" >&2
@@ -26,5 +27,9 @@ for candidate in "${PIPELINE_PYTHON:-}" python3 /usr/bin/python3 python; do
 done
 [ -n "$PY" ] || {
   echo "no Python with torch and numpy (PIPELINE_PYTHON, python3, /usr/bin/python3, python)" >&2
+  exit 2
+}
+node bin/pipeline.js doctor || {
+  echo "pipeline doctor failed (above): the benchmark would fail, so it stops here" >&2
   exit 2
 }

@@ -1,5 +1,8 @@
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PY_ROOT } from "../cvtrain/python.js";
 import { detectGpus } from "../run/gpus.js";
 import { probePython, pythonCandidates } from "../run/python.js";
 import { EXIT, printJson } from "./output.js";
@@ -39,6 +42,7 @@ export async function doctor(o: { json?: boolean }): Promise<number> {
       : probes.map((p) => `${p.command}: ${p.problem}`).join("; "),
     ...(good ? {} : { fix: pyFix }),
   });
+  if (good) checks.push(onnxExport(good.command));
   const cuda = good?.runtime?.cuda ?? null;
   checks.push({
     name: "cuda",
@@ -90,4 +94,38 @@ export async function doctor(o: { json?: boolean }): Promise<number> {
       if (c.fix) process.stdout.write(`    fix: ${c.fix}\n`);
     }
   return checks.every((c) => c.ok || c.name === "onnxruntime-node") ? EXIT.ok : EXIT.failed;
+}
+
+// Every training stage ends by writing model.onnx with torch's TorchScript-based exporter
+// (medpipe.export_onnx); a torch without it would fail every stage at its last step, so a tiny
+// network is exported here first.
+const EXPORT_PROBE = `
+import os, sys, tempfile
+from medpipe.nets import build_network
+from medpipe.export_onnx import export_onnx
+net = build_network({"spatial_dims": 2, "channels": [2, 4], "strides": [2], "num_res_units": 0}, seed=0)
+info = export_onnx(net, os.path.join(sys.argv[1], "probe.onnx"), in_channels=1, spatial_dims=2)
+print(info["opset"])
+`;
+
+function onnxExport(python: string): Check {
+  const dir = mkdtempSync(join(tmpdir(), "medpipe-doctor-"));
+  try {
+    const r = spawnSync(python, ["-c", EXPORT_PROBE, dir], {
+      encoding: "utf8",
+      timeout: 120_000,
+      env: { ...process.env, PYTHONPATH: [PY_ROOT, process.env.PYTHONPATH].filter(Boolean).join(":") },
+    });
+    if (r.status === 0)
+      return { name: "onnx export", ok: true, detail: `model.onnx writes (opset ${r.stdout.trim()})` };
+    const last = (r.stderr || r.error?.message || "no output").trim().split("\n").pop();
+    return {
+      name: "onnx export",
+      ok: false,
+      detail: `${python} cannot write model.onnx, so every training stage would fail at packaging: ${last}`,
+      fix: "use a torch whose torch.onnx.export still has the TorchScript exporter (dynamo=False)",
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

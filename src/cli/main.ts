@@ -312,7 +312,9 @@ program
 
 program
   .command("doctor")
-  .description("check Node, Python, torch, CUDA, GPUs and onnxruntime, with the fix for anything missing")
+  .description(
+    "check Node, Python, torch (and that it writes model.onnx), CUDA, GPUs and onnxruntime, with the fix for anything missing",
+  )
   .option("--json", "machine-readable output")
   .action(
     action(async (o: { json?: boolean }) => {
