@@ -20,7 +20,10 @@
 # Environment: OUT (default $BENCH_WORK/out) gets gpu-tissue-2d.json and gpu-tissue-2d.log;
 #   BENCH_WORK (default /tmp/gpu-tissue-2d) holds the stand-in and the runs. CASES, SIZE, EPOCHS,
 #   PATCH, VAL_EVERY, PATIENCE override the mode's values (a reduced run; the target is then not
-#   judged: the verdict says REDUCED).
+#   judged: the verdict says REDUCED). TIME_LIMIT (seconds, default none) is cv-train's
+#   time_limit_s, a wall-clock budget for training: the recipe is unchanged, training stops after
+#   the first epoch that ends past it (validated), like early stopping, and the JSON records it.
+#   eval/bench/gpu-all.sh sets it from what is left of its call.
 # A GPU machine without Node.js: as eval/bench/gpu-heart-cv.sh (.portable/bootstrap.sh).
 set -euo pipefail
 
@@ -31,7 +34,7 @@ for arg in "$@"; do
     --dry-run) dry=1 ;;
     --rehearsal) mode=rehearsal ;;
     -h | --help)
-      sed -n '2,26p' "$0"
+      sed -n '2,29p' "$0"
       exit 0
       ;;
     *)
@@ -65,10 +68,12 @@ make_cmd=(node bin/pipeline.js fixtures make tissue2d --cases "$CASES" --size "$
 run_cmd=(node bin/pipeline.js run pipelines/tissue-2d.yaml
   --set "dataset=$DATA" --set "epochs=$EPOCHS" --set "patch_size=$PATCH"
   --set "val_every=$VAL_EVERY" --set "patience=$PATIENCE" --runs-dir "$RUNS")
+[ -n "${TIME_LIMIT:-}" ] && run_cmd+=(--set "time_limit_s=$TIME_LIMIT")
 
 if [ "$dry" = 1 ]; then
   echo "mode: $mode (slices $CASES of $SIZE: 60/20/20 into train/ val/ test/; epochs <= $EPOCHS, crops $PATCH,"
-  echo "      validation every $VAL_EVERY epochs, patience $PATIENCE validations; the rest is the manifest's recipe)"
+  echo "      validation every $VAL_EVERY epochs, patience $PATIENCE validations, training budget ${TIME_LIMIT:-none} s;"
+  echo "      the rest is the manifest's recipe)"
   echo "cd $ROOT"
   [ -x "$(command -v node || true)" ] || echo "source .portable/bootstrap.sh"
   echo "rm -rf $DATA $RUNS"
@@ -134,13 +139,14 @@ try:
     test = load("stages/test/output.json")
     fg = [k for k in plan["dataset"]["labels"] if k != "0"]
     out["split"] = {"train": len(plan["split"]["folds"][0]["train"]), "val": len(plan["split"]["folds"][0]["val"]),
-                    "test": len(plan["split"].get("test", []))}
+                    "test": len(plan["split"].get("test_cases", []))}
     out["config"] = {k: plan[k] for k in ("patch_size", "epochs", "val_every", "early_stopping", "batch_size", "ema")}
     out["device"] = train["device"]
     val = {k: train["performance"]["mean"][k]["dice"] for k in fg}
     out["val_dice"] = {"per_class": val, "mean_foreground": mean(list(val.values())),
                        "training_selected": train["best"], "validations": len(trace["validations"])}
     out["early_stopping"] = train["early_stopping"]
+    out["time_limit"] = train.get("time_limit")
     out["epochs_run"] = len(trace["epochs"])
     out["epoch_seconds_median"] = sorted(e["seconds"] for e in trace["epochs"])[len(trace["epochs"]) // 2]
     out["test_dice"] = {"per_class": {c["label"]: c["dice"] for c in test["per_class"]},
@@ -164,9 +170,10 @@ with open(result_path, "w") as f:
     f.write("\n")
 print(f"fixture {out['fixture_seconds']:.1f} s; pipeline {out['pipeline_seconds']:.1f} s; run {run_dir}")
 if dice is not None:
-    es = out["early_stopping"]
+    es, tl = out["early_stopping"], out["time_limit"]
     print(f"val/ mean foreground Dice {dice:.4f} {out['val_dice']['per_class']}; test/ "
-          f"{out['test_dice']['mean_foreground']}; {out['epochs_run']} epochs (stopped early: {es and es['stopped_early']})")
+          f"{out['test_dice']['mean_foreground']}; {out['epochs_run']} epochs (stopped early: {es and es['stopped_early']}; "
+          f"time budget: {tl and str(tl['seconds']) + ' s, reached ' + str(tl['reached'])})")
 for p in problems:
     print(f"problem: {p}")
 print(f"verdict: {out['verdict']}  ->  {result_path}")

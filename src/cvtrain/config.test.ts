@@ -165,6 +165,10 @@ describe("trainer config", () => {
     // validation during training: the plan's window, without TTA
     expect(c.inference).toEqual({ overlap: 0.5, mode: "hann", sw_batch_size: 4, tta: false });
     expect(c.metadata.fold).toBe("0");
+    expect(c.time_limit_s).toBeNull(); // a run budget, never the plan's: given by cv-train's input only
+    expect(trainerConfig({ ...baseConfig(), split: foldSplit(plan(), 0), timeLimitS: 90 }).time_limit_s).toBe(
+      90,
+    );
   });
 
   it("refuses a network whose ends contradict the data, and unknown cases", () => {

@@ -127,6 +127,8 @@ export interface TrainerConfig {
   ema: number;
   /** null: off; else stop after `patience` validations in a row without a new best (train.py). */
   early_stopping: { patience: number } | null;
+  /** null: off; else the epoch loop's wall-clock budget in seconds (train.py). */
+  time_limit_s: number | null;
   inference: { overlap: number; mode: string; sw_batch_size: number; tta: boolean };
   seed: number;
   device: "auto" | "cpu" | "cuda";
@@ -214,6 +216,7 @@ export interface ConfigOptions {
   seed: number;
   device: "auto" | "cpu" | "cuda";
   overrides: TrainOverrides;
+  timeLimitS?: number;
 }
 
 /** The trainer config: the plan's sections one to one, with the fold's cases and the overrides. */
@@ -255,6 +258,7 @@ export function trainerConfig(o: ConfigOptions): TrainerConfig {
     val_every: ov.val_every ?? plan.val_every,
     ema: plan.ema,
     early_stopping: plan.early_stopping ?? null,
+    time_limit_s: o.timeLimitS ?? null,
     // Validation during training runs without TTA (2^d times cheaper); the held-out inference
     // after training uses the plan's TTA.
     inference: { overlap: inf.overlap, mode: inf.mode, sw_batch_size: inf.sw_batch_size ?? 4, tta: false },

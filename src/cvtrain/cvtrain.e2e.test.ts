@@ -100,7 +100,16 @@ beforeAll(async () => {
       "--samples_per_volume",
       "4",
     ]);
-  stages.all = runScript("cv-train", [...common, "--fold", "all", "--epochs", "2"]);
+  // The final model also carries a time budget that its first epoch outlasts: 3 epochs asked, 1 run.
+  stages.all = runScript("cv-train", [
+    ...common,
+    "--fold",
+    "all",
+    "--epochs",
+    "3",
+    "--time_limit_s",
+    "0.001",
+  ]);
   const folds = JSON.stringify([0, 1].map((f) => join(stages[String(f)]!.dir, "output.json")));
   stages.summary = runScript("cv-summary", [
     "--folds",
@@ -204,6 +213,18 @@ OUTPUT = [digest(p) for p in INPUT]
     expect(card.fold).toBe(0);
   });
 
+  it("stops at the time budget after the first epoch past it, and records it", () => {
+    const all = stages.all!.output as Stage["output"] & { time_limit: unknown; epochs: number };
+    expect(all.time_limit).toEqual({ seconds: 0.001, reached: true, stop_epoch: 1 });
+    expect(all.epochs).toBe(3); // as asked; the trace holds the one that ran
+    const trace = JSON.parse(readFileSync(join(stages.all!.dir, "trace.json"), "utf8")) as {
+      epochs: unknown[];
+      stop_reason: string;
+    };
+    expect([trace.epochs.length, trace.stop_reason]).toEqual([1, "time_limit"]);
+    expect(stages["0"]!.output.time_limit).toBeNull();
+  });
+
   it("reports no performance for the final model", () => {
     const o = stages.all!.output;
     expect(o.fold).toBe("all");
@@ -226,16 +247,16 @@ OUTPUT = [digest(p) for p in INPUT]
     expect(o.nominal.held_out).toBe(false);
     expect(o.nominal.cases).toHaveLength(2); // max(2, round(0.15 * 6))
     for (const id of o.nominal.cases) expect(o.train_cases).toContain(id); // duplicated, not held out
-    expect(o.nominal.validations).toBe(2);
-    expect(o.nominal.last?.epoch).toBe(2);
-    expect(o.best).toEqual({ epoch: 2, dice: null, ema: null });
+    expect(o.nominal.validations).toBe(1);
+    expect(o.nominal.last?.epoch).toBe(1);
+    expect(o.best).toEqual({ epoch: 1, dice: null, ema: null });
     const trace = JSON.parse(readFileSync(join(stages.all!.dir, "trace.json"), "utf8")) as {
       nominal_validation: boolean;
       held_out: boolean;
       validations: unknown[];
       epochs: { fwd_bwd_seconds: number; data_seconds: number; seconds: number }[];
     };
-    expect([trace.nominal_validation, trace.held_out, trace.validations.length]).toEqual([true, false, 2]);
+    expect([trace.nominal_validation, trace.held_out, trace.validations.length]).toEqual([true, false, 1]);
     for (const e of trace.epochs) {
       expect(e.fwd_bwd_seconds).toBeGreaterThan(0);
       expect(e.fwd_bwd_seconds + e.data_seconds).toBeLessThanOrEqual(e.seconds * 1.0001);

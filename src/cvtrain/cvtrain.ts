@@ -33,6 +33,8 @@ export interface CvTrainOptions {
   device?: "auto" | "cpu" | "cuda";
   seed?: number;
   overrides?: TrainOverrides;
+  /** A wall-clock budget for the epoch loop in seconds (train.py's time_limit_s); none by default. */
+  timeLimitS?: number;
   progress?: (event: Record<string, unknown>) => void;
 }
 
@@ -48,6 +50,8 @@ interface TrainResult {
   last_epoch: number;
   stopped_early: boolean;
   stop_epoch: number | null;
+  stop_reason: "patience" | "time_limit" | null;
+  time_limit_s: number | null;
   last_dice: number | null;
   last_ema: number | null;
   nominal_validation: boolean;
@@ -149,6 +153,7 @@ export async function runCvTrain(
     seed,
     device,
     overrides,
+    ...(o.timeLimitS !== undefined ? { timeLimitS: o.timeLimitS } : {}),
   });
   const classes = Object.keys(plan.dataset.labels).length;
   const notes: string[] = [];
@@ -371,8 +376,20 @@ export async function runCvTrain(
       : null,
     epochs: result.epochs,
     early_stopping: config.early_stopping
-      ? { ...config.early_stopping, stopped_early: result.stopped_early, stop_epoch: result.stop_epoch }
+      ? {
+          ...config.early_stopping,
+          stopped_early: result.stop_reason === "patience",
+          stop_epoch: result.stop_reason === "patience" ? result.stop_epoch : null,
+        }
       : null,
+    time_limit:
+      result.time_limit_s !== null
+        ? {
+            seconds: result.time_limit_s,
+            reached: result.stop_reason === "time_limit",
+            stop_epoch: result.stop_reason === "time_limit" ? result.stop_epoch : null,
+          }
+        : null,
     iterations_per_epoch: result.iterations_per_epoch,
     selection: result.selection,
     best: { epoch: result.best_epoch, dice: result.best_dice, ema: result.best_ema },

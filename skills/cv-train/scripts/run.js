@@ -16,6 +16,7 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
     outputDir: ctx.outputDir,
     device: i.device,
     ...(i.seed !== undefined ? { seed: i.seed } : {}),
+    ...(i.time_limit_s !== undefined && i.time_limit_s !== null ? { timeLimitS: i.time_limit_s } : {}),
     overrides,
     progress: ctx.progress,
   });

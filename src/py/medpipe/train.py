@@ -56,6 +56,13 @@ the current working directory):
                      validation (nominal validation selects nothing, so nothing stops it).
                      best stays the best seen; last is the stopping epoch; trace/result
                      record "stopped_early" and "stop_epoch" (null when every epoch ran).
+  time_limit_s       null (off) or seconds > 0: a wall-clock budget for the epoch loop
+                     (validations included). After the first epoch that ends past it the
+                     run stops, validating that epoch first if validation runs and it was
+                     not due, so the last weights are scored and selectable. A schedule
+                     planned over `epochs` is cut where it stands (one-cycle or poly then
+                     end above their final lr). "stop_reason" says which rule stopped a
+                     run: "patience", "time_limit" or null.
   init_checkpoint    null: a safetensors file whose tensors replace the fresh init
                      (finetuning). Keys and shapes must match the network's state
                      exactly (an error names the first tensor that does not);
@@ -122,6 +129,7 @@ Events (NDJSON, one per line on stdout, flushed):
   {"event": "val", "epoch": 3, "loss", "dice", "ema", "best": bool, "seconds"} (+ "nominal": true
    for nominal validation, where "best" is always false: nothing is selected)
   {"event": "early_stop", "epoch", "patience", "best_epoch"}
+  {"event": "time_limit", "epoch", "time_limit_s", "seconds"}
   {"event": "done", "status": "ok", "best_epoch", "best_dice", "best_ema", "seconds"}
   {"event": "error", "status": "oom" | "error", "message"}
 Failures also print one line on stderr (MEDPIPE_TRACEBACK=1 adds the traceback).
@@ -188,6 +196,7 @@ DEFAULTS = {
     "val_every": 1,
     "ema": 0.9,
     "early_stopping": None,
+    "time_limit_s": None,
     "inference": {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": False},
     "seed": 0,
     "device": "auto",
@@ -263,6 +272,11 @@ def resolve_config(config):
         if not isinstance(es, dict) or set(es) != {"patience"} or int(es["patience"]) < 1:
             raise ValueError(f"config 'early_stopping' must be null or {{\"patience\": N >= 1}}, got {es!r}")
         c["early_stopping"] = {"patience": int(es["patience"])}
+    if c["time_limit_s"] is not None:
+        limit = c["time_limit_s"]
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+            raise ValueError(f"config 'time_limit_s' must be null or a number of seconds > 0, got {limit!r}")
+        c["time_limit_s"] = float(limit)
     return c
 
 
@@ -349,6 +363,22 @@ def ema_update(previous, value, momentum):
     """The smoothed validation metric: the first value as is, then
     momentum * previous + (1 - momentum) * value."""
     return value if previous is None else momentum * previous + (1.0 - momentum) * value
+
+
+budget_clock = time.perf_counter  # the time_limit_s clock (a module attribute so tests can script it)
+
+
+def time_is_up(start, limit_s, world, device):
+    """Whether the epoch loop begun at `start` (perf_counter) has used its budget. Under DDP
+    rank 0's clock decides for every rank (broadcast), so all ranks stop after the same epoch."""
+    if limit_s is None:
+        return False
+    up = budget_clock() - start >= limit_s
+    if world > 1:
+        flag = torch.tensor([1.0 if up else 0.0], device=device)  # the loss's device: the backend's
+        torch.distributed.broadcast(flag, src=0)
+        up = bool(flag.item())
+    return up
 
 
 def select_best(values, momentum):
@@ -548,6 +578,7 @@ def train(config, output_dir=None, emit=emit_stdout):
 
       status "ok" | "oom", selection, best_epoch, best_dice, best_ema, last_epoch,
       last_dice, last_ema, stopped_early, stop_epoch (null unless stopped early),
+      stop_reason (null, "patience" or "time_limit"), time_limit_s,
       epochs_run (= last_epoch), init_digest, best_digest, last_digest, final_digest
       (= last), epochs (as configured), iterations_per_epoch, device, data_device, amp,
       compile, channels_last, torch, seed, world_size (1, or the torchrun ranks), nominal_validation
@@ -678,7 +709,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
 
     step, ema, best, last_val = 0, None, None, None
     patience = c["early_stopping"]["patience"] if c["early_stopping"] and selecting else None
-    stale, stop_epoch = 0, None  # validations since the last new best
+    stale, stop_epoch, stop_reason = 0, None, None  # stale: validations since the last new best
+    loop_start = budget_clock()
     timer = StepTimer(device)
     fwd_bwd_total = 0.0
     if c["val_at_start"]:  # epoch 0: the initial weights, selectable like any epoch
@@ -738,7 +770,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
         emit({"event": "epoch", "epoch": epoch, "of": epochs, "loss": mean_loss, "lr": lr, "seconds": seconds,
               "fwd_bwd_seconds": parts["compute"], "data_seconds": parts["data"]})
 
-        if validating and (epoch % c["val_every"] == 0 or epoch == epochs):
+        out_of_time = epoch < epochs and time_is_up(loop_start, c["time_limit_s"], world, device)
+        if validating and (epoch % c["val_every"] == 0 or epoch == epochs or out_of_time):
             t0 = time.perf_counter()
             dice, per_class, val_loss = validate(model, val_cases, c, device, amp, loss_fn)
             ema = ema_update(ema, dice, c["ema"])
@@ -757,14 +790,19 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
                 timings["checkpoint_s"] += time.perf_counter() - t0
             stale = 0 if improved else stale + 1
             if patience is not None and stale >= patience and epoch < epochs:
-                stop_epoch = epoch
+                stop_epoch, stop_reason = epoch, "patience"
                 emit({"event": "early_stop", "epoch": epoch, "patience": patience, "best_epoch": best["epoch"]})
                 break
+        if out_of_time:
+            stop_epoch, stop_reason = epoch, "time_limit"
+            emit({"event": "time_limit", "epoch": epoch, "time_limit_s": c["time_limit_s"],
+                  "seconds": budget_clock() - loop_start})
+            break
 
     # The last weights; without (real) validation they are also "best" (no selection made).
     # Nominal numbers stay out of the checkpoints' metadata (they are no performance claim).
     epochs = stop_epoch or epochs  # from here on: the epochs that ran
-    trace.update({"stopped_early": stop_epoch is not None, "stop_epoch": stop_epoch})
+    trace.update({"stopped_early": stop_epoch is not None, "stop_epoch": stop_epoch, "stop_reason": stop_reason})
     t0 = time.perf_counter()
     last_dice = last_val["dice"] if last_val else None
     save_checkpoint(model, ckpt["last"], "last", epochs, None if nominal else last_dice, None if nominal else ema, c,
@@ -782,7 +820,7 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     result["epoch_over_compute"] = timings["train_s"] / fwd_bwd_total if fwd_bwd_total > 0 else None
     result.update({
         "status": "ok", "oom": False, "selection": selection, "stopped_early": stop_epoch is not None,
-        "stop_epoch": stop_epoch, "epochs_run": epochs,
+        "stop_epoch": stop_epoch, "stop_reason": stop_reason, "time_limit_s": c["time_limit_s"], "epochs_run": epochs,
         "best_epoch": best["epoch"], "best_dice": _finite(best["dice"]), "best_ema": _finite(best["ema"]),
         "last_epoch": epochs, "last_dice": _finite(last_dice), "last_ema": _finite(ema) if validating else None,
         "best_digest": best_digest, "last_digest": last_digest, "final_digest": last_digest,

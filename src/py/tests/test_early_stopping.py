@@ -1,4 +1,4 @@
-"""Early stopping in the training loop, on a tiny 2D task on the CPU. The validation Dice
+"""Early stopping and the time budget in the training loop, on a tiny 2D task on the CPU. The validation Dice
 is scripted (medpipe.train.validate replaced by a list of numbers) so that every stop
 epoch, best epoch and counter below is derived by hand from the list; the network,
 optimiser, checkpoints and records are the real ones. The scripted validate also
@@ -59,9 +59,17 @@ class EarlyStoppingTest(unittest.TestCase):
 
     def setUp(self):
         self.real_validate = train_module.validate
+        self.real_clock = train_module.budget_clock
 
     def tearDown(self):
         train_module.validate = self.real_validate
+        train_module.budget_clock = self.real_clock
+
+    def script_clock(self, step_s):
+        """The budget clock reads 0 when the epoch loop starts, then step_s more at each reading
+        (one per epoch end, plus one for the stop event)."""
+        readings = iter(range(0, 10**6, step_s))
+        train_module.budget_clock = lambda: float(next(readings))
 
     def run_train(self, name, dice, epochs, **over):
         scripted = ScriptedValidation(dice)
@@ -145,6 +153,50 @@ class EarlyStoppingTest(unittest.TestCase):
                                        nominal_validation=True)
         self.assertEqual((r["stopped_early"], r["epochs_run"], r["selection"]),
                          (False, 3, "last (nominal validation)"))
+
+    def test_time_limit_stops_after_the_epoch_that_ends_past_it_validating_it(self):
+        # The clock reads 10 s more at each epoch's end: 10, 20, 30. With a 25 s budget epoch 3
+        # ends past it. Validations are due at 2, 4, 6 (val_every 2), so epoch 3 is validated
+        # because the run stops there: dice .5 at 2, .7 at 3; best 3, last 3.
+        self.script_clock(10)
+        r, trace, events, scripted, out = self.run_train(
+            "budget", [0.5, 0.7], 6, ema=0.0, val_every=2, time_limit_s=25)
+        self.assertEqual((r["stopped_early"], r["stop_epoch"], r["stop_reason"], r["epochs_run"]),
+                         (True, 3, "time_limit", 3))
+        self.assertEqual(r["time_limit_s"], 25.0)
+        self.assertEqual([v["epoch"] for v in trace["validations"]], [2, 3])
+        self.assertEqual((trace["stop_reason"], len(trace["epochs"])), ("time_limit", 3))
+        self.assertEqual((r["best_epoch"], r["best_dice"], r["last_epoch"]), (3, 0.7, 3))
+        stop = [e for e in events if e["event"] == "time_limit"]
+        self.assertEqual(stop, [{"event": "time_limit", "epoch": 3, "time_limit_s": 25.0, "seconds": 40.0}])
+        self.assertEqual(self.checkpoint(out, "best")[0], scripted.digests[1])
+        self.assertEqual(self.checkpoint(out, "last")[0], scripted.digests[1])
+
+    def test_time_limit_reached_at_the_last_epoch_stops_nothing(self):
+        # 10, 20, 30 against 30 s: only the last epoch (3) ends at the budget, and it runs anyway.
+        self.script_clock(10)
+        r, trace, events, _, _ = self.run_train("budget-last", [0.5, 0.6, 0.7], 3, ema=0.0, time_limit_s=30)
+        self.assertEqual((r["stopped_early"], r["stop_reason"], r["epochs_run"]), (False, None, 3))
+        self.assertFalse([e for e in events if e["event"] == "time_limit"])
+
+    def test_patience_wins_when_both_rules_fire_on_one_epoch(self):
+        # dice .5, .4 with patience 1 stops after epoch 2, where the 15 s budget also runs out.
+        self.script_clock(10)
+        r, _, _, _, _ = self.run_train("both", [0.5, 0.4, 0.3], 3, ema=0.0, early_stopping={"patience": 1},
+                                       time_limit_s=15)
+        self.assertEqual((r["stop_epoch"], r["stop_reason"]), (2, "patience"))
+
+    def test_time_limit_without_validation_keeps_the_last_weights(self):
+        self.script_clock(10)
+        r, trace, _, scripted, _ = self.run_train("budget-noval", [], 5, time_limit_s=15, val_cases=[])
+        self.assertEqual((r["stop_epoch"], r["stop_reason"], r["best_epoch"], r["selection"]),
+                         (2, "time_limit", 2, "last (no validation)"))
+        self.assertEqual((scripted.digests, trace["validations"]), ([], []))
+
+    def test_bad_time_limits_are_refused(self):
+        for bad in (0, -5, "60", True):
+            with self.assertRaisesRegex(ValueError, "time_limit_s"):
+                self.run_train("bad-budget", [0.5], 1, time_limit_s=bad)
 
     def test_bad_settings_are_refused(self):
         for bad in ({"patience": 0}, {"patience": 2, "min_delta": 0.1}, 5):
