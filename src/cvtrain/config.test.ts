@@ -187,6 +187,10 @@ describe("trainer config", () => {
     expect(() =>
       trainerConfig({ ...base, plan: plan(), split: { fold: 0, train: ["zz"], val: ["a"] } }),
     ).toThrow(/training case zz is not in/);
+    // Label value k is class k: values 0, 1, 4 need five outputs (the plan skill's count), not three.
+    const gap = plan();
+    gap.dataset.labels = { "0": "background", "1": "heart", "4": "vessel" };
+    expect(trainerConfig({ ...base, plan: gap, split: foldSplit(gap, 0) }).network.out_channels).toBe(5);
   });
 
   it("checks that data/ was preprocessed with this plan's settings", () => {

@@ -2,6 +2,7 @@
 // (src/py/medpipe/train.py). Pure: no process is started here, so the split rules are tested
 // without training anything.
 import { join } from "node:path";
+import { classCount } from "../plan/classes.js";
 import { permutation } from "../plan/random.js";
 
 /** The fields of plan.json that training reads (schemas/plan.schema.json; validated whole elsewhere). */
@@ -225,7 +226,7 @@ export function trainerConfig(o: ConfigOptions): TrainerConfig {
   const patch = ov.patch_size ?? plan.patch_size;
   if (patch.length !== plan.spatial_dims)
     throw new CvTrainInputError(`patch_size [${patch.join(", ")}] does not have ${plan.spatial_dims} axes`);
-  const classes = Object.keys(plan.dataset.labels).length;
+  const classes = classCount(plan.dataset.labels);
   const network: Record<string, unknown> = { spatial_dims: plan.spatial_dims, ...plan.network };
   // The data decide the network's ends; a plan saying otherwise is a plan error, not a guess.
   for (const [key, want] of [

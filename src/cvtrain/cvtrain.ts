@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { classCount } from "../plan/classes.js";
 import { type CaseProperties, readPlan, readProperties } from "../preprocess/index.js";
 import {
   CvTrainInputError,
@@ -155,7 +156,7 @@ export async function runCvTrain(
     overrides,
     ...(o.timeLimitS !== undefined ? { timeLimitS: o.timeLimitS } : {}),
   });
-  const classes = Object.keys(plan.dataset.labels).length;
+  const classes = classCount(plan.dataset.labels);
   const notes: string[] = [];
   if (!planSha256Matches)
     notes.push("data/ was preprocessed from a plan with other bytes (same preprocessing settings)");

@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { isWeightMode, type WeightMode } from "../inference/index.js";
+import { classCount } from "../plan/classes.js";
 import { PlanError, type PreprocessPlan, readPlan } from "../preprocess/index.js";
 import { InferError } from "./errors.js";
 
@@ -100,7 +101,7 @@ export function windowSettings(plan: InferencePlan): WindowSettings {
 
 /** Classes a model trained with this plan outputs: the largest label index + 1 (0 is background). */
 export function planClasses(plan: PreprocessPlan): number {
-  return Math.max(0, ...Object.keys(plan.dataset.labels).map(Number)) + 1;
+  return classCount(plan.dataset.labels);
 }
 
 // The schema says each field's type; these are the cross-field rules it cannot say.

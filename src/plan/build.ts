@@ -2,6 +2,7 @@
 // reference default or the analysis suggestion; an override replaces it (objects such as
 // `network` or `inference` are merged key by key onto the default).
 import type { Analysis, CaseRecord } from "../analyze/types.js";
+import { classCount, defaultProbabilities } from "./classes.js";
 import {
   DEFAULT_INFERENCE,
   DEFAULT_LOSS,
@@ -11,7 +12,6 @@ import {
   DEFAULT_TRAINING,
   defaultAugment,
   defaultNetwork,
-  defaultProbabilities,
 } from "./defaults.js";
 import { patchProblem } from "./network.js";
 import { permutation } from "./random.js";
@@ -43,7 +43,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
       throw new PlanError(`${name} [${v.join(", ")}] has ${v.length} values; the data is ${spatialDims}D`);
 
   const labels = o.labels ?? labelNames(analysis);
-  const classes = Math.max(...Object.keys(labels).map(Number)) + 1;
+  const classes = classCount(labels);
   const channels = o.channels ?? channelNames(analysis);
   const modality = o.modality ?? analysis.dataset.modality ?? "other";
 
@@ -79,7 +79,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     sampler: {
       name: o.sampler?.name ?? "label",
       probabilities:
-        o.sampler?.probabilities !== undefined ? o.sampler.probabilities : defaultProbabilities(classes),
+        o.sampler?.probabilities !== undefined ? o.sampler.probabilities : defaultProbabilities(labels),
     },
     augment: o.augment ?? defaultAugment(spatialDims),
     ema: o.ema ?? DEFAULT_TRAINING.ema,

@@ -50,15 +50,6 @@ export const DEFAULT_INFERENCE: Inference = {
 export const DEFAULT_SPLIT = { method: "kfold" as const, k: 5, seed: 42, holdout_fraction: 0.2 };
 
 /**
- * Label sampler probabilities: half the patches centred on background, half on foreground shared
- * equally by the foreground classes (the reference's {0: 0.5, 1: 0.5} for one class).
- */
-export function defaultProbabilities(classes: number): number[] {
-  if (classes < 2) return [1];
-  return [0.5, ...Array.from({ length: classes - 1 }, () => 0.5 / (classes - 1))];
-}
-
-/**
  * The batched GPU augmentations of the trainer (medpipe.augment): flips on every spatial axis,
  * a mild affine, gamma, noise, blur, bias field and intensity shift.
  */

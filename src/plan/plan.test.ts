@@ -94,6 +94,17 @@ describe("overrides", () => {
     expect(plan.dataset.name).toBe("heart");
   });
 
+  it("label value k is class k: a gap in the values is a class the sampler never draws", () => {
+    // BraTS-style values 0, 1, 2, 4: five outputs; half the patches on background, the other half
+    // shared by the three declared foreground values, none on the undeclared 3.
+    const plan = buildPlan(analysis, {
+      labels: { "0": "background", "1": "edema", "2": "non-enhancing", "4": "enhancing" },
+    });
+    expect(plan.network.out_channels).toBe(5);
+    expect(plan.sampler.probabilities).toEqual([0.5, 0.5 / 3, 0.5 / 3, 0, 0.5 / 3]);
+    expect(planProblems(plan)).toEqual([]);
+  });
+
   it("a new network family starts from its own defaults", () => {
     const plan = buildPlan(analysis, {
       network: { family: "basic_unet", features: [32, 32, 64, 128, 256, 32] },

@@ -119,8 +119,11 @@ def build_package(checkpoint, plan_path, output_dir, card_extra=None):
     source_digest = digest_of_digests(tensor_digests(checkpoint))
     net = json.loads(meta["architecture"])
     labels = plan.get("dataset", {}).get("labels", {})
-    if labels and len(labels) != net["out_channels"]:
-        raise ValueError(f"the plan names {len(labels)} labels, the network has {net['out_channels']} outputs")
+    # Label value k is class k (src/plan/classes.ts): the outputs run to the largest value.
+    classes = max(int(k) for k in labels) + 1 if labels else None
+    if classes is not None and classes != net["out_channels"]:
+        raise ValueError(f"the plan's labels {sorted(int(k) for k in labels)} need {classes} outputs, "
+                         f"the network has {net['out_channels']}")
 
     weights = os.path.join(output_dir, "weights.safetensors")
     save_file(tensors, weights, metadata={**meta, "package_format": PACKAGE_FORMAT, "plan_sha256": plan_sha,

@@ -130,6 +130,11 @@ class PackageTest(unittest.TestCase):
             json.dump({**PLAN, "dataset": {**PLAN["dataset"], "labels": {"0": "bg", "1": "a", "2": "b"}}}, f)
         with self.assertRaises(ValueError):
             build_package(self.ckpt, bad_plan, os.path.join(self.dir, "y"))
+        # Value k is class k: labels 0 and 2 need three outputs, although they are two labels.
+        with open(bad_plan, "w") as f:
+            json.dump({**PLAN, "dataset": {**PLAN["dataset"], "labels": {"0": "bg", "2": "b"}}}, f)
+        with self.assertRaisesRegex(ValueError, r"labels \[0, 2\] need 3 outputs, the network has 2"):
+            build_package(self.ckpt, bad_plan, os.path.join(self.dir, "z"))
 
     def test_cli(self):
         out = os.path.join(self.dir, "cli")
