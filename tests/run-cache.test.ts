@@ -7,7 +7,7 @@ import { Hasher } from "../src/evidence/hash.js";
 import { keyParts } from "../src/run/cache-key.js";
 import { loadSkills, skillDirs } from "../src/skills/registry.js";
 import type { Skill } from "../src/skills/types.js";
-import { cli } from "./support/cli.js";
+import { cli, ROOT } from "./support/cli.js";
 import { itWithOracle, ORACLE_PYTHON, python } from "./support/oracle.js";
 import { makeWorkspace, type Workspace } from "./support/workspace.js";
 
@@ -180,6 +180,23 @@ describe("cache key environment", () => {
       expect((await parts("evaluate", env)).environment).toEqual({ node: process.version });
     },
   );
+
+  it("holds every module a Node entry imports, its npm packages, schemas/ and entrypoint.code", async () => {
+    const code = (await parts("cv-train", {})).code;
+    // cv-train's config reads the label -> class rule through an import chain no list names.
+    expect(code["dist/plan/classes.js"]).toBe(
+      createHash("sha256")
+        .update(readFileSync(join(ROOT, "dist/plan/classes.js")))
+        .digest("hex"),
+    );
+    expect(code["scripts/run.js"]).toMatch(/^[0-9a-f]{64}$/); // the skill's own folder
+    expect(code["src/py/medpipe"]).toMatch(/^[0-9a-f]{64}$/); // entrypoint.code: started, never imported
+    const infer = (await parts("infer", {})).code;
+    const ort = JSON.parse(readFileSync(join(ROOT, "node_modules/onnxruntime-node/package.json"), "utf8"));
+    expect(infer["npm:onnxruntime-node"]).toBe(ort.version);
+    expect(infer.schemas).toMatch(/^[0-9a-f]{64}$/); // plan.json is checked against schemas/ at run time
+    expect(Object.keys(infer).some((k) => k.startsWith("npm:node:"))).toBe(false);
+  });
 
   it("finetune's key holds NPROC_PER_NODE when it is set", async () => {
     const env = { PIPELINE_PYTHON: ORACLE_PYTHON };

@@ -1,11 +1,12 @@
 // The cache key of a stage: a hash over everything that can change what the stage produces.
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import type { KeyParts } from "../evidence/evidence.js";
 import { type Hasher, hashJson, listFiles } from "../evidence/hash.js";
 import type { Graph, StageNode } from "../graph/expand.js";
 import { PROJECT_ROOT } from "../paths.js";
 import type { Mode, Skill } from "../skills/types.js";
+import { importClosure, packageVersion } from "./import-closure.js";
 import type { ResolvedInputs } from "./inputs.js";
 import { findPython } from "./python.js";
 
@@ -17,7 +18,12 @@ export interface KeyContext {
   mode: Mode;
 }
 
-/** What a stage's cache key is made of: skill, its code, resolved inputs, input contents, environment. */
+/**
+ * What a stage's cache key is made of: skill, its code, resolved inputs, input contents, environment.
+ * The code is the skill's folder, every project module a Node entry imports (directly or not) with
+ * the versions of the npm packages they import, the schemas/ folder when one of them can read it,
+ * and what the manifest's entrypoint.code adds (what no import reaches: the Python package).
+ */
 export async function keyParts(
   ctx: KeyContext,
   skill: Skill,
@@ -29,6 +35,20 @@ export async function keyParts(
     code = {};
     for (const rel of listFiles(skill.dir, (r) => r.endsWith(".md") || r.startsWith("__pycache__")))
       code[rel] = (await ctx.hasher.file(join(skill.dir, rel))).sha256;
+    if (skill.manifest.entrypoint.interpreter === "node") {
+      const closure = importClosure(join(skill.dir, skill.manifest.entrypoint.script));
+      for (const file of closure.files) {
+        const rel = relative(PROJECT_ROOT, file);
+        if (relative(skill.dir, file).startsWith("..")) code[rel] = (await ctx.hasher.file(file)).sha256;
+      }
+      // dist/paths.js is how a module finds schemas/ (read at run time, never imported).
+      if (closure.files.some((f) => relative(PROJECT_ROOT, f) === join("dist", "paths.js")))
+        code.schemas = await ctx.hasher.path(join(PROJECT_ROOT, "schemas"));
+      for (const name of closure.packages) {
+        const version = packageVersion(PROJECT_ROOT, name);
+        if (version) code[`npm:${name}`] = version;
+      }
+    }
     for (const extra of skill.manifest.entrypoint.code ?? []) {
       const p = join(PROJECT_ROOT, extra);
       if (!existsSync(p)) throw new Error(`skill ${skill.manifest.id}: code path not found: ${extra}`);
