@@ -190,7 +190,12 @@ describe("trainer config", () => {
     // Label value k is class k: values 0, 1, 4 need five outputs (the plan skill's count), not three.
     const gap = plan();
     gap.dataset.labels = { "0": "background", "1": "heart", "4": "vessel" };
-    expect(trainerConfig({ ...base, plan: gap, split: foldSplit(gap, 0) }).network.out_channels).toBe(5);
+    const net = trainerConfig({ ...base, plan: gap, split: foldSplit(gap, 0) }).network;
+    expect([net.out_channels, net.masked_classes]).toEqual([5, [2, 3]]);
+    gap.network = { ...gap.network, masked_classes: [3] };
+    expect(() => trainerConfig({ ...base, plan: gap, split: foldSplit(gap, 0) })).toThrow(
+      /plan.network.masked_classes is \[3\] but the labels' gaps are \[2, 3\]/,
+    );
   });
 
   it("checks that data/ was preprocessed with this plan's settings", () => {

@@ -2,7 +2,7 @@
 // (src/py/medpipe/train.py). Pure: no process is started here, so the split rules are tested
 // without training anything.
 import { join } from "node:path";
-import { classCount } from "../plan/classes.js";
+import { classCount, maskedClasses } from "../plan/classes.js";
 import { permutation } from "../plan/random.js";
 
 /** The fields of plan.json that training reads (schemas/plan.schema.json; validated whole elsewhere). */
@@ -237,6 +237,13 @@ export function trainerConfig(o: ConfigOptions): TrainerConfig {
       throw new CvTrainInputError(`plan.network.${key} is ${String(network[key])} but the data need ${want}`);
     network[key] = want;
   }
+  const masked = maskedClasses(plan.dataset.labels);
+  const planMasked = JSON.stringify(network.masked_classes ?? []);
+  if (network.masked_classes !== undefined && planMasked !== JSON.stringify(masked))
+    throw new CvTrainInputError(
+      `plan.network.masked_classes is ${planMasked} but the labels' gaps are [${masked.join(", ")}]`,
+    );
+  if (masked.length) network.masked_classes = masked;
   const optimizer = { ...plan.optimizer, ...(ov.lr !== undefined ? { lr: ov.lr } : {}) };
   const inf = plan.inference;
   return {

@@ -61,6 +61,9 @@ cases = {
     # the 2D tissue reference's 200x200 window: 200 -> 100 -> 50 -> 25 -> 12
     "basic2d-tissue-window": ({"family": "basic_unet", "spatial_dims": 2, "in_channels": 1, "out_channels": 4,
                                "features": [4, 4, 8, 8, 16, 4]}, 8, (2, 1, 200, 200)),
+    # label values 0, 1, 2, 4: class 3 stands for no value and its logits are masked
+    "unet2d-masked": ({"spatial_dims": 2, "in_channels": 1, "out_channels": 5, "channels": [8, 16],
+                       "strides": [2], "masked_classes": [3]}, 9, (1, 1, 24, 16)),
 }
 out = []
 for i, (name, (cfg, seed, shape)) in enumerate(cases.items()):
@@ -134,6 +137,30 @@ describe("export_onnx: onnxruntime-node logits equal the torch model's", () => {
     );
     expect(fast).toBeLessThanOrEqual(1e-4);
     expect(plain).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("a masked class keeps its mask in the graph: logits 1e4 below, the others as torch's", async () => {
+    const x = await readNpy(join(dir, "unet2d-masked.x.npy"));
+    const y = (await readNpy(join(dir, "unet2d-masked.y.npy"))).data as Float32Array;
+    const n = 24 * 16;
+    for (const kind of ["fast", "plain"]) {
+      const model = await loadModel(join(dir, `unet2d-masked.${kind}.onnx`), { intraOpThreads: 1 });
+      try {
+        const out = (await model.run(x.data as Float32Array, [1, 1, 24, 16])).data;
+        for (let k = 0; k < 5; k++)
+          for (let v = 0; v < n; v++) {
+            const i = k * n + v;
+            // float32 spacing near 1e4 is 1e-3: the masked logits agree to that, the others to 1e-4
+            expect(Math.abs(out[i]! - y[i]!), `${kind} class ${k}`).toBeLessThanOrEqual(
+              k === 3 ? 2e-3 : 1e-4,
+            );
+            if (k === 3) expect(out[i]!).toBeLessThan(-9900);
+            else expect(Math.abs(out[i]!)).toBeLessThan(100);
+          }
+      } finally {
+        await model.release();
+      }
+    }
   });
 
   it("the fast graphs are rewritten: no PRelu, and ConvTranspose only where a stride is 1", () => {

@@ -2,7 +2,7 @@
 // reference default or the analysis suggestion; an override replaces it (objects such as
 // `network` or `inference` are merged key by key onto the default).
 import type { Analysis, CaseRecord } from "../analyze/types.js";
-import { classCount, defaultProbabilities } from "./classes.js";
+import { classCount, defaultProbabilities, maskedClasses } from "./classes.js";
 import {
   DEFAULT_INFERENCE,
   DEFAULT_LOSS,
@@ -48,6 +48,8 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
   const modality = o.modality ?? analysis.dataset.modality ?? "other";
 
   const network = networkFor(o.network, spatialDims, channels.length, classes);
+  const masked = maskedClasses(labels);
+  if (masked.length) network.masked_classes = masked;
   const misfit = patchProblem(patch, network);
   if (misfit) throw new PlanError(misfit);
   const optimizer: JsonObject = { ...DEFAULT_OPTIMIZER, ...o.optimizer };

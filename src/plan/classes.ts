@@ -1,11 +1,18 @@
 // Label values and network classes. Value k is class k everywhere (preprocessed labels, the
 // trainer, the model package, inference), so the network has (largest value + 1) outputs; a value
-// the dataset does not declare (a gap, as in BraTS's 0, 1, 2, 4) is a class no voxel has, which the
-// sampler never asks for and the scores never report.
+// the dataset does not declare (a gap, as in BraTS's 0, 1, 2, 4) is a class no voxel has: the
+// sampler never asks for it, the network masks its logits (network.masked_classes, medpipe.nets),
+// so no prediction holds it, and the scores never report it.
 
 /** The network's output count for a label dictionary ({"0": "background", "1": ...}). */
 export function classCount(labels: Record<string, string>): number {
   return Math.max(0, ...Object.keys(labels).map(Number)) + 1;
+}
+
+/** The classes between 1 and the largest value that no declared label value stands for. */
+export function maskedClasses(labels: Record<string, string>): number[] {
+  const declared = new Set(Object.keys(labels).map(Number));
+  return Array.from({ length: classCount(labels) }, (_, k) => k).filter((k) => k > 0 && !declared.has(k));
 }
 
 /**

@@ -101,6 +101,7 @@ describe("overrides", () => {
       labels: { "0": "background", "1": "edema", "2": "non-enhancing", "4": "enhancing" },
     });
     expect(plan.network.out_channels).toBe(5);
+    expect(plan.network.masked_classes).toEqual([3]);
     expect(plan.sampler.probabilities).toEqual([0.5, 0.5 / 3, 0.5 / 3, 0, 0.5 / 3]);
     expect(planProblems(plan)).toEqual([]);
   });

@@ -14,6 +14,12 @@ MONAI network, written from scratch so the GPU side needs only torch:
 Parameter names are our own (readable, not MONAI's nested `model.1.submodule...`),
 so MONAI checkpoints do not load by name; the computation is the same.
 
+`masked_classes` (optional, e.g. [3] for labels 0, 1, 2, 4: value k is class k) lists
+output classes no label value stands for: their logits get MASK_LOGIT added at the end
+of forward (a non-persistent buffer, so the weights and their names do not change), so
+softmax gives them 0 and no argmax, in torch or in the exported ONNX graph, can emit a
+value the dataset does not have.
+
 Initialisation is PyTorch's default for every layer (we never override
 `reset_parameters`). With a `seed`, the network is built on the CPU inside a forked
 RNG seeded with it: the same seed gives the same weights on any machine, and the
@@ -24,6 +30,8 @@ import math
 
 import torch
 import torch.nn as nn
+
+MASK_LOGIT = -1e4  # exp(-1e4) is 0 in float32: a masked class gets no probability
 
 UNET_DEFAULTS = {
     "family": "unet",
@@ -169,7 +177,19 @@ class ResidualUnit(nn.Module):
 # ---------------------------------------------------------------------------- UNet
 
 
-class UNet(nn.Module):
+class ClassMask(nn.Module):
+    """The networks' common end: logits + class_offset (None, or MASK_LOGIT on the
+    masked classes and 0 elsewhere, shaped to broadcast over (B, K, *spatial))."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("class_offset", None, persistent=False)
+
+    def masked(self, logits):
+        return logits if self.class_offset is None else logits + self.class_offset
+
+
+class UNet(ClassMask):
     """MONAI-equivalent residual UNet. For channels (c0..cL) and strides (s0..s(L-1)):
 
         down[i]:  cin_i -> c_i, stride s_i        (cin_0 = in_channels, cin_i = c_(i-1))
@@ -228,7 +248,7 @@ class UNet(nn.Module):
         x = self.bottom(x)
         for i in reversed(range(len(self.up))):
             x = self.up[i](torch.cat([skips[i], x], dim=1))
-        return x
+        return self.masked(x)
 
 
 # ---------------------------------------------------------------------------- BasicUNet
@@ -266,7 +286,7 @@ class UpCat(nn.Module):
         return self.convs(torch.cat([skip, x], dim=1))
 
 
-class BasicUNet(nn.Module):
+class BasicUNet(ClassMask):
     """MONAI-equivalent BasicUNet with features (f0..f5): encoder widths f0..f4 (the
     first level at full resolution, then four max-pool levels), decoder widths f3, f2,
     f1, f5, then a 1x1 conv to out_channels. Any spatial size: a decoder level pads an
@@ -300,7 +320,7 @@ class BasicUNet(nn.Module):
         x = skips.pop()
         for up in self.up:
             x = up(x, skips.pop())
-        return self.head(x)
+        return self.masked(self.head(x))
 
 
 # ---------------------------------------------------------------------------- building
@@ -313,10 +333,17 @@ def network_config(config):
     defaults = {"unet": UNET_DEFAULTS, "basic_unet": BASIC_UNET_DEFAULTS}.get(family)
     if defaults is None:
         raise ValueError(f"unknown network family {family!r}: expected 'unet' or 'basic_unet'")
-    unknown = sorted(set(config) - set(defaults))
+    unknown = sorted(set(config) - set(defaults) - {"masked_classes"})
     if unknown:
-        raise ValueError(f"network config for {family!r} has unknown keys {unknown}; known: {sorted(defaults)}")
+        known = sorted([*defaults, "masked_classes"])
+        raise ValueError(f"network config for {family!r} has unknown keys {unknown}; known: {known}")
     out = {**defaults, **config, "family": family}
+    if "masked_classes" in out:  # only where given: the other architectures' configs stay as they were
+        masked = sorted({int(k) for k in out["masked_classes"]})
+        if any(not 0 < k < out["out_channels"] for k in masked):
+            raise ValueError(f"masked_classes {masked} must be foreground classes below out_channels "
+                             f"{out['out_channels']}")
+        out["masked_classes"] = masked
     for key in ("channels", "strides", "features"):
         if key in out:
             out[key] = [int(v) for v in out[key]]
@@ -338,6 +365,10 @@ def build_network(config, seed=None):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = cls(full)
+    if full.get("masked_classes"):
+        offset = torch.zeros((1, full["out_channels"]) + (1,) * full["spatial_dims"])
+        offset[0, full["masked_classes"]] = MASK_LOGIT
+        model.class_offset = offset
     model.config = full
     return model
 

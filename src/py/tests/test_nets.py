@@ -214,6 +214,31 @@ class InitTest(unittest.TestCase):
 
 
 class ConfigTest(unittest.TestCase):
+    def test_masked_classes_get_no_probability_and_change_nothing_else(self):
+        # Labels 0, 1, 2, 4: class 3 stands for no value. Its logits are 1e4 lower, so softmax
+        # gives it exactly 0 in float32; the weights (names and values) and the other logits are
+        # those of the same network without the mask.
+        for family, extra in (("unet", {"channels": [4, 8], "strides": [2]}),
+                              ("basic_unet", {"features": [4, 4, 8, 8, 16, 4]})):
+            cfg = {"family": family, "spatial_dims": 2, "out_channels": 5, **extra}
+            plain, masked = build_network(cfg, seed=3), build_network({**cfg, "masked_classes": [3]}, seed=3)
+            self.assertEqual(masked.config["masked_classes"], [3])
+            self.assertNotIn("masked_classes", plain.config)
+            sp, sm = plain.state_dict(), masked.state_dict()
+            self.assertEqual(list(sp), list(sm))
+            self.assertTrue(all(torch.equal(sp[k], sm[k]) for k in sp))
+            x = torch.randn(2, 1, 32, 32)
+            with torch.no_grad():
+                yp, ym = plain(x), masked(x)
+            self.assertTrue(torch.equal(ym[:, [0, 1, 2, 4]], yp[:, [0, 1, 2, 4]]))
+            self.assertTrue(torch.allclose(ym[:, 3], yp[:, 3] - 1e4))
+            self.assertEqual(float(ym.softmax(1)[:, 3].max()), 0.0)
+            self.assertFalse(bool((ym.argmax(1) == 3).any()))
+        with self.assertRaisesRegex(ValueError, "masked_classes"):
+            build_network({"spatial_dims": 2, "out_channels": 3, "masked_classes": [3]})
+        with self.assertRaisesRegex(ValueError, "masked_classes"):
+            build_network({"spatial_dims": 2, "out_channels": 3, "masked_classes": [0]})
+
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "unknown keys"):
             build_network({"chanels": [4, 8]})
