@@ -73,6 +73,14 @@ class DataParallel(unittest.TestCase):
         want = oracle_digest(self.pre)
         self.assertEqual((r["best_digest"], r["last_digest"], r["best_epoch"]), (want, want, 0))
 
+    def test_a_time_budget_stops_every_rank_after_the_same_epoch(self):
+        # Rank 0's clock decides and is broadcast: a rank going on alone would wait forever in the
+        # next epoch's gradient all-reduce (the 120 s subprocess timeout would fail the test).
+        _, r, events = self.run_train("ddp-budget", 2, epochs=4, time_limit_s=1e-6)
+        self.assertEqual((r["status"], r["stop_reason"], r["stop_epoch"], r["epochs_run"]),
+                         ("ok", "time_limit", 1, 1))
+        self.assertEqual([e["epoch"] for e in events if e["event"] == "time_limit"], [1])
+
 
 if __name__ == "__main__":
     unittest.main()
