@@ -8,6 +8,7 @@ import { readEvidence } from "../evidence/evidence.js";
 import { ManifestError } from "../manifest/diagnostics.js";
 import type { Value } from "../manifest/expr.js";
 import type { Reporter } from "../run/events.js";
+import { DeviceLedger, detectGpus } from "../run/gpus.js";
 import { resolveInputs } from "../run/inputs.js";
 import { loadPipeline } from "../run/load.js";
 import { type RunOptions, runLoaded } from "../run/run.js";
@@ -48,6 +49,9 @@ export interface RunSummary {
 
 export class AgentTools {
   private running = 0;
+  // One count of the stages on each GPU for all of this server's runs: two concurrent runs each
+  // counting only their own would both fill a device.
+  private ledger: DeviceLedger | undefined;
 
   constructor(
     readonly ws: Workspace,
@@ -87,6 +91,12 @@ export class AgentTools {
     };
   }
 
+  /** The GPUs, detected on the first run (a server that never runs never calls nvidia-smi). */
+  private devices(): DeviceLedger {
+    this.ledger ??= new DeviceLedger(detectGpus(this.ws.env as NodeJS.ProcessEnv));
+    return this.ledger;
+  }
+
   private timeout(timeoutS: number | undefined): number {
     const t = timeoutS ?? this.limits.defaultTimeoutS;
     if (!(t > 0) || t > this.limits.maxTimeoutS)
@@ -116,6 +126,7 @@ export class AgentTools {
       runsDir: this.ws.runsDir,
       // As `pipeline run`: the folds of a cross-validation share a GPU only if they run at once.
       jobs: availableParallelism(),
+      devices: this.devices(),
       resume: false,
       reporter,
       signal,

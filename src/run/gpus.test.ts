@@ -1,6 +1,7 @@
-// The device pool alone (no processes): slots per device, least busy first, waiters in order.
+// The device pool alone (no processes): slots per device, least busy first, waiters in order, and
+// a ledger shared by runs.
 import { describe, expect, it } from "vitest";
-import { GpuPool } from "./gpus.js";
+import { DeviceLedger, GpuPool } from "./gpus.js";
 
 describe("GpuPool", () => {
   it("gives each device to one stage at a time by default", async () => {
@@ -35,6 +36,37 @@ describe("GpuPool", () => {
     pool.release("0");
     await waiting;
     expect(next).toBe("0");
+  });
+
+  it("two runs sharing a ledger count each other's stages, each within its own limit", async () => {
+    // One GPU. Run A allows 3 stages per device (a cross-validation), run B 1 (one training).
+    const ledger = new DeviceLedger(["0"]);
+    const a = new GpuPool(["0"], 3, ledger);
+    const b = new GpuPool(["0"], 1, ledger);
+    expect(await a.acquire()).toBe("0"); // A: 1 on the device
+    let bGot: string | null = null;
+    const bWaits = b.acquire().then((d) => {
+      bGot = d;
+    });
+    await Promise.resolve();
+    expect(bGot).toBeNull(); // B wants a device with fewer than 1 stage: it waits
+    expect(await a.acquire()).toBe("0"); // A still has room (2 < 3)
+    a.release("0"); // 1 left: not room enough for B
+    await Promise.resolve();
+    expect(bGot).toBeNull();
+    a.release("0"); // 0 left: B goes
+    await bWaits;
+    expect(bGot).toBe("0");
+    let aGot: string | null = null;
+    const aWaits = a.acquire().then((d) => {
+      aGot = d;
+    });
+    await Promise.resolve();
+    expect(aGot).toBe("0"); // B's one stage leaves room under A's limit of 3
+    await aWaits;
+    // Separate pools (no shared ledger) each count their own stages only.
+    const c = new GpuPool(["0"], 1);
+    expect(await c.acquire()).toBe("0");
   });
 
   it("an empty pool has size 0 (stages then run on the CPU)", () => {

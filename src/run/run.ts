@@ -9,7 +9,7 @@ import { skillDirs } from "../skills/registry.js";
 import { StageCache } from "./cache.js";
 import type { Reporter } from "./events.js";
 import { type Executor, localExecutor } from "./executor.js";
-import { detectGpus, GpuPool } from "./gpus.js";
+import { type DeviceLedger, detectGpus, GpuPool } from "./gpus.js";
 import { type LoadedPipeline, type LoadRequest, loadPipeline } from "./load.js";
 import {
   createRunDir,
@@ -28,6 +28,11 @@ export interface RunOptions extends Pick<LoadRequest, "workspace" | "env" | "ski
   jobs: number;
   /** GPU stages per device at once; overrides the manifest's `stages_per_gpu`. */
   stagesPerGpu?: number;
+  /**
+   * The devices and what runs on them, shared with the other runs of this process (the MCP
+   * server's); by default the run detects the GPUs and counts its own stages alone.
+   */
+  devices?: DeviceLedger;
   resume: boolean;
   reporter: Reporter;
   signal: AbortSignal;
@@ -75,10 +80,12 @@ export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promis
   }
   const usesGpu =
     !req.executor?.managesDevices && spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
-  const gpus = new GpuPool(
-    usesGpu ? detectGpus(req.env as NodeJS.ProcessEnv) : [],
-    req.stagesPerGpu ?? spec.stagesPerGpu,
-  );
+  const perDevice = req.stagesPerGpu ?? spec.stagesPerGpu;
+  const gpus = !usesGpu
+    ? new GpuPool([], perDevice)
+    : req.devices
+      ? new GpuPool(req.devices.devices, perDevice, req.devices)
+      : new GpuPool(detectGpus(req.env as NodeJS.ProcessEnv), perDevice);
   const record: RunRecord = {
     run_id: runId,
     pipeline: spec.name,
