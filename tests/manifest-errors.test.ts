@@ -53,6 +53,14 @@ const cases: Case[] = [
     expected: /an integer/,
   },
   {
+    // b also reads a's output, known only once a has run: the param is still checked up front
+    name: "wrong type through a param, beside an upstream input",
+    yaml: 'name: t\nparams:\n  n: "3x"\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  b:\n    skill: emit\n    with: { value: "${a.value}", count: "${params.n}" }\n',
+    at: '"${params.n}"',
+    message: /stage 'b' \(skill emit\): wrong type for input 'count'.*"3x"/,
+    expected: /an integer/,
+  },
+  {
     name: "dangling reference",
     yaml: 'name: t\nstages:\n  a:\n    skill: emit\n    with: { value: "${nosuch.value}" }\n',
     at: "nosuch",

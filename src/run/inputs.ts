@@ -51,7 +51,11 @@ export interface ResolveContext {
   workspace: string;
 }
 
-export function resolveInputs(node: StageNode, c: ResolveContext): ResolvedInputs {
+/**
+ * `only`: resolve and check just these inputs (those that read no upstream stage, before the run);
+ * by default every input.
+ */
+export function resolveInputs(node: StageNode, c: ResolveContext, only?: Set<string>): ResolvedInputs {
   const scopeFor =
     (which: "exec" | "key"): Scope =>
     (root) => {
@@ -73,6 +77,7 @@ export function resolveInputs(node: StageNode, c: ResolveContext): ResolvedInput
   const paths: Record<string, string[]> = {};
   const problems: Diagnostic[] = [];
   for (const [name, src] of Object.entries(node.spec.inputs)) {
+    if (only && !only.has(name)) continue;
     try {
       const e = resolveAt(src, c.spec.source, scopeFor("exec"));
       const k = resolveAt(src, c.spec.source, scopeFor("key"));
@@ -94,7 +99,7 @@ export function resolveInputs(node: StageNode, c: ResolveContext): ResolvedInput
     }
   }
   if (problems.length) throw new ManifestError(problems);
-  const invalid = checkTypes(c.spec, node, exec);
+  const invalid = checkTypes(c.spec, node, exec, only);
   if (invalid.length) throw new ManifestError(invalid);
   return { exec, key, paths };
 }
@@ -115,11 +120,24 @@ function inputValidator(skill: Skill): ValidateFunction {
   return v;
 }
 
-function checkTypes(spec: PipelineSpec, node: StageNode, values: Record<string, Value>): Diagnostic[] {
+function checkTypes(
+  spec: PipelineSpec,
+  node: StageNode,
+  values: Record<string, Value>,
+  only?: Set<string>,
+): Diagnostic[] {
   const validate = inputValidator(node.spec.skill);
   if (validate(values)) return [];
   const doc = node.spec.skill.manifest;
-  return findings(validate.errors).map((f) => {
+  // Checking part of the inputs: what the others (not resolved yet) would say is not known.
+  const concerns = (e: NonNullable<typeof validate.errors>[number]) =>
+    !only ||
+    only.has(
+      e.keyword === "required"
+        ? String((e.params as { missingProperty?: unknown }).missingProperty)
+        : (e.instancePath.split("/")[1] ?? ""),
+    );
+  return findings((validate.errors ?? []).filter(concerns)).map((f) => {
     const name = String(f.path[0] ?? "");
     const src = node.spec.inputs[name];
     const got = name in values ? ` (got ${JSON.stringify(values[name])})` : "";
@@ -133,7 +151,10 @@ function checkTypes(spec: PipelineSpec, node: StageNode, values: Record<string, 
   });
 }
 
-/** Checks every input that needs no upstream output now, so `validate` catches type errors early. */
+/**
+ * Checks every input that needs no upstream output now (of every stage, also of those with other
+ * inputs that do), so `validate` and `run` stop a wrong value before any stage runs.
+ */
 export function checkStaticInputs(
   spec: PipelineSpec,
   graph: Graph,
@@ -142,9 +163,12 @@ export function checkStaticInputs(
 ): void {
   const problems: Diagnostic[] = [];
   for (const node of graph.nodes) {
-    if (node.spec.refs.some((r) => r.via === "input")) continue;
+    const upstream = node.spec.refs.filter((r) => r.via === "input").map((r) => r.path);
+    const own = Object.entries(node.spec.inputs)
+      .filter(([, src]) => !upstream.some((p) => src.path.every((seg, i) => p[i] === seg)))
+      .map(([name]) => name);
     try {
-      resolveInputs(node, { spec, graph, namespaces: new Map(), env, workspace });
+      resolveInputs(node, { spec, graph, namespaces: new Map(), env, workspace }, new Set(own));
     } catch (err) {
       if (err instanceof ManifestError) problems.push(...err.diagnostics);
       else throw err;
