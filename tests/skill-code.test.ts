@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { importClosure } from "../src/run/import-closure.js";
 import { ROOT } from "./support/cli.js";
+import { makeWorkspace } from "./support/workspace.js";
 
 const skillsDir = join(ROOT, "skills");
 const manifests = readdirSync(skillsDir)
@@ -45,5 +46,13 @@ describe("the code a skill's cache key covers", () => {
     const infer = closureOf("infer", "scripts/run.js");
     expect(infer.packages).toContain("onnxruntime-node");
     expect(infer.files).toContain("dist/plan/classes.js");
+  });
+
+  it("follows a skill outside the project that imports ours by file: URL", () => {
+    const ws = makeWorkspace(); // its test skills import dist/skill-kit by an absolute file: URL
+    const c = importClosure(join(ws.skills, "emit", "scripts", "run.js"));
+    expect(c.missing).toEqual([]);
+    expect(c.files).toContain(join(ROOT, "dist/skill-kit/index.js"));
+    expect(c.packages).not.toContain("file:");
   });
 });

@@ -4,7 +4,8 @@
 // hashes these, so a changed module or package version can never reuse an old result.
 import { existsSync, readFileSync } from "node:fs";
 import { builtinModules } from "node:module";
-import { dirname, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const SPECIFIER =
   /(?:\bfrom\s*|\bimport\s*\(?\s*)["']([^"']+)["']|\bnew URL\(\s*["'](\.{1,2}\/[^"']+\.js)["']\s*,\s*import\.meta\.url/g;
@@ -15,7 +16,7 @@ export interface ImportClosure {
   files: string[];
   /** Package names imported by those files (node: builtins excluded), sorted. */
   packages: string[];
-  /** Relative imports whose file does not exist, as "importer -> specifier". */
+  /** File imports whose file does not exist, as "importer -> specifier". */
   missing: string[];
 }
 
@@ -36,8 +37,9 @@ export function importClosure(entry: string): ImportClosure {
     seen.add(file);
     for (const m of readFileSync(file, "utf8").matchAll(SPECIFIER)) {
       const spec = (m[1] ?? m[2]) as string;
-      if (spec.startsWith(".")) {
-        const target = resolve(dirname(file), spec);
+      // A file: relative, absolute, or a file: URL (a skill outside the project importing ours).
+      if (spec.startsWith(".") || isAbsolute(spec) || spec.startsWith("file:")) {
+        const target = spec.startsWith("file:") ? fileURLToPath(spec) : resolve(dirname(file), spec);
         if (existsSync(target)) stack.push(target);
         else missing.push(`${file} -> ${spec}`);
       } else if (!spec.startsWith("node:") && !BUILTIN.has(spec)) packages.add(packageName(spec));
