@@ -1,6 +1,6 @@
 // Malformed manifests through the real CLI: each error names file:line:col, says what was
 // expected, exits 2 and shows no stack trace. Positions are those of the offending text.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -155,8 +155,9 @@ const cases: Case[] = [
     name: "unset environment variable",
     yaml: 'name: t\nparams:\n  root: "${env.MEDPIPE_TEST_UNSET}/data"\nstages:\n  a: { skill: emit, with: { value: "${params.root}" } }\n',
     at: "MEDPIPE_TEST_UNSET}",
-    message: /environment variable MEDPIPE_TEST_UNSET is not set/,
-    expected: /.*/,
+    message: /environment variable MEDPIPE_TEST_UNSET is not set$/,
+    // not the names of every variable that is set
+    expected: /^MEDPIPE_TEST_UNSET set in the environment, or --set root=VALUE$/,
   },
   {
     name: "bad timeout",
@@ -235,6 +236,43 @@ describe("malformed manifests", () => {
     expect(out.ok).toBe(false);
     const pos = positionOf(yaml, "emitt");
     expect(out.error.diagnostics[0]).toMatchObject({ file, line: pos.line, col: pos.col });
+  });
+
+  it("run refuses a path input that does not exist before anything runs; validate does not look", () => {
+    const ws = mkdtempSync(join(tmpdir(), "medpipe-paths-"));
+    const file = join(ws, "paths.yaml");
+    // b also reads a's output: the missing path is found before a runs, not as b's failure after
+    const yaml =
+      'name: t\nparams:\n  data: fixtures/nope\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  b:\n    skill: emit\n    with: { value: "${a.value}", source: "${params.data}" }\n';
+    writeFileSync(file, yaml);
+    const v = cli(["validate", file, "--skills-dir", TEST_SKILLS], { cwd: ws });
+    expect(v.code).toBe(0); // a manifest may be checked where its data are not
+    for (const command of ["run", "plan"]) {
+      const r = cli([command, file, "--skills-dir", TEST_SKILLS], { cwd: ws });
+      expect(r.code).toBe(2);
+      const pos = positionOf(yaml, '"${params.data}"');
+      const lines = r.stderr.split("\n");
+      expect(lines[0]).toBe(
+        `${file}:${pos.line}:${pos.col}: error: stage 'b' (skill emit): input 'source': no such file or folder: ${join(ws, "fixtures/nope")}`,
+      );
+      expect(lines[1]).toBe(
+        `  expected: an existing file or folder; relative paths resolve against the workspace, ${ws} (the current folder, or --workdir)`,
+      );
+      expect(existsSync(join(ws, "runs"))).toBe(false); // no run folder, nothing half-written
+    }
+  });
+
+  it("a stage ordered after another by needs is left to look for its path when it runs", () => {
+    const ws = mkdtempSync(join(tmpdir(), "medpipe-paths-"));
+    const file = join(ws, "needs.yaml");
+    writeFileSync(
+      file,
+      "name: t\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  b: { skill: emit, needs: [a], with: { value: 2, source: later.txt } }\n",
+    );
+    const r = cli(["run", file, "--skills-dir", TEST_SKILLS], { cwd: ws });
+    expect(r.code).toBe(1); // a ran; b failed when it found no later.txt
+    expect(r.stderr).toMatch(/✔ a|a +succeeded|a .*ok/);
+    expect(r.stderr).toMatch(/later\.txt/);
   });
 
   it("an unknown profile and an unknown --set param are usage errors", () => {

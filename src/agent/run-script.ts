@@ -55,7 +55,7 @@ export function prepareScript(
   try {
     const spec = compilePipeline(doc, skills, { profile: null, mode: call.mode, sets: [], env: call.env });
     const graph = buildGraph(spec);
-    checkStaticInputs(spec, graph, call.env, call.workspace);
+    checkStaticInputs(spec, graph, call.env, call.workspace, { pathsExist: true });
     return {
       skill,
       loaded: { spec, graph, manifestPath: `run-script:${skill.manifest.id}` },

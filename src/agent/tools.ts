@@ -173,15 +173,18 @@ export class AgentTools {
     const profile = call.profile ?? null;
     let loaded: ReturnType<typeof loadPipeline>;
     try {
-      loaded = loadPipeline({
-        manifest,
-        workspace: this.ws.dir,
-        profile,
-        mode: profile === "smoke" || profile === "sanity" ? profile : "full",
-        sets,
-        skillsDirs: this.ws.skillsDirs,
-        env: this.ws.env,
-      });
+      loaded = loadPipeline(
+        {
+          manifest,
+          workspace: this.ws.dir,
+          profile,
+          mode: profile === "smoke" || profile === "sanity" ? profile : "full",
+          sets,
+          skillsDirs: this.ws.skillsDirs,
+          env: this.ws.env,
+        },
+        "run",
+      );
     } catch (err) {
       if (err instanceof ManifestError)
         throw new Refusal(

@@ -133,7 +133,7 @@ pipelineOptions(
 ).action(
   action(async (manifest: string, o: PipelineOpts) => {
     const { loadPipeline } = await import("../run/load.js");
-    const { spec, graph } = loadPipeline(loadRequest(manifest, o));
+    const { spec, graph } = loadPipeline(loadRequest(manifest, o), "inspect");
     if (o.json) {
       process.stdout.write(
         `${JSON.stringify({ ok: true, pipeline: spec.name, mode: spec.mode, profile: spec.profile, stages: graph.nodes.map((n) => n.id) })}\n`,
@@ -157,7 +157,7 @@ pipelineOptions(
     const { loadPipeline } = await import("../run/load.js");
     const { planRun } = await import("../run/plan.js");
     const req = loadRequest(manifest, o);
-    const entries = await planRun(loadPipeline(req), {
+    const entries = await planRun(loadPipeline(req, "run"), {
       runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
       workspace: req.workspace,
       env: req.env,
@@ -178,7 +178,7 @@ pipelineOptions(
   action(async (manifest: string, o: PipelineOpts) => {
     const { loadPipeline } = await import("../run/load.js");
     const { toMermaid } = await import("../graph/mermaid.js");
-    process.stdout.write(toMermaid(loadPipeline(loadRequest(manifest, o)).graph));
+    process.stdout.write(toMermaid(loadPipeline(loadRequest(manifest, o), "inspect").graph));
     return EXIT.ok;
   }),
 );

@@ -496,7 +496,12 @@ export function resolveAt(src: Located, doc: SourceDoc, scope: Scope): Value {
         return render(t, scope);
       } catch (err) {
         if (!(err instanceof ExprError)) throw err;
-        failure ??= doc.diagnostic(path, envMessage(err, text), err.expected, { offset: err.offset });
+        const unset = unsetEnv(err, text);
+        failure ??= unset
+          ? doc.diagnostic(path, `environment variable ${unset} is not set`, envHint(unset, path), {
+              offset: err.offset,
+            })
+          : doc.diagnostic(path, err.message, err.expected, { offset: err.offset });
         return null;
       }
     });
@@ -510,10 +515,16 @@ export function resolveAt(src: Located, doc: SourceDoc, scope: Scope): Value {
   return value;
 }
 
-function envMessage(err: ExprError, text: string): string {
+/** The variable a `${env.NAME}` template found unset, if that is what failed. */
+function unsetEnv(err: ExprError, text: string): string | null {
   const m = /no field '([^']+)'/.exec(err.message);
-  if (m && /\$\{\s*env\./.test(text)) return `environment variable ${m[1]} is not set`;
-  return err.message;
+  return m && /\$\{\s*env\./.test(text) ? (m[1] as string) : null;
+}
+
+// Listing the environment's names, as an unknown field's error would, helps no one here.
+function envHint(name: string, path: readonly (string | number)[]): string {
+  const param = path[0] === "params" && typeof path[1] === "string" ? `, or --set ${path[1]}=VALUE` : "";
+  return `${name} set in the environment${param}`;
 }
 
 function resolveValue(v: unknown, scope: Scope): Value {

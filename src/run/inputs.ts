@@ -1,6 +1,7 @@
 // Resolving a stage instance's inputs: templates rendered against params, env, profile, its
 // foreach values and its upstream stages' outputs. Two renderings come out: the values the
 // script receives (absolute paths) and the values its cache key is made of (stable across runs).
+import { existsSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import type { ValidateFunction } from "ajv";
 import type { Graph, StageNode } from "../graph/expand.js";
@@ -153,13 +154,16 @@ function checkTypes(
 
 /**
  * Checks every input that needs no upstream output now (of every stage, also of those with other
- * inputs that do), so `validate` and `run` stop a wrong value before any stage runs.
+ * inputs that do), so `validate` and `run` stop a wrong value before any stage runs. `pathsExist`:
+ * also that the files and folders they name exist (for a run; a manifest may be validated or
+ * drawn where its data are not).
  */
 export function checkStaticInputs(
   spec: PipelineSpec,
   graph: Graph,
   env: Record<string, string | undefined>,
   workspace: string,
+  opts: { pathsExist: boolean },
 ): void {
   const problems: Diagnostic[] = [];
   for (const node of graph.nodes) {
@@ -168,13 +172,44 @@ export function checkStaticInputs(
       .filter(([, src]) => !upstream.some((p) => src.path.every((seg, i) => p[i] === seg)))
       .map(([name]) => name);
     try {
-      resolveInputs(node, { spec, graph, namespaces: new Map(), env, workspace }, new Set(own));
+      const resolved = resolveInputs(
+        node,
+        { spec, graph, namespaces: new Map(), env, workspace },
+        new Set(own),
+      );
+      // A stage that only orders after another (`needs:`) may read what that one leaves behind.
+      if (opts.pathsExist && !node.spec.refs.some((r) => r.via === "needs"))
+        problems.push(...missingPaths(spec, node, resolved, workspace));
     } catch (err) {
       if (err instanceof ManifestError) problems.push(...err.diagnostics);
       else throw err;
     }
   }
   if (problems.length) throw new ManifestError(dedupe(problems));
+}
+
+/** The user-supplied files and folders of a stage that do not exist, each at its input's position. */
+function missingPaths(
+  spec: PipelineSpec,
+  node: StageNode,
+  resolved: ResolvedInputs,
+  workspace: string,
+): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const [name, paths] of Object.entries(resolved.paths)) {
+    const src = node.spec.inputs[name];
+    for (const p of paths) {
+      if (existsSync(p)) continue;
+      out.push({
+        ...(src
+          ? location(spec.source.diagnostic(src.path, ""))
+          : { file: node.spec.skill.manifestPath, line: 1, col: 1 }),
+        message: `stage '${node.id}' (skill ${node.spec.skill.manifest.id}): input '${name}': no such file or folder: ${p}`,
+        expected: `an existing file or folder; relative paths resolve against the workspace, ${workspace} (the current folder, or --workdir)`,
+      });
+    }
+  }
+  return out;
 }
 
 function location(d: Diagnostic): { file: string; line: number; col: number } {

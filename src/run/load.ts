@@ -24,7 +24,11 @@ export interface LoadedPipeline {
   manifestPath: string;
 }
 
-export function loadPipeline(req: LoadRequest): LoadedPipeline {
+/**
+ * `use`: "run" (a run or its dry run: the files the inputs name must exist) or "inspect"
+ * (validate, graph: the manifest alone).
+ */
+export function loadPipeline(req: LoadRequest, use: "run" | "inspect"): LoadedPipeline {
   const manifestPath = resolve(req.manifest);
   const doc = readSource(manifestPath, req.manifest);
   const skills = loadSkills(skillDirs(req.skillsDirs, req.env as NodeJS.ProcessEnv));
@@ -36,6 +40,6 @@ export function loadPipeline(req: LoadRequest): LoadedPipeline {
   });
   checkSanityConfiguration(spec, req.env, req.workspace);
   const graph = buildGraph(spec);
-  checkStaticInputs(spec, graph, req.env, req.workspace);
+  checkStaticInputs(spec, graph, req.env, req.workspace, { pathsExist: use === "run" });
   return { spec, graph, manifestPath };
 }

@@ -49,7 +49,7 @@ export interface RunResult {
 }
 
 export function runPipeline(req: RunRequest): Promise<RunResult> {
-  return runLoaded(loadPipeline(req), req);
+  return runLoaded(loadPipeline(req, "run"), req);
 }
 
 /** Runs a compiled pipeline (from a manifest file, or built in memory by run-script). */
