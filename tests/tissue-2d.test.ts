@@ -21,6 +21,8 @@ beforeAll(() => ensureBuilt("evaluate/index.js"), 120_000);
 const ids = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, i) => `sub-${String(from + i).padStart(3, "0")}`);
 const read = (path: string) => JSON.parse(readFileSync(path, "utf8"));
+/** The package the smoke run trained (set by its test, read by the finetune test after it). */
+let tissueModel = "";
 
 describe("analyze on 2D .npy pairs", () => {
   it("reports a label outside 0..3 and a pair of different shapes in one pass, naming the files", () => {
@@ -197,5 +199,99 @@ OUTPUT = {"size": [got.shape[1], got.shape[0]],
     const rescored = JSON.parse(v.stdout).checks.find((c: { id: string }) => c.id === "claims.per-case");
     expect(rescored.verdict, rescored.message).toBe("pass");
     expect(rescored.message).toMatch(/^4 case\(s\) rescored/);
+    tissueModel = join(stage("train"), "model");
+  });
+
+  // A 2D package finetuned on 2D slices: the folders are the split, the formal evaluations
+  // predict .npy slices, and their Dice is what numpy gets from those files.
+  itOracle("its model finetunes on train/ and val/ slices, with formal Dice numpy agrees with", () => {
+    expect(tissueModel, "the smoke run above").not.toBe("");
+    const runs = join(tmp, "runs");
+    const finetune = (args: string[]) =>
+      cli(
+        [
+          "run-script",
+          "--workdir",
+          "/",
+          "--runs-dir",
+          runs,
+          "finetune",
+          "--pretrained",
+          tissueModel,
+          ...args,
+        ],
+        {
+          cwd: ROOT,
+          timeoutMs: 200_000,
+        },
+      );
+    const r = finetune([
+      "--dataset_dir",
+      join(ROOT, "fixtures/tissue2d_micro"),
+      "--label_mapping",
+      "[[1, 1], [2, 2], [3, 3]]",
+      "--epochs",
+      "1",
+    ]);
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    const run = r.stdout.trim().split("\n").pop() as string;
+    const out = read(join(run, "stages/finetune/output.json"));
+    expect(out.split).toMatchObject({
+      source: "the dataset's train/ and val/ folders",
+      train: ids(1, 12),
+      val: ids(13, 16),
+    });
+    expect(out.audit).toMatchObject({
+      orientations: ["none"],
+      label_values: [0, 1, 2, 3],
+      foreground_ml: null,
+    });
+    expect(out.audit.cases[0]).toMatchObject({ shape: [64, 64], spacing: [1, 1], foreground_ml: null });
+    for (const which of ["pretrained", "finetuned"]) {
+      const f = out.formal[which];
+      expect(f.cases).toHaveLength(4);
+      const want = python<{ dice: Record<string, number | null>[]; mean: number }>(
+        `
+import numpy as np, os
+rows = []
+for cid, pred in INPUT["cases"]:
+    p = np.load(os.path.join(INPUT["stage"], pred))
+    r = np.load(os.path.join(INPUT["val"], cid + "_T1w_tissue_segmentation.npy"))
+    d = {}
+    for k in (1, 2, 3):
+        a, b = p == k, r == k
+        d[str(k)] = None if a.sum() + b.sum() == 0 else float(2 * (a & b).sum() / (a.sum() + b.sum()))
+    rows.append(d)
+means = [np.mean([v for v in d.values() if v is not None]) for d in rows]
+OUTPUT = {"dice": rows, "mean": float(np.mean(means))}
+`,
+        {
+          stage: join(run, "stages/finetune"),
+          val: join(ROOT, "fixtures/tissue2d_micro/val"),
+          cases: f.cases.map((c: { id: string; prediction: string }) => [c.id, c.prediction]),
+        },
+      );
+      f.cases.forEach((c: { dice: Record<string, number | null> }, i: number) => {
+        for (const [k, d] of Object.entries(want.dice[i] as Record<string, number | null>))
+          d === null ? expect(c.dice[k]).toBeNull() : expect(c.dice[k]).toBeCloseTo(d, 12);
+      });
+      expect(f.mean_dice).toBeCloseTo(want.mean, 12);
+    }
+    const v = cli(["verify", run, "--json"], { cwd: ROOT });
+    expect(v.code, v.stdout.slice(-1500)).toBe(0);
+    const claims = JSON.parse(v.stdout).checks.find((c: { id: string }) => c.id === "finetune.claims");
+    expect(claims.verdict, claims.message).toBe("pass");
+
+    // A 2D model and a dataset of volumes: refused before anything is read for training.
+    const bad = finetune([
+      "--dataset_dir",
+      join(ROOT, "fixtures/spleen_micro"),
+      "--label_mapping",
+      "[[1, 1]]",
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(
+      /exit code 2: error: .*fixtures\/spleen_micro\/imagesTr\/spleen_\d+\.nii\.gz: the model is 2D and takes \.npy slices, not a volume/,
+    );
   });
 });

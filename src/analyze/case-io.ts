@@ -4,9 +4,7 @@
 import { stat } from "node:fs/promises";
 import { sha256File } from "../evidence/hash.js";
 import { reason } from "../imaging/errors.js";
-import { readNifti } from "../imaging/nifti-read.js";
-import { npyToVolume, readNpy } from "../imaging/npy.js";
-import type { Image } from "../imaging/types.js";
+import { readImage } from "../imaging/read-image.js";
 import { analyzeLoadedCase, type CaseOutput, type LoadedFile } from "./case.js";
 import { decodeNifti, type FileBytes, readWithDigest } from "./read-once.js";
 import type { AnalysisSettings, FileRecord } from "./types.js";
@@ -96,13 +94,4 @@ async function load(path: string): Promise<LoadedFile> {
     const why = reason(err);
     return { path, image: null, error: why.startsWith(path) ? why : `${path}: ${why}` };
   }
-}
-
-/** A NIfTI file as it is; a `.npy` array as an image with unit spacing and the identity affine. */
-export async function readImage(path: string): Promise<Image> {
-  if (!path.endsWith(".npy")) return readNifti(path);
-  const array = await readNpy(path);
-  const volume = npyToVolume(array);
-  const affine = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
-  return { ...volume, affine, dtype: array.dtype };
 }

@@ -17,7 +17,7 @@ import {
 } from "./types.js";
 
 export { analyzeLoadedCase, type CaseInput, type CaseOutput, emptyRecord, type LoadedFile } from "./case.js";
-export { analyzeCaseFiles, type CaseJob, readImage } from "./case-io.js";
+export { analyzeCaseFiles, type CaseJob } from "./case-io.js";
 export { channelCount, cornerDrift, placement, spatialShape } from "./geometry.js";
 export {
   axisStatistics,

@@ -2,7 +2,7 @@
 // what a finetune run must not silently get wrong (grids that disagree, orientations that differ
 // from case to case, label values no mapping covers, a target label no volume contains) and for
 // the record (intensity range, foreground volume per case).
-import { axisCodes, ioOrientation, readNifti } from "../imaging/index.js";
+import { axisCodes, ioOrientation, readImage } from "../imaging/index.js";
 import { FinetuneInputError } from "./errors.js";
 import type { Mapping, SplitCases } from "./inputs.js";
 
@@ -11,12 +11,13 @@ export interface CaseAudit {
   role: "train" | "val";
   shape: number[];
   spacing: number[];
+  /** Axis codes of a NIfTI image ("RAS"); "none" for a `.npy` slice, which has no placement. */
   orientation: string;
   label_values: number[];
   intensity: { min: number; max: number };
-  /** Voxels whose local label is mapped (> 0), and their volume in millilitres. */
+  /** Voxels (pixels) whose local label is mapped (> 0), and their volume in millilitres (null for 2D). */
   foreground_voxels: number;
-  foreground_ml: number;
+  foreground_ml: number | null;
 }
 
 export interface DatasetAudit {
@@ -29,7 +30,8 @@ export interface DatasetAudit {
   orientation_consistent: boolean;
   label_values: number[];
   intensity: { min: number; max: number };
-  foreground_ml: { min: number; median: number; max: number };
+  /** Over the cases; null for 2D slices, which have an area, not a volume. */
+  foreground_ml: { min: number; median: number; max: number } | null;
   /** Validation cases without any mapped label: their Dice is undefined (left out, noted). */
   val_without_foreground: string[];
 }
@@ -46,8 +48,8 @@ export async function auditDataset(split: SplitCases, mapping: Mapping): Promise
   for (const { c, role } of all) {
     const imagePath = c.image[0] as string;
     const labelPath = c.label as string;
-    const image = await readNifti(imagePath);
-    const label = await readNifti(labelPath);
+    const image = await readImage(imagePath);
+    const label = await readImage(labelPath);
     const dims = Math.min(3, label.shape.length);
     const spatial = image.shape.slice(0, dims);
     const lshape = label.shape.slice(0, spatial.length);
@@ -80,17 +82,19 @@ export async function auditDataset(split: SplitCases, mapping: Mapping): Promise
       seen.add(v);
     }
     const fg = values.filter((v) => v !== 0).reduce((a, v) => a + (counts.get(v) ?? 0), 0);
-    const voxelMl = label.spacing.slice(0, spatial.length).reduce((a, b) => a * b, 1) / 1000;
+    const voxelMl = spatial.length === 3 ? label.spacing.slice(0, 3).reduce((a, b) => a * b, 1) / 1000 : null;
     rows.push({
       id: c.id,
       role,
       shape: spatial,
       spacing: image.spacing.slice(0, spatial.length),
-      orientation: axisCodes(ioOrientation(image.affine)).join(""),
+      orientation: imagePath.toLowerCase().endsWith(".npy")
+        ? "none"
+        : axisCodes(ioOrientation(image.affine)).join(""),
       label_values: values,
       intensity: { min, max },
       foreground_voxels: fg,
-      foreground_ml: fg * voxelMl,
+      foreground_ml: voxelMl === null ? null : fg * voxelMl,
     });
   }
   const absent = [...mapped].filter((v) => !seen.has(v));
@@ -99,7 +103,8 @@ export async function auditDataset(split: SplitCases, mapping: Mapping): Promise
       `local label(s) ${absent.join(", ")} of the mapping appear in none of the ${rows.length} label volumes (values seen: ${[...seen].sort((a, b) => a - b).join(", ")})`,
     );
   const orientations = [...new Set(rows.map((r) => r.orientation))].sort();
-  const ml = rows.map((r) => r.foreground_ml).sort((a, b) => a - b);
+  const ml = rows.map((r) => r.foreground_ml).filter((v): v is number => v !== null);
+  ml.sort((a, b) => a - b);
   const mid = ml.length >> 1;
   return {
     cases: rows,
@@ -112,11 +117,13 @@ export async function auditDataset(split: SplitCases, mapping: Mapping): Promise
       min: Math.min(...rows.map((r) => r.intensity.min)),
       max: Math.max(...rows.map((r) => r.intensity.max)),
     },
-    foreground_ml: {
-      min: ml[0] ?? 0,
-      median: ml.length % 2 ? (ml[mid] as number) : ((ml[mid - 1] as number) + (ml[mid] as number)) / 2,
-      max: ml[ml.length - 1] ?? 0,
-    },
+    foreground_ml: ml.length
+      ? {
+          min: ml[0] as number,
+          median: ml.length % 2 ? (ml[mid] as number) : ((ml[mid - 1] as number) + (ml[mid] as number)) / 2,
+          max: ml[ml.length - 1] as number,
+        }
+      : null,
     val_without_foreground: rows
       .filter((r) => r.role === "val" && r.foreground_voxels === 0)
       .map((r) => r.id),

@@ -103,7 +103,7 @@ for cid in INPUT["ids"]:
       expect(c.intensity.max).toBeCloseTo(w.max, 3);
       expect(c.foreground_voxels).toBe(w.fg);
       // nibabel multiplies float32 zooms: agreement to float32 rounding
-      expect(Math.abs(c.foreground_ml - w.ml) / w.ml).toBeLessThan(1e-6);
+      expect(Math.abs((c.foreground_ml as number) - w.ml) / w.ml).toBeLessThan(1e-6);
     });
     expect(audit.orientations).toEqual(["LAS", "LPS", "RAS"]); // the fixture mixes orientations
     expect(audit.orientation_consistent).toBe(false);

@@ -22,7 +22,7 @@ import { auditDataset, type DatasetAudit } from "./audit.js";
 import { decide } from "./decide.js";
 import { FinetuneInputError, FinetuneOomError } from "./errors.js";
 import { type FormalResult, formalEvaluation } from "./formal.js";
-import { loadSplit, type Mapping, resolveMapping } from "./inputs.js";
+import { checkImageKind, loadSplit, type Mapping, resolveMapping } from "./inputs.js";
 import { prepareCases } from "./prepare.js";
 import { compareWeights } from "./weights.js";
 
@@ -172,6 +172,7 @@ export async function runFinetune(
     o.targetAnatomy,
   );
   const split = await loadSplit(o.datasetDir, o.datalist);
+  checkImageKind(split, plan.spatial_dims);
   const patch = o.patchSize ?? plan.patch_size;
   if (patch.length !== plan.spatial_dims)
     throw new FinetuneInputError(

@@ -5,7 +5,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { DatasetCase } from "../datasets/types.js";
-import { readNifti, readNiftiHeader } from "../imaging/index.js";
+import { readImage, readNiftiHeader } from "../imaging/index.js";
 import {
   type BackendOptions,
   inferCase,
@@ -57,7 +57,7 @@ const mean = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a
 
 /**
  * Predicts every case with the package and scores the mapped classes. Predictions go to
- * `predictionsDir/<id>.nii.gz` (the evidence the numbers come from).
+ * `predictionsDir/<id>.nii.gz`, or `<id>.npy` for a 2D model (the evidence the numbers come from).
  */
 export async function formalEvaluation(
   packageDir: string,
@@ -78,7 +78,7 @@ export async function formalEvaluation(
     for (const c of cases) {
       const pred = await inferCase(net.model, pkg.plan, c.image);
       const labelPath = c.label as string;
-      const ref = await readNifti(labelPath);
+      const ref = await readImage(labelPath);
       const n = pred.label.data.length;
       if (ref.data.length < n)
         throw new Error(`${labelPath}: ${ref.data.length} voxels, the prediction has ${n}`);
@@ -86,11 +86,13 @@ export async function formalEvaluation(
       for (let i = 0; i < n; i++) mapped[i] = lut[ref.data[i] as number] as number;
       const dice: Record<string, number | null> = {};
       for (const k of classes) dice[String(k)] = classDice(pred.label.data, mapped, k);
-      const rel = `${c.id}.nii.gz`;
+      // as infer writes them: NIfTI beside NIfTI images, .npy for 2D slices
+      const slice = pkg.plan.spatial_dims === 2;
+      const rel = `${c.id}${slice ? ".npy" : ".nii.gz"}`;
       await writePrediction(
         join(predictionsDir, rel),
         pred.label,
-        await readNiftiHeader(c.image[0] as string),
+        slice ? null : await readNiftiHeader(c.image[0] as string),
       );
       const row = {
         id: c.id,

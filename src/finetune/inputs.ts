@@ -17,8 +17,9 @@ export const DEFAULT_FOLDS = 5;
 
 /**
  * The dataset's cases and their split. A datalist's `fold` keys win (its relative paths resolve
- * against `datasetDir` when given, MONAI's data root, else the list's folder); a folder without
- * folds is split by id order, fold = index mod 5.
+ * against `datasetDir` when given, MONAI's data root, else the list's folder); npy2d train/ and
+ * val/ folders are their own split (test/ left out); any other folder is split by id order,
+ * fold = index mod 5.
  */
 export async function loadSplit(
   datasetDir: string | undefined,
@@ -51,6 +52,18 @@ export async function loadSplit(
     throw new FinetuneInputError(
       `${datalist}: no case has a "fold" (fold 0 is the validation set, others train)`,
     );
+  if (cases.some((c) => c.split !== undefined)) {
+    // npy2d train/ val/ test/ folders: their own split; test/ is never touched
+    const val = cases.filter((c) => c.split === "val");
+    const train = cases.filter((c) => c.split === "train");
+    if (val.length === 0)
+      throw new FinetuneInputError(`${read.root}: no labelled slice in val/ (val/ validates, train/ trains)`);
+    if (train.length === 0)
+      throw new FinetuneInputError(
+        `${read.root}: no labelled slice in train/ (val/ validates, train/ trains)`,
+      );
+    return { train, val, source: "the dataset's train/ and val/ folders" };
+  }
   const sorted = [...cases].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   if (sorted.length < 2)
     throw new FinetuneInputError(
@@ -59,6 +72,18 @@ export async function loadSplit(
   const val = sorted.filter((_, i) => i % DEFAULT_FOLDS === 0);
   const train = sorted.filter((_, i) => i % DEFAULT_FOLDS !== 0);
   return { train, val, source: `id order, fold = index mod ${DEFAULT_FOLDS}` };
+}
+
+/** Every image of the split is of the kind the model takes: `.npy` slices for 2D, NIfTI for 3D. */
+export function checkImageKind(split: SplitCases, spatialDims: number): void {
+  for (const c of [...split.val, ...split.train])
+    for (const file of c.image) {
+      const slice = file.toLowerCase().endsWith(".npy");
+      if (spatialDims === 2 && !slice)
+        throw new FinetuneInputError(`${file}: the model is 2D and takes .npy slices, not a volume`);
+      if (spatialDims !== 2 && slice)
+        throw new FinetuneInputError(`${file}: the model is 3D and takes NIfTI volumes, not .npy slices`);
+    }
 }
 
 export type Mapping = Array<[number, number]>;

@@ -7,5 +7,6 @@ export * from "./normalize.js";
 export { type NpyArray, npyToVolume, parseNpyBuffer, readNpy, volumeToNpy, writeNpy } from "./npy.js";
 export * from "./orientation.js";
 export { encodePng, type RasterImage } from "./png.js";
+export { readImage } from "./read-image.js";
 export * from "./resample.js";
 export type * from "./types.js";

@@ -12,7 +12,7 @@ import type { Evidence } from "../evidence/evidence.js";
 import { parseSafetensors, tensorDigests } from "../evidence/safetensors.js";
 import { close, verdictOf } from "./context.js";
 import type { Pack } from "./pack.js";
-import { parseNifti } from "./readers.js";
+import { parseLabelMap } from "./readers.js";
 import type { CheckResult } from "./types.js";
 
 /** The finetune skill's margin (src/finetune/decide.ts); restated here: the verifier imports no skill code. */
@@ -91,8 +91,8 @@ function formalProblems(
     }
     const means: number[] = [];
     for (const c of f.cases) {
-      const pred = parseNifti(pack.bytes(`${dir}/${c.prediction}`), `${dir}/${c.prediction}`);
-      const ref = parseNifti(pack.external(c.label), c.label);
+      const pred = parseLabelMap(pack.bytes(`${dir}/${c.prediction}`), `${dir}/${c.prediction}`);
+      const ref = parseLabelMap(pack.external(c.label), c.label);
       if (ref.data.length !== pred.data.length) {
         problems.push({
           what: `${dir}: ${c.prediction} and ${c.label} differ in size`,
