@@ -82,6 +82,48 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
     expect(v.code, v.stdout.slice(0, 2000)).toBe(0);
   }, 60_000);
 
+  it("model.predictions draws held-out cases from every fold, each re-run by its own fold's model", async () => {
+    const plan = JSON.parse(readFileSync(join(clean, "stages/plan/plan.json"), "utf8")) as {
+      split: { folds: { fold: number; val: string[] }[] };
+    };
+    const heldOut = (fold: number) => plan.split.folds.find((f) => f.fold === fold)?.val ?? [];
+    let evidence: string[] = [];
+    const check = async (opts: Parameters<typeof verifyRunWithModel>[3]) => {
+      const r = await verifyRunWithModel(clean, skills, onnxGridRunner, opts);
+      const c = r.checks.find((x) => x.id === "model.predictions");
+      expect(c?.verdict, c?.message).toBe("pass");
+      evidence = c?.evidence ?? [];
+      return c?.message as string;
+    };
+    const cases = (message: string) =>
+      [...message.matchAll(/(cv\[fold=\d\]) (\S+):/g)].map((m) => `${m[1]} ${m[2]}`);
+    // The draw picks the first candidate (fold 0's first held-out case) or the last (fold 1's last).
+    const first = await check({ draw: () => 0 });
+    expect(first).toMatch(/\(1 of 8 held-out cases, drawn at random\)$/);
+    expect(cases(first)).toEqual([`cv[fold=0] ${heldOut(0)[0]}`]);
+    const last = await check({ draw: (n) => n - 1 });
+    expect(cases(last)).toEqual([`cv[fold=1] ${heldOut(1)[heldOut(1).length - 1]}`]);
+    // Two drawn without replacement; every case with "all", each fold's with its own model.
+    expect(cases(await check({ modelChecks: 2, draw: (n) => n - 1 }))).toEqual([
+      `cv[fold=0] ${heldOut(0)[0]}`,
+      `cv[fold=1] ${heldOut(1)[heldOut(1).length - 1]}`,
+    ]);
+    const all = await check({ modelChecks: "all" });
+    expect(all).toMatch(/\(every held-out case \(8\)\)$/);
+    expect(cases(all).sort()).toEqual(
+      [...heldOut(0).map((id) => `cv[fold=0] ${id}`), ...heldOut(1).map((id) => `cv[fold=1] ${id}`)].sort(),
+    );
+    for (const fold of [0, 1]) {
+      expect(evidence).toContain(`stages/cv[fold=${fold}]/model/model.onnx`);
+      for (const id of heldOut(fold))
+        expect(evidence).toContain(`stages/cv[fold=${fold}]/grid/${id}.label.npy`);
+    }
+    // The CLI's --model-checks: a count or all, else a usage error.
+    const bad = cli(["verify", clean, "--model-checks", "0"], { cwd: ROOT });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe("error: --model-checks 0: expected a count >= 1 or all");
+  }, 120_000);
+
   it("reports a smoke run against the reference and a baseline, never judging it (skipped, exit 0)", () => {
     const v = cli(
       ["verify", clean, "--json", "--reference", "eval/references/heart-cv.yaml", "--baseline", clean],
@@ -175,9 +217,9 @@ OUTPUT = {"mean": float(v.mean()), "tol": float(2 * v.std(ddof=1) / np.sqrt(len(
         "checkpoint.not-initial",
         "claims.per-case",
         "claims.aggregates",
-        "model.predictions",
         "smoke.no-quality-claims",
       ],
+      // model.predictions re-runs fold 1's cases and leaves fold 0's, which that file no longer vouches for
     },
     {
       name: "1b. a per-case Dice edited in output.json, digests re-recorded",
@@ -358,10 +400,15 @@ with open(INPUT["out"], "wb") as f:
       caughtBy: "model.predictions",
     },
     {
-      name: "11b. the ONNX model swapped for another fold's, digests left alone",
+      // not the first fold's: every fold's model is re-run on its own held-out cases
+      name: "11b. the second fold's ONNX model swapped for the first's, digests re-recorded",
+      tamper: (d) => forge(d, F1, "model/model.onnx", readFileSync(stageFile(d, F0, "model/model.onnx"))),
+      caughtBy: "model.predictions",
+    },
+    {
+      name: "11c. the ONNX model swapped for another fold's, digests left alone",
       tamper: (d) => cpSync(stageFile(d, F1, "model/model.onnx"), stageFile(d, F0, "model/model.onnx")),
       caughtBy: "integrity.artifacts",
-      skipped: ["model.predictions"],
     },
     {
       name: "12. the per-case spacing edited",
@@ -377,7 +424,8 @@ with open(INPUT["out"], "wb") as f:
   it.each(traps)("catches $name", async (t) => {
     const dir = tampered(t.tamper);
     try {
-      const r = await verifyRunWithModel(dir, skills, onnxGridRunner);
+      // Not left to chance: two cases drawn by a fixed draw, the last of fold 1 and the first of fold 0.
+      const r = await verifyRunWithModel(dir, skills, onnxGridRunner, { modelChecks: 2, draw: (k) => k - 1 });
       const summary = JSON.stringify(r.checks.filter((c) => c.verdict !== "pass"));
       expect(failed(r), summary).toEqual([t.caughtBy]);
       expect(r.verdict).toBe("fail");

@@ -268,6 +268,11 @@ program
     "judge the aggregate metrics against a reference's ranges (eval/references/*.yaml)",
   )
   .option("--baseline <run>", "judge the metrics not worse than a baseline run of the same pipeline")
+  .option(
+    "--model-checks <n>",
+    "held-out cases whose stored prediction its fold's model re-makes: a number drawn at random, or all",
+    "1",
+  )
   .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
   .option("--json", "machine-readable output")
   .action(

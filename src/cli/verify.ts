@@ -15,6 +15,16 @@ export interface VerifyOpts {
   json?: boolean;
   reference?: string;
   baseline?: string;
+  modelChecks: string;
+}
+
+/** --model-checks: a count of at least 1, or "all". */
+export function parseModelChecks(value: string): number | "all" {
+  if (value === "all") return "all";
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1)
+    throw new UsageError(`--model-checks ${value}: expected a count >= 1 or all`);
+  return n;
 }
 
 /**
@@ -43,6 +53,7 @@ export async function verifyCommand(run: string, o: VerifyOpts): Promise<number>
   const dir = resolve(run);
   if (!existsSync(dir)) throw new UsageError(`${run}: no such run folder`);
   const reference = o.reference ? resolve(o.reference) : sanityReference(dir);
+  const modelChecks = parseModelChecks(o.modelChecks);
   // Bad arguments are usage errors (exit 2), found before anything is judged.
   const problem = againstProblem(dir, reference, o.baseline ? resolve(o.baseline) : undefined);
   if (problem) throw new UsageError(problem);
@@ -50,6 +61,7 @@ export async function verifyCommand(run: string, o: VerifyOpts): Promise<number>
   const report = await verifyRunWithModel(dir, loadSkills(skillDirs(o.skillsDir)), onnxGridRunner, {
     ...(reference ? { reference } : {}),
     ...(o.baseline ? { baseline: resolve(o.baseline) } : {}),
+    modelChecks,
   });
   const where = writeReport(report);
   if (o.json) process.stdout.write(`${JSON.stringify(report)}\n`);

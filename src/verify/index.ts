@@ -12,7 +12,13 @@ import { evaluateChecks } from "./evaluate.js";
 import { finetuneChecks } from "./finetune.js";
 import { checkFolds } from "./folds.js";
 import { checkIntegrity } from "./integrity.js";
-import { type GridModelRunner, type ModelJob, prepareModelCheck, runModelCheck } from "./model.js";
+import {
+  type GridModelRunner,
+  type ModelJobs,
+  type ModelPick,
+  prepareModelCheck,
+  runModelCheck,
+} from "./model.js";
 import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
 import { readReference } from "./reference.js";
@@ -31,6 +37,10 @@ export interface VerifyOptions {
   reference?: string;
   /** A baseline run folder: regression.baseline judges the run not worse than it. */
   baseline?: string;
+  /** The held-out cases model.predictions re-predicts: a number drawn at random (default 1), or "all". */
+  modelChecks?: ModelPick["count"];
+  /** For tests: the draw model.predictions uses instead of crypto's. */
+  draw?: ModelPick["draw"];
 }
 
 /**
@@ -69,9 +79,9 @@ function collect(
   runDir: string,
   skills: Map<string, Skill>,
   opts: VerifyOptions,
-): { report: VerifyReport; job: ModelJob | null } {
+): { report: VerifyReport; job: ModelJobs | null } {
   const started = performance.now();
-  let job: ModelJob | null = null;
+  let job: ModelJobs | null = null;
   const pack = new Pack(resolve(runDir));
   const checks: CheckResult[] = [];
   const run = pack.run();
@@ -113,7 +123,8 @@ function collect(
     add(guarded("claims.aggregates", () => checkAggregates(ctx)));
     add(...evaluateChecks(pack, evidence, taint));
     add(...finetuneChecks(pack, evidence));
-    const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx));
+    const pick: ModelPick = { count: opts.modelChecks ?? 1, ...(opts.draw ? { draw: opts.draw } : {}) };
+    const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx, pick));
     if ("id" in prepared) add(prepared);
     else {
       job = prepared;
@@ -122,7 +133,7 @@ function collect(
         verdict: "skipped",
         message:
           "no ONNX runner in this process (the sandboxed verifier loads no native addon); use verifyRunWithModel",
-        evidence: [prepared.modelRel],
+        evidence: prepared.jobs.map((j) => j.modelRel),
       });
     }
     add(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));

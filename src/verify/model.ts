@@ -1,12 +1,15 @@
-// model.predictions: the model package really made the stored predictions. One held-out case
-// (the smallest of the first fold that has grid predictions) is predicted again from its
-// preprocessed image.npy with the plan's inference settings, and the argmax is compared with the
-// grid label map the stage kept (grid/<case>.label.npy); Dice >= 0.99 passes.
+// model.predictions: the model packages really made the stored predictions. Held-out cases are
+// drawn at random from every fold's (by default one; `count` more, or all), each predicted again
+// by its own fold's model from its preprocessed image.npy with the plan's inference settings, and
+// the argmax is compared with the grid label map the stage kept (grid/<case>.label.npy); Dice >=
+// 0.99 passes. The draw is not derived from the run, so a run cannot know which of its cases will
+// be re-predicted: a fabricated case is found with the probability of being drawn.
 //
 // Running an ONNX graph needs the onnxruntime addon, which a verifier sandboxed by Node's
 // permission model may not load. So this module never imports it: the caller passes a
 // GridModelRunner (onnx-runner.ts has the project's one) to verifyRunWithModel; without one the
 // check is skipped and says why.
+import { randomInt } from "node:crypto";
 import type { RunContext } from "./context.js";
 import type { Pack } from "./pack.js";
 import { parseNpy } from "./readers.js";
@@ -48,77 +51,127 @@ export interface ModelJob {
 
 const ID = "model.predictions";
 
-/** The case to re-predict and everything needed, read (and hashed) now; or why not. */
-export function prepareModelCheck(pack: Pack, ctx: RunContext): ModelJob | CheckResult {
+/** Which held-out cases model.predictions re-predicts. */
+export interface ModelPick {
+  /** A number of cases drawn at random (without replacement), or every held-out case. */
+  count: number | "all";
+  /** An integer in [0, n); default crypto's randomInt, which nothing in the run can predict. */
+  draw?: (n: number) => number;
+}
+
+export interface ModelJobs {
+  jobs: ModelJob[];
+  /** Held-out cases with grid predictions over all folds: what was drawn from. */
+  candidates: number;
+  /** Drawn cases left out because an earlier check found what they rest on false. */
+  leftOut: string[];
+}
+
+interface Candidate {
+  t: RunContext["train"][number];
+  id: string;
+  grid: string;
+  /** Its index in the stage's per_case. */
+  i: number;
+  rel: string;
+}
+
+/** The drawn cases and everything needed to re-predict them, read (and hashed) now; or why not. */
+export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick): ModelJobs | CheckResult {
   const skipped = (message: string): CheckResult => ({ id: ID, verdict: "skipped", message, evidence: [] });
-  const t = ctx.train.find((s) => s.out.fold !== "all" && s.out.per_case.some((c) => c.grid_prediction));
-  if (!t) return skipped("no training stage kept grid predictions of held-out cases");
+  const folds = ctx.train.filter(
+    (s) => s.out.fold !== "all" && s.out.per_case.some((c) => c.grid_prediction),
+  );
+  if (folds.length === 0) return skipped("no training stage kept grid predictions of held-out cases");
   const plan = ctx.plan?.json;
   if (!plan || !ctx.data) return skipped("no plan.json or preprocessed data in this run");
+  const candidates: Candidate[] = [];
+  for (const t of folds)
+    for (const [i, c] of t.out.per_case.entries()) {
+      const rel = `${ctx.data}/${c.id}/image.npy`;
+      if (c.grid_prediction && pack.exists(rel))
+        candidates.push({ t, id: c.id, grid: c.grid_prediction, i, rel });
+    }
+  if (candidates.length === 0) return skipped("no preprocessed image of any held-out case");
+  const chosen = drawCases(candidates, pick);
   const inf = plan.inference ?? {};
   const patch = plan.patch_size ?? [];
   const spatialDims = plan.spatial_dims ?? patch.length;
-  let best: { id: string; grid: string; image: ReturnType<typeof parseNpy>; rel: string; i: number } | null =
-    null;
-  for (const [i, c] of t.out.per_case.entries()) {
-    if (!c.grid_prediction) continue;
-    const rel = `${ctx.data}/${c.id}/image.npy`;
-    if (!pack.exists(rel)) continue;
-    const image = parseNpy(pack.bytes(rel), rel);
-    const n = image.shape.slice(0, spatialDims).reduce((a, b) => a * b, 1);
-    const m = best ? best.image.shape.slice(0, spatialDims).reduce((a, b) => a * b, 1) : Infinity;
-    if (n < m) best = { id: c.id, grid: c.grid_prediction, image, rel, i };
-  }
-  if (!best) return skipped(`${t.stage}: no preprocessed image of its held-out cases`);
-  const gridRel = `${t.dir}/${best.grid}`;
-  const modelRel = `${t.dir}/${(t.out.model?.path ?? "model/").replace(/\/?$/, "/")}model.onnx`;
+  const settings: GridSettings = {
+    patch,
+    overlap: inf.overlap ?? 0.5,
+    mode: inf.mode ?? "gaussian",
+    swBatchSize: inf.sw_batch_size ?? 1,
+    tta: inf.tta ?? false,
+  };
   const fail = (message: string, where: string): CheckResult => ({
     id: ID,
     verdict: "fail",
     message,
     evidence: [where],
   });
-  const blocked = ctx.taint.blocking([
-    modelRel,
-    gridRel,
-    best.rel,
-    `${t.dir}/output.json#/model`,
-    `${t.dir}/output.json#/per_case/${best.i}/grid_prediction`,
-    `${ctx.plan?.rel}#/inference`,
-    `${ctx.plan?.rel}#/patch_size`,
-  ]);
-  if (blocked)
+  const jobs: ModelJob[] = [];
+  const blockedLines: { line: string; pointer: string }[] = [];
+  for (const c of chosen) {
+    const t = c.t;
+    const gridRel = `${t.dir}/${c.grid}`;
+    const modelRel = `${t.dir}/${(t.out.model?.path ?? "model/").replace(/\/?$/, "/")}model.onnx`;
+    const blocked = ctx.taint.blocking([
+      modelRel,
+      gridRel,
+      c.rel,
+      `${t.dir}/output.json#/model`,
+      `${t.dir}/output.json#/per_case/${c.i}/grid_prediction`,
+      `${ctx.plan?.rel}#/inference`,
+      `${ctx.plan?.rel}#/patch_size`,
+    ]);
+    if (blocked) {
+      blockedLines.push({ line: skipLine({ what: modelRel, blocked }), pointer: blocked.pointer });
+      continue;
+    }
+    if (!pack.exists(gridRel)) return fail(`${gridRel} is missing`, gridRel);
+    if (!pack.exists(modelRel)) return fail(`${modelRel} is missing`, modelRel);
+    const image = parseNpy(pack.bytes(c.rel), c.rel);
+    const grid = parseNpy(pack.bytes(gridRel), gridRel);
+    if (!(image.data instanceof Float32Array) || !image.fortranOrder)
+      return fail(`${c.rel} is not a Fortran-order float32 image`, c.rel);
+    if (!(grid.data instanceof Uint8Array) || grid.shape.some((s, k) => s !== image.shape[k]))
+      return fail(`${gridRel} is not a uint8 map on the image's grid`, gridRel);
+    pack.sha256(modelRel); // hashed here; the runner reads the same file by path
+    jobs.push({
+      stage: t.stage,
+      caseId: c.id,
+      modelRel,
+      modelPath: `${pack.dir}/${modelRel}`,
+      image: { data: image.data, shape: image.shape },
+      grid: grid.data,
+      gridRel,
+      spatialDims,
+      settings,
+    });
+  }
+  if (jobs.length === 0 && blockedLines.length)
     return {
       id: ID,
       verdict: "skipped",
-      message: skipLine({ what: modelRel, blocked }),
-      evidence: [blocked.pointer],
+      message: blockedLines.map((b) => b.line).join("; "),
+      evidence: blockedLines.map((b) => b.pointer),
     };
-  if (!pack.exists(gridRel)) return fail(`${gridRel} is missing`, gridRel);
-  if (!pack.exists(modelRel)) return fail(`${modelRel} is missing`, modelRel);
-  const grid = parseNpy(pack.bytes(gridRel), gridRel);
-  if (!(best.image.data instanceof Float32Array) || !best.image.fortranOrder)
-    return fail(`${best.rel} is not a Fortran-order float32 image`, best.rel);
-  if (!(grid.data instanceof Uint8Array) || grid.shape.some((s, k) => s !== best.image.shape[k]))
-    return fail(`${gridRel} is not a uint8 map on the image's grid`, gridRel);
-  pack.sha256(modelRel); // hashed here; the runner reads the same file by path
-  return {
-    stage: t.stage,
-    caseId: best.id,
-    modelRel,
-    modelPath: `${pack.dir}/${modelRel}`,
-    image: { data: best.image.data, shape: best.image.shape },
-    grid: grid.data,
-    gridRel,
-    spatialDims,
-    settings: {
-      patch,
-      overlap: inf.overlap ?? 0.5,
-      mode: inf.mode ?? "gaussian",
-      swBatchSize: inf.sw_batch_size ?? 1,
-      tta: inf.tta ?? false,
-    },
-  };
+  return { jobs, candidates: candidates.length, leftOut: blockedLines.map((b) => b.line) };
+}
+
+/** `pick.count` of the candidates drawn without replacement (all for "all"), in stage and case order. */
+function drawCases(candidates: Candidate[], pick: ModelPick): Candidate[] {
+  if (pick.count === "all" || pick.count >= candidates.length) return candidates;
+  const draw = pick.draw ?? ((n: number) => randomInt(n));
+  const pool = candidates.map((_, k) => k);
+  const taken: number[] = [];
+  for (let j = 0; j < pick.count; j++) {
+    const k = j + draw(pool.length - j); // a partial Fisher-Yates shuffle
+    [pool[j], pool[k]] = [pool[k] as number, pool[j] as number];
+    taken.push(pool[j] as number);
+  }
+  return taken.sort((a, b) => a - b).map((k) => candidates[k] as Candidate);
 }
 
 /** Mean Dice over the foreground classes either map uses (1 when neither has any). */
@@ -146,33 +199,52 @@ export function gridDice(a: Uint8Array, b: Uint8Array): number {
   return sum / classes.size;
 }
 
-export async function runModelCheck(job: ModelJob, runner: GridModelRunner): Promise<CheckResult> {
-  let label: Uint8Array;
-  try {
-    label = await runner.predict(job.modelPath, job.image, job.spatialDims, job.settings);
-  } catch (err) {
-    return {
-      id: ID,
-      verdict: "fail",
-      message: `${job.modelRel} does not run: ${(err as Error).message}`,
-      evidence: [job.modelRel],
-    };
-  }
-  if (label.length !== job.grid.length)
-    return {
-      id: ID,
-      verdict: "fail",
-      message: `${job.modelRel} predicts ${label.length} voxels, the grid map has ${job.grid.length}`,
-      evidence: [job.modelRel],
-    };
-  const dice = gridDice(label, job.grid);
-  const what = `${job.stage} ${job.caseId}: ${job.modelRel} re-run on CPU vs ${job.gridRel}, Dice ${dice.toFixed(4)}`;
-  return dice >= 0.99
-    ? { id: ID, verdict: "pass", message: what, evidence: [job.modelRel, job.gridRel] }
-    : {
+/** Each job's case re-predicted with its model; one result for all of them. */
+export async function runModelCheck(
+  { jobs, candidates, leftOut }: ModelJobs,
+  runner: GridModelRunner,
+): Promise<CheckResult> {
+  const lines: string[] = [];
+  const failed: string[] = [];
+  const evidence: string[] = [];
+  for (const job of jobs) {
+    let label: Uint8Array;
+    try {
+      label = await runner.predict(job.modelPath, job.image, job.spatialDims, job.settings);
+    } catch (err) {
+      return {
         id: ID,
         verdict: "fail",
-        message: `${what} < 0.99: the model did not make these predictions`,
-        evidence: [job.modelRel, job.gridRel],
+        message: `${job.modelRel} does not run: ${(err as Error).message}`,
+        evidence: [job.modelRel],
       };
+    }
+    if (label.length !== job.grid.length)
+      return {
+        id: ID,
+        verdict: "fail",
+        message: `${job.modelRel} predicts ${label.length} voxels, the grid map has ${job.grid.length}`,
+        evidence: [job.modelRel],
+      };
+    const dice = gridDice(label, job.grid);
+    if (dice < 0.99) {
+      failed.push(
+        `${job.stage} ${job.caseId}: ${job.modelRel} re-run on CPU vs ${job.gridRel}, Dice ${dice.toFixed(4)} < 0.99: the model did not make these predictions`,
+      );
+      evidence.push(job.modelRel, job.gridRel);
+    } else lines.push(`${job.stage} ${job.caseId}: Dice ${dice.toFixed(4)}`);
+  }
+  const taken = jobs.length + leftOut.length;
+  const drawn =
+    (taken === candidates
+      ? `every held-out case (${candidates})`
+      : `${taken} of ${candidates} held-out cases, drawn at random`) +
+    (leftOut.length ? `; left out: ${leftOut.join("; ")}` : "");
+  if (failed.length) return { id: ID, verdict: "fail", message: `${failed.join("; ")} (${drawn})`, evidence };
+  return {
+    id: ID,
+    verdict: "pass",
+    message: `its fold's model/model.onnx re-run on CPU vs its grid/<case>.label.npy: ${lines.join("; ")} (${drawn})`,
+    evidence: jobs.flatMap((j) => [j.modelRel, j.gridRel]),
+  };
 }

@@ -19,6 +19,7 @@ await runSkill(fileURLToPath(new URL("../skill_manifest.yaml", import.meta.url))
     ...(inside ? { selfStage: ctx.stage } : {}),
     ...(ctx.inputs.reference ? { reference: ctx.inputs.reference } : {}),
     ...(ctx.inputs.baseline ? { baseline: ctx.inputs.baseline } : {}),
+    modelChecks: ctx.inputs.model_checks ?? 1,
   });
   writeFileSync(join(ctx.outputDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(ctx.outputDir, "report.md"), renderMarkdown(report));
