@@ -5,11 +5,15 @@
 // stage's own artifact list, the root hash).
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { gatherFolds } from "../src/cvtrain/gather.js";
+import { scoreCase } from "../src/cvtrain/native.js";
+import { meanMetrics, summarizeScores } from "../src/cvtrain/summary.js";
 import type { Evidence } from "../src/evidence/evidence.js";
 import { digestOfDigests, readSafetensors, tensorDigests } from "../src/evidence/safetensors.js";
+import { readNifti } from "../src/imaging/index.js";
 import { loadSkills, skillDirs } from "../src/skills/registry.js";
 import { verifyRun, verifyRunWithModel } from "../src/verify/index.js";
 import { onnxGridRunner } from "../src/verify/onnx-runner.js";
@@ -439,4 +443,70 @@ with open(INPUT["out"], "wb") as f:
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it("catches 13. every held-out prediction replaced by its ground truth, every score and summary recomputed to match", async () => {
+    // The adversary scores the forged predictions with the project's own code, so that every
+    // number agrees with every file; only re-running the model shows the predictions are not its.
+    const dir = tampered(() => {});
+    try {
+      const plan = JSON.parse(readFileSync(stageFile(dir, "plan", "plan.json"), "utf8")) as {
+        dataset: { root: string; labels: Record<string, string>; cases: { id: string; label: string }[] };
+      };
+      const gtOf = (id: string) => {
+        const rel = plan.dataset.cases.find((c) => c.id === id)?.label as string;
+        return isAbsolute(rel) ? rel : join(plan.dataset.root, rel);
+      };
+      for (const stage of [F0, F1]) {
+        const cases = (
+          JSON.parse(readFileSync(stageFile(dir, stage, "output.json"), "utf8")) as {
+            per_case: { id: string; prediction: string }[];
+          }
+        ).per_case;
+        const scores: Json[] = [];
+        for (const c of cases) {
+          forge(dir, stage, c.prediction, readFileSync(gtOf(c.id)));
+          const gt = await readNifti(gtOf(c.id));
+          const asPrediction = { ...gt, data: Uint8Array.from(gt.data), dtype: "uint8" as const };
+          scores.push(
+            (await scoreCase(c.id, asPrediction, gtOf(c.id), plan.dataset.labels)) as unknown as Json,
+          );
+        }
+        forgeJson(dir, stage, "output.json", (j) => {
+          const perCase = j.per_case as Json[];
+          perCase.forEach((c, i) => {
+            Object.assign(c, scores[i]);
+          });
+          j.summary = summarizeScores(perCase as never);
+          at<Json>(j, "performance").mean = meanMetrics(j.summary as never);
+        });
+      }
+      const gathered = await gatherFolds([F0, F1].map((s) => stageFile(dir, s, "output.json")));
+      forgeJson(dir, "summary", "output.json", (j) => {
+        (j.folds as Json[]).forEach((f, i) => {
+          f.mean = gathered.folds[i]?.mean;
+        });
+        Object.assign(j, { cases: gathered.cases, summary: gathered.summary });
+        at<Json>(j, "performance").mean = gathered.performance.mean;
+      });
+      // Nothing else notices: the scores are the files' and the summaries the scores'.
+      const before = verifyRun(dir, skills);
+      expect(failed(before), JSON.stringify(before.checks.filter((c) => c.verdict === "fail"))).toEqual([]);
+      const dice = at<number>(
+        JSON.parse(readFileSync(stageFile(dir, "summary", "output.json"), "utf8")),
+        "performance",
+        "mean",
+        "1",
+        "dice",
+      );
+      expect(dice).toBe(1); // a perfect cross-validation, claimed consistently
+      const r = await verifyRunWithModel(dir, skills, onnxGridRunner, { modelChecks: 1 });
+      expect(failed(r)).toEqual(["model.predictions"]);
+      const check = r.checks.find((c) => c.id === "model.predictions");
+      expect(check?.message).toMatch(
+        /^cv\[fold=\d\] la_\d+: Dice 1\.0000 on the grid, 0\.\d+ in native space: stages\/cv\[fold=\d\]\/predictions\/la_\d+\.nii\.gz < 0\.99, the case was scored on a prediction the model did not make \(1 of 8 held-out cases, drawn at random\)$/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

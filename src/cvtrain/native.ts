@@ -4,7 +4,8 @@
 import { npyToVolume, readNifti, readNpy, writeNifti, writeNpy } from "../imaging/index.js";
 import type { Image } from "../imaging/types.js";
 import { evaluateCase, flattenMetrics, keepLargestComponent } from "../metrics/index.js";
-import { type CaseProperties, toNativeSpace } from "../preprocess/index.js";
+import { toNativeSpace } from "../preprocess/native.js";
+import type { CaseProperties } from "../preprocess/types.js";
 
 export interface PostProcessing {
   keepLargestComponent: boolean;

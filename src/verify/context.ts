@@ -34,7 +34,14 @@ export interface PlanJson {
   dataset?: { root?: string; labels?: Record<string, string>; cases?: PlanCase[] };
   spatial_dims?: number;
   patch_size?: number[];
-  inference?: { overlap?: number; mode?: string; sw_batch_size?: number; tta?: boolean };
+  inference?: {
+    overlap?: number;
+    mode?: string;
+    sw_batch_size?: number;
+    tta?: boolean;
+    keep_largest_component?: boolean;
+    threshold?: number | null;
+  };
   split?: { folds?: { fold: number; train: string[]; val: string[] }[] };
 }
 

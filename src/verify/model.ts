@@ -1,18 +1,24 @@
 // model.predictions: the model packages really made the stored predictions. Held-out cases are
 // drawn at random from every fold's (by default one; `count` more, or all), each predicted again
-// by its own fold's model from its preprocessed image.npy with the plan's inference settings, and
-// the argmax is compared with the grid label map the stage kept (grid/<case>.label.npy); Dice >=
-// 0.99 passes. The draw is not derived from the run, so a run cannot know which of its cases will
-// be re-predicted: a fabricated case is found with the probability of being drawn.
+// by its own fold's model from its preprocessed image.npy with the plan's inference settings. The
+// argmax is compared with the grid label map the stage kept (grid/<case>.label.npy), and the
+// probabilities taken to the case's native grid the way cv-train takes them (cvtrain/native.ts:
+// the preprocess inverse, threshold or argmax, largest component) are compared with the native
+// prediction the case's metrics were computed from; Dice >= 0.99 passes each. The draw is not
+// derived from the run, so a run cannot know which of its cases will be re-predicted: a
+// fabricated case is found with the probability of being drawn.
 //
 // Running an ONNX graph needs the onnxruntime addon, which a verifier sandboxed by Node's
 // permission model may not load. So this module never imports it: the caller passes a
 // GridModelRunner (onnx-runner.ts has the project's one) to verifyRunWithModel; without one the
 // check is skipped and says why.
 import { randomInt } from "node:crypto";
+import { nativeLabel, type PostProcessing } from "../cvtrain/native.js";
+import { classCount } from "../plan/classes.js";
+import type { CaseProperties } from "../preprocess/types.js";
 import type { RunContext } from "./context.js";
 import type { Pack } from "./pack.js";
-import { parseNpy } from "./readers.js";
+import { parseLabelMap, parseNpy } from "./readers.js";
 import { skipLine } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
@@ -26,15 +32,17 @@ export interface GridSettings {
 
 export interface GridModelRunner {
   /**
-   * The argmax label map (first axis fastest, spatial shape of `image`) of the ONNX model at
-   * `modelPath` on `image`, an image.npy-layout array (x, y[, z], C) of float32.
+   * The ONNX model at `modelPath` on `image`, an image.npy-layout array (x, y[, z], C) of
+   * float32: its argmax label map (first axis fastest, the spatial shape of `image`) and its
+   * class probabilities (one such block per class, `classes` of them).
    */
   predict(
     modelPath: string,
     image: { data: Float32Array; shape: number[] },
     spatialDims: number,
     settings: GridSettings,
-  ): Promise<Uint8Array>;
+    classes: number,
+  ): Promise<{ label: Uint8Array; probabilities: Float32Array }>;
 }
 
 export interface ModelJob {
@@ -45,6 +53,9 @@ export interface ModelJob {
   image: { data: Float32Array; shape: number[] };
   grid: Uint8Array;
   gridRel: string;
+  /** The native-space prediction the case was scored with, and how cv-train made it. */
+  native: { data: ArrayLike<number>; rel: string; properties: CaseProperties; post: PostProcessing };
+  classes: number;
   spatialDims: number;
   settings: GridSettings;
 }
@@ -71,6 +82,7 @@ interface Candidate {
   t: RunContext["train"][number];
   id: string;
   grid: string;
+  native: string;
   /** Its index in the stage's per_case. */
   i: number;
   rel: string;
@@ -90,7 +102,7 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
     for (const [i, c] of t.out.per_case.entries()) {
       const rel = `${ctx.data}/${c.id}/image.npy`;
       if (c.grid_prediction && pack.exists(rel))
-        candidates.push({ t, id: c.id, grid: c.grid_prediction, i, rel });
+        candidates.push({ t, id: c.id, grid: c.grid_prediction, native: c.prediction, i, rel });
     }
   if (candidates.length === 0) return skipped("no preprocessed image of any held-out case");
   const chosen = drawCases(candidates, pick);
@@ -104,6 +116,11 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
     swBatchSize: inf.sw_batch_size ?? 1,
     tta: inf.tta ?? false,
   };
+  const classes = classCount(plan.dataset?.labels ?? {});
+  const post: PostProcessing = {
+    keepLargestComponent: inf.keep_largest_component ?? false,
+    threshold: inf.threshold ?? null,
+  };
   const fail = (message: string, where: string): CheckResult => ({
     id: ID,
     verdict: "fail",
@@ -115,6 +132,8 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
   for (const c of chosen) {
     const t = c.t;
     const gridRel = `${t.dir}/${c.grid}`;
+    const nativeRel = `${t.dir}/${c.native}`;
+    const propertiesRel = `${ctx.data}/${c.id}/properties.json`;
     const modelRel = `${t.dir}/${(t.out.model?.path ?? "model/").replace(/\/?$/, "/")}model.onnx`;
     const blocked = ctx.taint.blocking([
       modelRel,
@@ -122,6 +141,9 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
       c.rel,
       `${t.dir}/output.json#/model`,
       `${t.dir}/output.json#/per_case/${c.i}/grid_prediction`,
+      `${t.dir}/output.json#/per_case/${c.i}/prediction`,
+      nativeRel,
+      propertiesRel,
       `${ctx.plan?.rel}#/inference`,
       `${ctx.plan?.rel}#/patch_size`,
     ]);
@@ -131,6 +153,8 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
     }
     if (!pack.exists(gridRel)) return fail(`${gridRel} is missing`, gridRel);
     if (!pack.exists(modelRel)) return fail(`${modelRel} is missing`, modelRel);
+    if (!pack.exists(nativeRel)) return fail(`${nativeRel} is missing`, nativeRel);
+    if (!pack.exists(propertiesRel)) return fail(`${propertiesRel} is missing`, propertiesRel);
     const image = parseNpy(pack.bytes(c.rel), c.rel);
     const grid = parseNpy(pack.bytes(gridRel), gridRel);
     if (!(image.data instanceof Float32Array) || !image.fortranOrder)
@@ -146,6 +170,13 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
       image: { data: image.data, shape: image.shape },
       grid: grid.data,
       gridRel,
+      native: {
+        data: parseLabelMap(pack.bytes(nativeRel), nativeRel).data,
+        rel: nativeRel,
+        properties: JSON.parse(pack.bytes(propertiesRel).toString("utf8")) as CaseProperties,
+        post,
+      },
+      classes,
       spatialDims,
       settings,
     });
@@ -175,7 +206,7 @@ function drawCases(candidates: Candidate[], pick: ModelPick): Candidate[] {
 }
 
 /** Mean Dice over the foreground classes either map uses (1 when neither has any). */
-export function gridDice(a: Uint8Array, b: Uint8Array): number {
+export function gridDice(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const classes = new Set<number>();
   for (let i = 0; i < a.length; i++) {
     if (a[i]) classes.add(a[i] as number);
@@ -208,9 +239,11 @@ export async function runModelCheck(
   const failed: string[] = [];
   const evidence: string[] = [];
   for (const job of jobs) {
-    let label: Uint8Array;
+    let made: { label: Uint8Array; probabilities: Float32Array };
+    let native: Uint8Array;
     try {
-      label = await runner.predict(job.modelPath, job.image, job.spatialDims, job.settings);
+      made = await runner.predict(job.modelPath, job.image, job.spatialDims, job.settings, job.classes);
+      native = nativeLabel(made.probabilities, job.native.properties, job.classes, job.native.post).data;
     } catch (err) {
       return {
         id: ID,
@@ -219,20 +252,29 @@ export async function runModelCheck(
         evidence: [job.modelRel],
       };
     }
-    if (label.length !== job.grid.length)
-      return {
-        id: ID,
-        verdict: "fail",
-        message: `${job.modelRel} predicts ${label.length} voxels, the grid map has ${job.grid.length}`,
-        evidence: [job.modelRel],
-      };
-    const dice = gridDice(label, job.grid);
-    if (dice < 0.99) {
-      failed.push(
-        `${job.stage} ${job.caseId}: ${job.modelRel} re-run on CPU vs ${job.gridRel}, Dice ${dice.toFixed(4)} < 0.99: the model did not make these predictions`,
-      );
+    for (const [what, got, stored] of [
+      ["grid", made.label, job.grid],
+      ["native", native, job.native.data],
+    ] as const)
+      if (got.length !== stored.length)
+        return {
+          id: ID,
+          verdict: "fail",
+          message: `${job.modelRel} predicts ${got.length} voxels on the ${what} grid of ${job.caseId}, the stored map has ${stored.length}`,
+          evidence: [job.modelRel],
+        };
+    const onGrid = gridDice(made.label, job.grid);
+    const inNative = gridDice(native, job.native.data);
+    const what = `${job.stage} ${job.caseId}: Dice ${onGrid.toFixed(4)} on the grid, ${inNative.toFixed(4)} in native space`;
+    if (onGrid < 0.99) {
+      failed.push(`${what}: ${job.gridRel} < 0.99, the model did not make these predictions`);
       evidence.push(job.modelRel, job.gridRel);
-    } else lines.push(`${job.stage} ${job.caseId}: Dice ${dice.toFixed(4)}`);
+    } else if (inNative < 0.99) {
+      failed.push(
+        `${what}: ${job.native.rel} < 0.99, the case was scored on a prediction the model did not make`,
+      );
+      evidence.push(job.modelRel, job.native.rel);
+    } else lines.push(what);
   }
   const taken = jobs.length + leftOut.length;
   const drawn =
@@ -244,7 +286,7 @@ export async function runModelCheck(
   return {
     id: ID,
     verdict: "pass",
-    message: `its fold's model/model.onnx re-run on CPU vs its grid/<case>.label.npy: ${lines.join("; ")} (${drawn})`,
-    evidence: jobs.flatMap((j) => [j.modelRel, j.gridRel]),
+    message: `its fold's model/model.onnx re-run on CPU vs its grid/<case>.label.npy and its native prediction: ${lines.join("; ")} (${drawn})`,
+    evidence: jobs.flatMap((j) => [j.modelRel, j.gridRel, j.native.rel]),
   };
 }

@@ -7,12 +7,12 @@ import type { WeightMode } from "../inference/windows.js";
 import type { GridModelRunner } from "./model.js";
 
 export const onnxGridRunner: GridModelRunner = {
-  async predict(modelPath, image, spatialDims, settings) {
+  async predict(modelPath, image, spatialDims, settings, classes) {
     const model = await loadModel(modelPath);
     try {
       // A two-class export also gives its class-1 probability: fetched alone, half the work. The
       // argmax of [1 − p, p] is 1 exactly where p > 0.5 (a tie goes to class 0 either way).
-      const binary = model.runForeground !== undefined;
+      const binary = classes === 2 && model.runForeground !== undefined;
       const probs = await slidingWindowInference(model, channelsFirst(image.data, image.shape, spatialDims), {
         patch: settings.patch,
         overlap: settings.overlap,
@@ -21,7 +21,15 @@ export const onnxGridRunner: GridModelRunner = {
         tta: settings.tta,
         omitBackground: binary,
       });
-      return binary ? Uint8Array.from(probs.data, (p) => (p > 0.5 ? 1 : 0)) : argmax(probs);
+      if (!binary) return { label: argmax(probs), probabilities: probs.data };
+      const n = probs.data.length;
+      const both = new Float32Array(2 * n);
+      for (let i = 0; i < n; i++) {
+        const p = probs.data[i] as number;
+        both[i] = 1 - p;
+        both[n + i] = p;
+      }
+      return { label: Uint8Array.from(probs.data, (p) => (p > 0.5 ? 1 : 0)), probabilities: both };
     } finally {
       await model.release();
     }
