@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
+import { forge, forgeJson, type Json } from "./support/forge.js";
 import { python } from "./support/oracle.js";
 
 const runs = mkdtempSync(join(tmpdir(), "medpipe-finetune-"));
@@ -247,6 +248,51 @@ OUTPUT = tensors(INPUT["a"]) == tensors(INPUT["b"])
     const check = report.checks.find((c: { id: string }) => c.id === "finetune.claims");
     expect(check.verdict).toBe("fail");
     expect(check.message).toContain(`pretrained case ${c0.id} class 1: Dice 0.75 claimed`);
+  });
+});
+
+describe("a forged improvement", () => {
+  it("fine-tuned formal predictions replaced by the reference labels, every number made to match, fail model.predictions", () => {
+    // The adversary re-records every digest (tests/support/forge.ts), so integrity, the schema and
+    // finetune.claims (which rescores the saved predictions) all agree; only making the
+    // predictions again with the fine-tuned package shows they are not its.
+    const copy = join(runs, "forged-improvement");
+    cpSync(runDir, copy, { recursive: true });
+    rmSync(join(copy, "verify"), { recursive: true, force: true });
+    const out = output(join(copy, "stages/finetune")) as Output & {
+      formal: { finetuned: { cases: { prediction: string; label: string }[] } };
+    };
+    for (const c of out.formal.finetuned.cases) forge(copy, "finetune", c.prediction, readFileSync(c.label));
+    forgeJson(copy, "finetune", "output.json", (j) => {
+      const o = j as unknown as Output & { recommended_package: string; recommendation: Json };
+      for (const c of o.formal.finetuned.cases) {
+        c.dice["1"] = 1; // the label against itself (spleen_micro: label 1 is model class 1)
+        c.mean_dice = 1;
+      }
+      o.formal.finetuned.mean_dice = 1;
+      o.formal_finetuned_val_dice = 1;
+      Object.assign(o, {
+        improved: true,
+        regressed: false,
+        recommended_ckpt: o.finetuned_ckpt,
+        recommended_package: "model",
+      });
+      o.recommendation.choice = "finetuned";
+    });
+    const v = cli(["verify", copy, "--json", "--model-checks", "all"], { cwd: ROOT });
+    expect(v.code).toBe(1);
+    const report = JSON.parse(v.stdout) as { checks: { id: string; verdict: string; message: string }[] };
+    const failed = report.checks.filter((c) => c.verdict === "fail");
+    expect(
+      failed.map((c) => c.id),
+      JSON.stringify(failed),
+    ).toEqual(["model.predictions"]);
+    expect(failed[0]?.message).toMatch(
+      /finetune finetuned spleen_\d+: Dice 0\.\d+ with the finetuned package's prediction: stages\/finetune\/predictions\/finetuned\/spleen_\d+\.nii\.gz < 0\.99, the formal Dice was computed on a prediction the package did not make/,
+    );
+    // The pretrained package's predictions were left alone and are its own.
+    expect(failed[0]?.message).not.toMatch(/finetune pretrained spleen_\d+: Dice/);
+    expect(report.checks.find((c) => c.id === "finetune.claims")?.verdict).toBe("pass");
   });
 });
 

@@ -103,7 +103,7 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
       [...message.matchAll(/(cv\[fold=\d\]) (\S+):/g)].map((m) => `${m[1]} ${m[2]}`);
     // The draw picks the first candidate (fold 0's first held-out case) or the last (fold 1's last).
     const first = await check({ draw: () => 0 });
-    expect(first).toMatch(/\(1 of 8 held-out cases, drawn at random\)$/);
+    expect(first).toMatch(/\(1 of 8 cases, drawn at random\)$/);
     expect(cases(first)).toEqual([`cv[fold=0] ${heldOut(0)[0]}`]);
     const last = await check({ draw: (n) => n - 1 });
     expect(cases(last)).toEqual([`cv[fold=1] ${heldOut(1)[heldOut(1).length - 1]}`]);
@@ -113,7 +113,7 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
       `cv[fold=1] ${heldOut(1)[heldOut(1).length - 1]}`,
     ]);
     const all = await check({ modelChecks: "all" });
-    expect(all).toMatch(/\(every held-out case \(8\)\)$/);
+    expect(all).toMatch(/\(every case \(8\)\)$/);
     expect(cases(all).sort()).toEqual(
       [...heldOut(0).map((id) => `cv[fold=0] ${id}`), ...heldOut(1).map((id) => `cv[fold=1] ${id}`)].sort(),
     );
@@ -503,7 +503,7 @@ with open(INPUT["out"], "wb") as f:
       expect(failed(r)).toEqual(["model.predictions"]);
       const check = r.checks.find((c) => c.id === "model.predictions");
       expect(check?.message).toMatch(
-        /^cv\[fold=\d\] la_\d+: Dice 1\.0000 on the grid, 0\.\d+ in native space: stages\/cv\[fold=\d\]\/predictions\/la_\d+\.nii\.gz < 0\.99, the case was scored on a prediction the model did not make \(1 of 8 held-out cases, drawn at random\)$/,
+        /^cv\[fold=\d\] la_\d+: Dice 1\.0000 on the grid, 0\.\d+ in native space: stages\/cv\[fold=\d\]\/predictions\/la_\d+\.nii\.gz < 0\.99, the case was scored on a prediction the model did not make \(1 of 8 cases, drawn at random\)$/,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -26,6 +26,8 @@ export interface FormalCase {
   prediction: string;
   /** The original label file the prediction was scored against (absolute). */
   label: string;
+  /** The image file(s) predicted, one per channel (absolute). */
+  image: string[];
 }
 
 export interface FormalResult {
@@ -100,6 +102,7 @@ export async function formalEvaluation(
         mean_dice: mean(Object.values(dice).filter((d): d is number => d !== null)),
         prediction: rel,
         label: labelPath,
+        image: c.image.slice(),
       };
       rows.push(row);
       onCase(c.id, row.mean_dice);

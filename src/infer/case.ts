@@ -11,12 +11,12 @@ import {
   type WindowModel,
 } from "../inference/index.js";
 import { keepLargestComponent } from "../metrics/index.js";
-import {
-  type AppliedNormalization,
-  type CaseProperties,
-  prepareCase,
-  toNativeSpace,
-} from "../preprocess/index.js";
+// Module by module, not preprocess/index.js: that one also brings the worker pool, which the
+// verifier (onnx-runner.ts predicts a case with this) must not reach.
+import { prepareCase } from "../preprocess/case.js";
+import { toNativeSpace } from "../preprocess/native.js";
+import type { AppliedNormalization } from "../preprocess/normalize-case.js";
+import type { CaseProperties } from "../preprocess/types.js";
 import { InferError } from "./errors.js";
 import { type InferencePlan, planClasses, windowSettings } from "./package.js";
 

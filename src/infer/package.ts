@@ -6,7 +6,8 @@ import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { isWeightMode, type WeightMode } from "../inference/index.js";
 import { classCount } from "../plan/classes.js";
-import { PlanError, type PreprocessPlan, readPlan } from "../preprocess/index.js";
+import { PlanError, readPlan } from "../preprocess/plan.js";
+import type { PreprocessPlan } from "../preprocess/types.js";
 import { InferError } from "./errors.js";
 
 /** The inference section of plan.json (schemas/plan.schema.json). */

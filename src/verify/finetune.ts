@@ -7,7 +7,7 @@
 // margin), when its training-best is not the maximum of its own validation trace, or when a
 // formal Dice differs from the one recomputed from the saved prediction and the original label
 // (remapped with the stage's label_mapping).
-import { isAbsolute, relative } from "node:path";
+import { dirname, isAbsolute, join, relative } from "node:path";
 import type { Evidence } from "../evidence/evidence.js";
 import { parseSafetensors, tensorDigests } from "../evidence/safetensors.js";
 import { close, verdictOf } from "./context.js";
@@ -43,7 +43,10 @@ interface FormalJson {
     mean_dice: number | null;
     prediction: string;
     label: string;
+    /** The image file(s) predicted (absent in runs made before it was recorded). */
+    image?: string[];
   }[];
+  package: string;
 }
 
 /** Dice of class k on two label maps of the same grid; null when k is in neither. */
@@ -211,4 +214,56 @@ function checkFinetune(pack: Pack, stageIds: string[]): CheckResult {
     `${stages.length} finetune stage(s): tensor comparison, recommendation, training-best and formal Dice agree with the files`,
     stages.map((s) => `stages/${s.stage}/output.json`),
   );
+}
+
+/** A formal prediction of a finetune stage that model.predictions may draw and make again. */
+export interface FormalCandidate {
+  stage: string;
+  which: "pretrained" | "finetuned";
+  id: string;
+  /** The package folder that made it (absolute). */
+  packagePath: string;
+  images: string[];
+  predictionRel: string;
+  /** The case in the stage's output.json. */
+  pointer: string;
+}
+
+/** Every formal case of every finished finetune stage that records its image files. */
+export function formalCandidates(pack: Pack, evidence: Evidence): FormalCandidate[] {
+  const out: FormalCandidate[] = [];
+  for (const s of Object.values(evidence.stages)) {
+    if (s.skill !== "finetune" || !FINISHED.has(s.status)) continue;
+    const dir = `stages/${s.stage}`;
+    let o: FinetuneOutput;
+    try {
+      o = pack.json<FinetuneOutput>(`${dir}/output.json`);
+    } catch {
+      continue; // finetune.claims says why
+    }
+    for (const which of ["pretrained", "finetuned"] as const) {
+      const f = o.formal?.[which];
+      if (!f) continue;
+      // Read where it lies in this run when it was made here (the run may have moved since).
+      const packagePath =
+        which === "finetuned"
+          ? join(pack.dir, dir, "model")
+          : o.pretrained_ckpt_in_run
+            ? join(pack.dir, dirname(o.pretrained_ckpt_in_run))
+            : f.package;
+      f.cases.forEach((c, i) => {
+        if (c.image?.length)
+          out.push({
+            stage: s.stage,
+            which,
+            id: c.id,
+            packagePath,
+            images: c.image,
+            predictionRel: `${dir}/${c.prediction}`,
+            pointer: `${dir}/output.json#/formal/${which}/cases/${i}`,
+          });
+      });
+    }
+  }
+  return out;
 }

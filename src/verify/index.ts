@@ -9,7 +9,7 @@ import { checkAggregates, checkPerCase } from "./claims.js";
 import { runContext } from "./context.js";
 import { checkSplit } from "./cv.js";
 import { evaluateChecks } from "./evaluate.js";
-import { finetuneChecks } from "./finetune.js";
+import { finetuneChecks, formalCandidates } from "./finetune.js";
 import { checkFolds } from "./folds.js";
 import { checkIntegrity } from "./integrity.js";
 import {
@@ -124,7 +124,9 @@ function collect(
     add(...evaluateChecks(pack, evidence, taint));
     add(...finetuneChecks(pack, evidence));
     const pick: ModelPick = { count: opts.modelChecks ?? 1, ...(opts.draw ? { draw: opts.draw } : {}) };
-    const prepared = guarded("model.predictions", () => prepareModelCheck(pack, ctx, pick));
+    const prepared = guarded("model.predictions", () =>
+      prepareModelCheck(pack, ctx, pick, formalCandidates(pack, evidence)),
+    );
     if ("id" in prepared) add(prepared);
     else {
       job = prepared;
@@ -133,7 +135,7 @@ function collect(
         verdict: "skipped",
         message:
           "no ONNX runner in this process (the sandboxed verifier loads no native addon); use verifyRunWithModel",
-        evidence: prepared.jobs.map((j) => j.modelRel),
+        evidence: [...prepared.jobs.map((j) => j.modelRel), ...prepared.formal.map((j) => j.rel)],
       });
     }
     add(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));

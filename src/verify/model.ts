@@ -13,10 +13,12 @@
 // GridModelRunner (onnx-runner.ts has the project's one) to verifyRunWithModel; without one the
 // check is skipped and says why.
 import { randomInt } from "node:crypto";
+import { isAbsolute, join, relative } from "node:path";
 import { nativeLabel, type PostProcessing } from "../cvtrain/native.js";
 import { classCount } from "../plan/classes.js";
 import type { CaseProperties } from "../preprocess/types.js";
 import type { RunContext } from "./context.js";
+import type { FormalCandidate } from "./finetune.js";
 import type { Pack } from "./pack.js";
 import { parseLabelMap, parseNpy } from "./readers.js";
 import { skipLine } from "./taint.js";
@@ -43,6 +45,12 @@ export interface GridModelRunner {
     settings: GridSettings,
     classes: number,
   ): Promise<{ label: Uint8Array; probabilities: Float32Array }>;
+  /**
+   * The model package at `packagePath` on a case's original image files, as the infer skill
+   * predicts it (the package's plan: preprocessing, sliding window, native grid,
+   * post-processing): the label map on the image's grid, first axis fastest.
+   */
+  predictCase(packagePath: string, images: string[]): Promise<Uint8Array>;
 }
 
 export interface ModelJob {
@@ -70,9 +78,21 @@ export interface ModelPick {
   draw?: (n: number) => number;
 }
 
+/** A finetune stage's formal prediction, to be made again by the package that made it. */
+export interface FormalJob {
+  stage: string;
+  which: "pretrained" | "finetuned";
+  caseId: string;
+  packagePath: string;
+  images: string[];
+  stored: ArrayLike<number>;
+  rel: string;
+}
+
 export interface ModelJobs {
   jobs: ModelJob[];
-  /** Held-out cases with grid predictions over all folds: what was drawn from. */
+  formal: FormalJob[];
+  /** Held-out cases with grid predictions over all folds, and formal cases: what was drawn from. */
   candidates: number;
   /** Drawn cases left out because an earlier check found what they rest on false. */
   leftOut: string[];
@@ -88,24 +108,35 @@ interface Candidate {
   rel: string;
 }
 
-/** The drawn cases and everything needed to re-predict them, read (and hashed) now; or why not. */
-export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick): ModelJobs | CheckResult {
+/**
+ * The drawn cases (held-out cases of the folds, and the finetune stages' formal cases) and
+ * everything needed to re-predict them, read (and hashed) now; or why not.
+ */
+export function prepareModelCheck(
+  pack: Pack,
+  ctx: RunContext,
+  pick: ModelPick,
+  formalCases: FormalCandidate[],
+): ModelJobs | CheckResult {
   const skipped = (message: string): CheckResult => ({ id: ID, verdict: "skipped", message, evidence: [] });
   const folds = ctx.train.filter(
     (s) => s.out.fold !== "all" && s.out.per_case.some((c) => c.grid_prediction),
   );
-  if (folds.length === 0) return skipped("no training stage kept grid predictions of held-out cases");
-  const plan = ctx.plan?.json;
-  if (!plan || !ctx.data) return skipped("no plan.json or preprocessed data in this run");
+  const plan = ctx.plan?.json ?? {};
   const candidates: Candidate[] = [];
-  for (const t of folds)
-    for (const [i, c] of t.out.per_case.entries()) {
-      const rel = `${ctx.data}/${c.id}/image.npy`;
-      if (c.grid_prediction && pack.exists(rel))
-        candidates.push({ t, id: c.id, grid: c.grid_prediction, native: c.prediction, i, rel });
-    }
-  if (candidates.length === 0) return skipped("no preprocessed image of any held-out case");
-  const chosen = drawCases(candidates, pick);
+  if (ctx.data)
+    for (const t of folds)
+      for (const [i, c] of t.out.per_case.entries()) {
+        const rel = `${ctx.data}/${c.id}/image.npy`;
+        if (c.grid_prediction && pack.exists(rel))
+          candidates.push({ t, id: c.id, grid: c.grid_prediction, native: c.prediction, i, rel });
+      }
+  const pool: (Candidate | FormalCandidate)[] = [...candidates, ...formalCases];
+  if (pool.length === 0)
+    return skipped(
+      "no held-out case with a grid prediction and its preprocessed image, and no finetune formal case, in this run",
+    );
+  const chosen = drawCases(pool, pick);
   const inf = plan.inference ?? {};
   const patch = plan.patch_size ?? [];
   const spatialDims = plan.spatial_dims ?? patch.length;
@@ -128,8 +159,28 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
     evidence: [where],
   });
   const jobs: ModelJob[] = [];
+  const formal: FormalJob[] = [];
   const blockedLines: { line: string; pointer: string }[] = [];
   for (const c of chosen) {
+    if (!("t" in c)) {
+      const blocked = ctx.taint.blocking([c.pointer, c.predictionRel]);
+      if (blocked) {
+        blockedLines.push({ line: skipLine({ what: c.predictionRel, blocked }), pointer: blocked.pointer });
+        continue;
+      }
+      if (!pack.exists(c.predictionRel)) return fail(`${c.predictionRel} is missing`, c.predictionRel);
+      for (const f of ["model.onnx", "plan.json"]) hashPackageFile(pack, join(c.packagePath, f));
+      formal.push({
+        stage: c.stage,
+        which: c.which,
+        caseId: c.id,
+        packagePath: c.packagePath,
+        images: c.images,
+        stored: parseLabelMap(pack.bytes(c.predictionRel), c.predictionRel).data,
+        rel: c.predictionRel,
+      });
+      continue;
+    }
     const t = c.t;
     const gridRel = `${t.dir}/${c.grid}`;
     const nativeRel = `${t.dir}/${c.native}`;
@@ -181,18 +232,18 @@ export function prepareModelCheck(pack: Pack, ctx: RunContext, pick: ModelPick):
       settings,
     });
   }
-  if (jobs.length === 0 && blockedLines.length)
+  if (jobs.length + formal.length === 0 && blockedLines.length)
     return {
       id: ID,
       verdict: "skipped",
       message: blockedLines.map((b) => b.line).join("; "),
       evidence: blockedLines.map((b) => b.pointer),
     };
-  return { jobs, candidates: candidates.length, leftOut: blockedLines.map((b) => b.line) };
+  return { jobs, formal, candidates: pool.length, leftOut: blockedLines.map((b) => b.line) };
 }
 
 /** `pick.count` of the candidates drawn without replacement (all for "all"), in stage and case order. */
-function drawCases(candidates: Candidate[], pick: ModelPick): Candidate[] {
+function drawCases<T>(candidates: T[], pick: ModelPick): T[] {
   if (pick.count === "all" || pick.count >= candidates.length) return candidates;
   const draw = pick.draw ?? ((n: number) => randomInt(n));
   const pool = candidates.map((_, k) => k);
@@ -202,7 +253,14 @@ function drawCases(candidates: Candidate[], pick: ModelPick): Candidate[] {
     [pool[j], pool[k]] = [pool[k] as number, pool[j] as number];
     taken.push(pool[j] as number);
   }
-  return taken.sort((a, b) => a - b).map((k) => candidates[k] as Candidate);
+  return taken.sort((a, b) => a - b).map((k) => candidates[k] as T);
+}
+
+/** A package file hashed into the report: through the pack inside the run, as external outside it. */
+function hashPackageFile(pack: Pack, abs: string): void {
+  const rel = relative(pack.dir, abs);
+  if (!rel.startsWith("..") && !isAbsolute(rel)) pack.sha256(rel);
+  else pack.external(abs);
 }
 
 /** Mean Dice over the foreground classes either map uses (1 when neither has any). */
@@ -232,7 +290,7 @@ export function gridDice(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Each job's case re-predicted with its model; one result for all of them. */
 export async function runModelCheck(
-  { jobs, candidates, leftOut }: ModelJobs,
+  { jobs, formal, candidates, leftOut }: ModelJobs,
   runner: GridModelRunner,
 ): Promise<CheckResult> {
   const lines: string[] = [];
@@ -276,17 +334,45 @@ export async function runModelCheck(
       evidence.push(job.modelRel, job.native.rel);
     } else lines.push(what);
   }
-  const taken = jobs.length + leftOut.length;
+  for (const job of formal) {
+    let label: Uint8Array;
+    try {
+      label = await runner.predictCase(job.packagePath, job.images);
+    } catch (err) {
+      return {
+        id: ID,
+        verdict: "fail",
+        message: `${job.packagePath} does not run on ${job.images[0]}: ${(err as Error).message}`,
+        evidence: [job.rel],
+      };
+    }
+    if (label.length !== job.stored.length)
+      return {
+        id: ID,
+        verdict: "fail",
+        message: `${job.packagePath} predicts ${label.length} voxels for ${job.caseId}, ${job.rel} has ${job.stored.length}`,
+        evidence: [job.rel],
+      };
+    const dice = gridDice(label, job.stored);
+    const what = `${job.stage} ${job.which} ${job.caseId}: Dice ${dice.toFixed(4)} with the ${job.which} package's prediction`;
+    if (dice < 0.99) {
+      failed.push(
+        `${what}: ${job.rel} < 0.99, the formal Dice was computed on a prediction the package did not make`,
+      );
+      evidence.push(job.rel);
+    } else lines.push(what);
+  }
+  const taken = jobs.length + formal.length + leftOut.length;
   const drawn =
     (taken === candidates
-      ? `every held-out case (${candidates})`
-      : `${taken} of ${candidates} held-out cases, drawn at random`) +
+      ? `every case (${candidates})`
+      : `${taken} of ${candidates} cases, drawn at random`) +
     (leftOut.length ? `; left out: ${leftOut.join("; ")}` : "");
   if (failed.length) return { id: ID, verdict: "fail", message: `${failed.join("; ")} (${drawn})`, evidence };
   return {
     id: ID,
     verdict: "pass",
-    message: `its fold's model/model.onnx re-run on CPU vs its grid/<case>.label.npy and its native prediction: ${lines.join("; ")} (${drawn})`,
-    evidence: jobs.flatMap((j) => [j.modelRel, j.gridRel, j.native.rel]),
+    message: `re-run on CPU: ${lines.join("; ")} (${drawn})`,
+    evidence: [...jobs.flatMap((j) => [j.modelRel, j.gridRel, j.native.rel]), ...formal.map((j) => j.rel)],
   };
 }

@@ -2,6 +2,9 @@
 // sliding-window code the infer skill uses. Kept out of index.ts's imports on purpose: the
 // native addon cannot load in a process under Node's permission model (the sandboxed verifier),
 // so only callers that may load addons pass it to verifyRunWithModel.
+
+import { inferCase } from "../infer/case.js";
+import { readModelPackage } from "../infer/package.js";
 import { argmax, channelsFirst, loadModel, slidingWindowInference } from "../inference/index.js";
 import type { WeightMode } from "../inference/windows.js";
 import type { GridModelRunner } from "./model.js";
@@ -30,6 +33,15 @@ export const onnxGridRunner: GridModelRunner = {
         both[n + i] = p;
       }
       return { label: Uint8Array.from(probs.data, (p) => (p > 0.5 ? 1 : 0)), probabilities: both };
+    } finally {
+      await model.release();
+    }
+  },
+  async predictCase(packagePath, images) {
+    const pkg = await readModelPackage(packagePath);
+    const model = await loadModel(pkg.modelPath);
+    try {
+      return (await inferCase(model, pkg.plan, images)).label.data;
     } finally {
       await model.release();
     }
