@@ -10,6 +10,7 @@ import { parse } from "yaml";
 import { readDataset } from "../src/datasets/index.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
+import { forge } from "./support/forge.js";
 import { itWithOracle, python } from "./support/oracle.js";
 
 const itOracle = itWithOracle("PIL");
@@ -200,6 +201,31 @@ OUTPUT = {"size": [got.shape[1], got.shape[0]],
     expect(rescored.verdict, rescored.message).toBe("pass");
     expect(rescored.message).toMatch(/^4 case\(s\) rescored/);
     tissueModel = join(stage("train"), "model");
+
+    // model.predictions also makes the predict stage's slices again with the package it ran.
+    const all = cli(["verify", run, "--json", "--model-checks", "all"], { cwd: ROOT });
+    expect(all.code, all.stdout.slice(-1500)).toBe(0);
+    const made = JSON.parse(all.stdout).checks.find((c: { id: string }) => c.id === "model.predictions");
+    for (const id of ids(17, 20))
+      expect(made.message).toContain(`predict ${id}_T1w: Dice 1.0000 with the package's prediction`);
+    expect(made.message).toMatch(/\(every case \(8\)\)$/); // 4 held-out val/ slices, 4 test/ slices
+    // A test slice's prediction replaced by its reference, digests re-recorded: not the package's.
+    const forged = join(tmp, "forged-predict");
+    cpSync(run, forged, { recursive: true });
+    rmSync(join(forged, "verify"), { recursive: true, force: true });
+    forge(
+      forged,
+      "predict",
+      "predictions/sub-018_T1w.npy",
+      readFileSync(join(ROOT, "fixtures/tissue2d_micro/test/sub-018_T1w_tissue_segmentation.npy")),
+    );
+    const f = cli(["verify", forged, "--json", "--model-checks", "all"], { cwd: ROOT });
+    expect(f.code).toBe(1);
+    const caught = JSON.parse(f.stdout).checks.find((c: { id: string }) => c.id === "model.predictions");
+    expect(caught.verdict, caught.message).toBe("fail");
+    expect(caught.message).toMatch(
+      /^predict sub-018_T1w: Dice 0\.\d+ with the package's prediction: stages\/predict\/predictions\/sub-018_T1w\.npy < 0\.99, the package did not make this prediction/,
+    );
   });
 
   // A 2D package finetuned on 2D slices: the folders are the split, the formal evaluations

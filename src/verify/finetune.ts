@@ -11,6 +11,7 @@ import { dirname, isAbsolute, join, relative } from "node:path";
 import type { Evidence } from "../evidence/evidence.js";
 import { parseSafetensors, tensorDigests } from "../evidence/safetensors.js";
 import { close, verdictOf } from "./context.js";
+import type { PackageCandidate } from "./model.js";
 import type { Pack } from "./pack.js";
 import { parseLabelMap } from "./readers.js";
 import type { CheckResult } from "./types.js";
@@ -216,22 +217,9 @@ function checkFinetune(pack: Pack, stageIds: string[]): CheckResult {
   );
 }
 
-/** A formal prediction of a finetune stage that model.predictions may draw and make again. */
-export interface FormalCandidate {
-  stage: string;
-  which: "pretrained" | "finetuned";
-  id: string;
-  /** The package folder that made it (absolute). */
-  packagePath: string;
-  images: string[];
-  predictionRel: string;
-  /** The case in the stage's output.json. */
-  pointer: string;
-}
-
 /** Every formal case of every finished finetune stage that records its image files. */
-export function formalCandidates(pack: Pack, evidence: Evidence): FormalCandidate[] {
-  const out: FormalCandidate[] = [];
+export function formalCandidates(pack: Pack, evidence: Evidence): PackageCandidate[] {
+  const out: PackageCandidate[] = [];
   for (const s of Object.values(evidence.stages)) {
     if (s.skill !== "finetune" || !FINISHED.has(s.status)) continue;
     const dir = `stages/${s.stage}`;
@@ -255,12 +243,13 @@ export function formalCandidates(pack: Pack, evidence: Evidence): FormalCandidat
         if (c.image?.length)
           out.push({
             stage: s.stage,
-            which,
+            role: which,
             id: c.id,
             packagePath,
             images: c.image,
             predictionRel: `${dir}/${c.prediction}`,
             pointer: `${dir}/output.json#/formal/${which}/cases/${i}`,
+            claim: "the formal Dice was computed on a prediction the package did not make",
           });
       });
     }

@@ -11,6 +11,7 @@ import { checkSplit } from "./cv.js";
 import { evaluateChecks } from "./evaluate.js";
 import { finetuneChecks, formalCandidates } from "./finetune.js";
 import { checkFolds } from "./folds.js";
+import { inferCandidates } from "./infer.js";
 import { checkIntegrity } from "./integrity.js";
 import {
   type GridModelRunner,
@@ -125,7 +126,10 @@ function collect(
     add(...finetuneChecks(pack, evidence));
     const pick: ModelPick = { count: opts.modelChecks ?? 1, ...(opts.draw ? { draw: opts.draw } : {}) };
     const prepared = guarded("model.predictions", () =>
-      prepareModelCheck(pack, ctx, pick, formalCandidates(pack, evidence)),
+      prepareModelCheck(pack, ctx, pick, [
+        ...formalCandidates(pack, evidence),
+        ...inferCandidates(pack, evidence),
+      ]),
     );
     if ("id" in prepared) add(prepared);
     else {
@@ -135,7 +139,7 @@ function collect(
         verdict: "skipped",
         message:
           "no ONNX runner in this process (the sandboxed verifier loads no native addon); use verifyRunWithModel",
-        evidence: [...prepared.jobs.map((j) => j.modelRel), ...prepared.formal.map((j) => j.rel)],
+        evidence: [...prepared.jobs.map((j) => j.modelRel), ...prepared.packaged.map((j) => j.predictionRel)],
       });
     }
     add(guarded("smoke.no-quality-claims", () => checkSmoke(pack, evidence, ctx)));

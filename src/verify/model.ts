@@ -18,7 +18,6 @@ import { nativeLabel, type PostProcessing } from "../cvtrain/native.js";
 import { classCount } from "../plan/classes.js";
 import type { CaseProperties } from "../preprocess/types.js";
 import type { RunContext } from "./context.js";
-import type { FormalCandidate } from "./finetune.js";
 import type { Pack } from "./pack.js";
 import { parseLabelMap, parseNpy } from "./readers.js";
 import { skipLine } from "./taint.js";
@@ -48,9 +47,10 @@ export interface GridModelRunner {
   /**
    * The model package at `packagePath` on a case's original image files, as the infer skill
    * predicts it (the package's plan: preprocessing, sliding window, native grid,
-   * post-processing): the label map on the image's grid, first axis fastest.
+   * post-processing; `tta` overrides the plan's): the label map on the image's grid, first axis
+   * fastest.
    */
-  predictCase(packagePath: string, images: string[]): Promise<Uint8Array>;
+  predictCase(packagePath: string, images: string[], tta?: boolean): Promise<Uint8Array>;
 }
 
 export interface ModelJob {
@@ -78,21 +78,35 @@ export interface ModelPick {
   draw?: (n: number) => number;
 }
 
-/** A finetune stage's formal prediction, to be made again by the package that made it. */
-export interface FormalJob {
+/**
+ * A prediction a model package made from a case's image files, as the infer skill makes them (a
+ * finetune stage's formal case, an infer stage's output): to be made again by that package.
+ */
+export interface PackageCandidate {
   stage: string;
-  which: "pretrained" | "finetuned";
-  caseId: string;
+  /** Whose prediction, for the message: "pretrained", "finetuned", or "" (an infer stage's). */
+  role: string;
+  id: string;
+  /** The package folder that made it (absolute). */
   packagePath: string;
   images: string[];
+  /** The TTA setting it was made with, when a stage overrode the package plan's. */
+  tta?: boolean;
+  predictionRel: string;
+  /** The case in the stage's output.json. */
+  pointer: string;
+  /** What a prediction the package did not make falsifies. */
+  claim: string;
+}
+
+interface PackageJob extends PackageCandidate {
   stored: ArrayLike<number>;
-  rel: string;
 }
 
 export interface ModelJobs {
   jobs: ModelJob[];
-  formal: FormalJob[];
-  /** Held-out cases with grid predictions over all folds, and formal cases: what was drawn from. */
+  packaged: PackageJob[];
+  /** Held-out cases with grid predictions over all folds, and packages' predictions: what was drawn from. */
   candidates: number;
   /** Drawn cases left out because an earlier check found what they rest on false. */
   leftOut: string[];
@@ -109,14 +123,14 @@ interface Candidate {
 }
 
 /**
- * The drawn cases (held-out cases of the folds, and the finetune stages' formal cases) and
+ * The drawn cases (held-out cases of the folds, finetune formal cases, infer outputs) and
  * everything needed to re-predict them, read (and hashed) now; or why not.
  */
 export function prepareModelCheck(
   pack: Pack,
   ctx: RunContext,
   pick: ModelPick,
-  formalCases: FormalCandidate[],
+  packaged: PackageCandidate[],
 ): ModelJobs | CheckResult {
   const skipped = (message: string): CheckResult => ({ id: ID, verdict: "skipped", message, evidence: [] });
   const folds = ctx.train.filter(
@@ -131,10 +145,10 @@ export function prepareModelCheck(
         if (c.grid_prediction && pack.exists(rel))
           candidates.push({ t, id: c.id, grid: c.grid_prediction, native: c.prediction, i, rel });
       }
-  const pool: (Candidate | FormalCandidate)[] = [...candidates, ...formalCases];
+  const pool: (Candidate | PackageCandidate)[] = [...candidates, ...packaged];
   if (pool.length === 0)
     return skipped(
-      "no held-out case with a grid prediction and its preprocessed image, and no finetune formal case, in this run",
+      "no held-out case with a grid prediction and its preprocessed image, no finetune formal case and no infer output in this run",
     );
   const chosen = drawCases(pool, pick);
   const inf = plan.inference ?? {};
@@ -159,7 +173,7 @@ export function prepareModelCheck(
     evidence: [where],
   });
   const jobs: ModelJob[] = [];
-  const formal: FormalJob[] = [];
+  const made: PackageJob[] = [];
   const blockedLines: { line: string; pointer: string }[] = [];
   for (const c of chosen) {
     if (!("t" in c)) {
@@ -170,15 +184,7 @@ export function prepareModelCheck(
       }
       if (!pack.exists(c.predictionRel)) return fail(`${c.predictionRel} is missing`, c.predictionRel);
       for (const f of ["model.onnx", "plan.json"]) hashPackageFile(pack, join(c.packagePath, f));
-      formal.push({
-        stage: c.stage,
-        which: c.which,
-        caseId: c.id,
-        packagePath: c.packagePath,
-        images: c.images,
-        stored: parseLabelMap(pack.bytes(c.predictionRel), c.predictionRel).data,
-        rel: c.predictionRel,
-      });
+      made.push({ ...c, stored: parseLabelMap(pack.bytes(c.predictionRel), c.predictionRel).data });
       continue;
     }
     const t = c.t;
@@ -232,14 +238,14 @@ export function prepareModelCheck(
       settings,
     });
   }
-  if (jobs.length + formal.length === 0 && blockedLines.length)
+  if (jobs.length + made.length === 0 && blockedLines.length)
     return {
       id: ID,
       verdict: "skipped",
       message: blockedLines.map((b) => b.line).join("; "),
       evidence: blockedLines.map((b) => b.pointer),
     };
-  return { jobs, formal, candidates: pool.length, leftOut: blockedLines.map((b) => b.line) };
+  return { jobs, packaged: made, candidates: pool.length, leftOut: blockedLines.map((b) => b.line) };
 }
 
 /** `pick.count` of the candidates drawn without replacement (all for "all"), in stage and case order. */
@@ -290,7 +296,7 @@ export function gridDice(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Each job's case re-predicted with its model; one result for all of them. */
 export async function runModelCheck(
-  { jobs, formal, candidates, leftOut }: ModelJobs,
+  { jobs, packaged, candidates, leftOut }: ModelJobs,
   runner: GridModelRunner,
 ): Promise<CheckResult> {
   const lines: string[] = [];
@@ -334,35 +340,34 @@ export async function runModelCheck(
       evidence.push(job.modelRel, job.native.rel);
     } else lines.push(what);
   }
-  for (const job of formal) {
+  for (const job of packaged) {
     let label: Uint8Array;
     try {
-      label = await runner.predictCase(job.packagePath, job.images);
+      label = await runner.predictCase(job.packagePath, job.images, job.tta);
     } catch (err) {
       return {
         id: ID,
         verdict: "fail",
         message: `${job.packagePath} does not run on ${job.images[0]}: ${(err as Error).message}`,
-        evidence: [job.rel],
+        evidence: [job.predictionRel],
       };
     }
     if (label.length !== job.stored.length)
       return {
         id: ID,
         verdict: "fail",
-        message: `${job.packagePath} predicts ${label.length} voxels for ${job.caseId}, ${job.rel} has ${job.stored.length}`,
-        evidence: [job.rel],
+        message: `${job.packagePath} predicts ${label.length} voxels for ${job.id}, ${job.predictionRel} has ${job.stored.length}`,
+        evidence: [job.predictionRel],
       };
     const dice = gridDice(label, job.stored);
-    const what = `${job.stage} ${job.which} ${job.caseId}: Dice ${dice.toFixed(4)} with the ${job.which} package's prediction`;
+    const role = job.role ? `${job.role} ` : "";
+    const what = `${job.stage} ${role}${job.id}: Dice ${dice.toFixed(4)} with the ${role}package's prediction`;
     if (dice < 0.99) {
-      failed.push(
-        `${what}: ${job.rel} < 0.99, the formal Dice was computed on a prediction the package did not make`,
-      );
-      evidence.push(job.rel);
+      failed.push(`${what}: ${job.predictionRel} < 0.99, ${job.claim}`);
+      evidence.push(job.predictionRel);
     } else lines.push(what);
   }
-  const taken = jobs.length + formal.length + leftOut.length;
+  const taken = jobs.length + packaged.length + leftOut.length;
   const drawn =
     (taken === candidates
       ? `every case (${candidates})`
@@ -373,6 +378,9 @@ export async function runModelCheck(
     id: ID,
     verdict: "pass",
     message: `re-run on CPU: ${lines.join("; ")} (${drawn})`,
-    evidence: [...jobs.flatMap((j) => [j.modelRel, j.gridRel, j.native.rel]), ...formal.map((j) => j.rel)],
+    evidence: [
+      ...jobs.flatMap((j) => [j.modelRel, j.gridRel, j.native.rel]),
+      ...packaged.map((j) => j.predictionRel),
+    ],
   };
 }

@@ -37,11 +37,12 @@ export const onnxGridRunner: GridModelRunner = {
       await model.release();
     }
   },
-  async predictCase(packagePath, images) {
+  async predictCase(packagePath, images, tta) {
     const pkg = await readModelPackage(packagePath);
+    const plan = tta === undefined ? pkg.plan : { ...pkg.plan, inference: { ...pkg.plan.inference, tta } };
     const model = await loadModel(pkg.modelPath);
     try {
-      return (await inferCase(model, pkg.plan, images)).label.data;
+      return (await inferCase(model, plan, images)).label.data;
     } finally {
       await model.release();
     }
