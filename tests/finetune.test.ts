@@ -294,6 +294,34 @@ describe("a forged improvement", () => {
     expect(failed[0]?.message).not.toMatch(/finetune pretrained spleen_\d+: Dice/);
     expect(report.checks.find((c) => c.id === "finetune.claims")?.verdict).toBe("pass");
   });
+
+  it("the package shipping the pretrained model: its weights fail finetune.claims, its graph checkpoint.onnx-weights", () => {
+    // What a user deploys is the package: it must hold the fine-tuned checkpoint, and its graph
+    // those weights. Each tampered copy is the other way of shipping the pretrained model.
+    const verdicts = (file: string) => {
+      const copy = join(runs, `forged-package-${file.replace(/\W/g, "-")}`);
+      cpSync(runDir, copy, { recursive: true });
+      rmSync(join(copy, "verify"), { recursive: true, force: true });
+      forge(copy, "finetune", `model/${file}`, readFileSync(join(pretrained, file)));
+      const v = cli(["verify", copy, "--json"], { cwd: ROOT });
+      expect(v.code).toBe(1);
+      const checks = (JSON.parse(v.stdout) as { checks: { id: string; verdict: string; message: string }[] })
+        .checks;
+      return { failed: checks.filter((c) => c.verdict === "fail"), checks };
+    };
+    const weights = verdicts("weights.safetensors");
+    expect(weights.failed.map((c) => c.id)).toEqual(["finetune.claims"]);
+    expect(weights.failed[0]?.message).toMatch(
+      /finetune: stages\/finetune\/model\/weights\.safetensors differs from the fine-tuned checkpoint in \d+ tensor\(s\)/,
+    );
+    // One fault, one verdict: the graph is not judged against weights already found false.
+    expect(weights.checks.find((c) => c.id === "checkpoint.onnx-weights")?.verdict).toBe("skipped");
+    const graph = verdicts("model.onnx");
+    expect(graph.failed.map((c) => c.id)).toEqual(["checkpoint.onnx-weights"]);
+    expect(graph.failed[0]?.message).toMatch(
+      /^2 problem\(s\): \d+ of \d+ tensors of the weights are not in stages\/finetune\/model\/model\.onnx/,
+    );
+  });
 });
 
 describe("a CUDA out-of-memory", () => {

@@ -72,6 +72,7 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
       "checkpoint.not-initial",
       "claims.per-case",
       "claims.aggregates",
+      "checkpoint.onnx-weights",
       "model.predictions",
       "smoke.no-quality-claims",
     ])
@@ -221,6 +222,7 @@ OUTPUT = {"mean": float(v.mean()), "tol": float(2 * v.std(ddof=1) / np.sqrt(len(
         "checkpoint.not-initial",
         "claims.per-case",
         "claims.aggregates",
+        "checkpoint.onnx-weights",
         "smoke.no-quality-claims",
       ],
       // model.predictions re-runs fold 1's cases and leaves fold 0's, which that file no longer vouches for
@@ -296,6 +298,8 @@ with open(INPUT["out"], "wb") as f:
         forge(d, F0, "checkpoints/best.safetensors", readFileSync(target));
       },
       caughtBy: "checkpoint.not-initial",
+      // The package no longer holds the best weights it names: its graph is not judged against them.
+      skipped: ["checkpoint.onnx-weights"],
     },
     {
       name: "4. a NaN written into a weight (its digests re-recorded)",
@@ -399,20 +403,30 @@ with open(INPUT["out"], "wb") as f:
       skipped: ["integrity.artifacts", "outputs.artifact-claims"],
     },
     {
+      // The graph no longer holds the package's weights. (model.predictions would notice too when
+      // it draws one of this fold's cases; it leaves out what an earlier check found false.)
       name: "11a. the ONNX model swapped for another fold's, digests re-recorded",
       tamper: (d) => forge(d, F0, "model/model.onnx", readFileSync(stageFile(d, F1, "model/model.onnx"))),
-      caughtBy: "model.predictions",
+      caughtBy: "checkpoint.onnx-weights",
     },
     {
-      // not the first fold's: every fold's model is re-run on its own held-out cases
       name: "11b. the second fold's ONNX model swapped for the first's, digests re-recorded",
       tamper: (d) => forge(d, F1, "model/model.onnx", readFileSync(stageFile(d, F0, "model/model.onnx"))),
-      caughtBy: "model.predictions",
+      caughtBy: "checkpoint.onnx-weights",
+    },
+    {
+      // The deliverable: the final model predicts nothing during the run, so only the weights
+      // inside its graph tie it to the weights the other checks vouch for.
+      name: "11d. the final model's ONNX swapped for a fold's, digests re-recorded",
+      tamper: (d) =>
+        forge(d, "final", "model/model.onnx", readFileSync(stageFile(d, F0, "model/model.onnx"))),
+      caughtBy: "checkpoint.onnx-weights",
     },
     {
       name: "11c. the ONNX model swapped for another fold's, digests left alone",
       tamper: (d) => cpSync(stageFile(d, F1, "model/model.onnx"), stageFile(d, F0, "model/model.onnx")),
       caughtBy: "integrity.artifacts",
+      skipped: ["checkpoint.onnx-weights"],
     },
     {
       name: "12. the per-case spacing edited",

@@ -76,6 +76,7 @@ describe("verify", () => {
       "checkpoint.not-initial",
       "claims.per-case",
       "claims.aggregates",
+      "checkpoint.onnx-weights",
       "model.predictions",
       "smoke.no-quality-claims",
       "run.completed",

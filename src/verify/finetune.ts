@@ -22,6 +22,7 @@ const FINISHED = new Set(["succeeded", "cached"]);
 
 interface FinetuneOutput {
   pretrained_ckpt: string;
+  finetuned_package?: string;
   pretrained_ckpt_in_run?: string | null;
   finetuned_ckpt: string;
   recommended_ckpt: string;
@@ -171,6 +172,18 @@ function checkFinetune(pack: Pack, stageIds: string[]): CheckResult {
       problems.push({
         what: `${s.stage}: finetuned_ckpt_matches_pretrained_weights is ${o.finetuned_ckpt_matches_pretrained_weights}, the tensors say ${identical}`,
         where: `${rel}#/finetuned_ckpt_matches_pretrained_weights`,
+      });
+    // The package's weights are the fine-tuned checkpoint's: what its formal evaluation and any
+    // later use run (checkpoint.onnx-weights links its model.onnx to these weights).
+    const inPackage = `${(o.finetuned_package ?? "model/").replace(/\/?$/, "/")}weights.safetensors`;
+    const packageRel = `${dir}/${inPackage}`;
+    const packaged = digestsOf(pack, inPackage, dir);
+    const packNames = new Set([...Object.keys(packaged), ...Object.keys(ft)]);
+    const differ = [...packNames].filter((n) => packaged[n] !== ft[n]);
+    if (differ.length)
+      problems.push({
+        what: `${s.stage}: ${packageRel} differs from the fine-tuned checkpoint in ${differ.length} tensor(s), e.g. ${differ[0]}`,
+        where: packageRel,
       });
     const recommendsFinetuned = o.recommended_ckpt === o.finetuned_ckpt;
     if (identical && (o.improved || recommendsFinetuned))

@@ -20,6 +20,7 @@ import {
   prepareModelCheck,
   runModelCheck,
 } from "./model.js";
+import { checkOnnxWeights } from "./onnx-weights.js";
 import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
 import { readReference } from "./reference.js";
@@ -124,6 +125,8 @@ function collect(
     add(guarded("claims.aggregates", () => checkAggregates(ctx)));
     add(...evaluateChecks(pack, evidence, taint));
     add(...finetuneChecks(pack, evidence));
+    // After the checks that vouch for each package's weights: the graph is then judged against them.
+    add(guarded("checkpoint.onnx-weights", () => checkOnnxWeights(pack, ctx, evidence)));
     const pick: ModelPick = { count: opts.modelChecks ?? 1, ...(opts.draw ? { draw: opts.draw } : {}) };
     const prepared = guarded("model.predictions", () =>
       prepareModelCheck(pack, ctx, pick, [

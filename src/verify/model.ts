@@ -177,7 +177,8 @@ export function prepareModelCheck(
   const blockedLines: { line: string; pointer: string }[] = [];
   for (const c of chosen) {
     if (!("t" in c)) {
-      const blocked = ctx.taint.blocking([c.pointer, c.predictionRel]);
+      const packageRel = relative(pack.dir, c.packagePath);
+      const blocked = ctx.taint.blocking([c.pointer, c.predictionRel, `${packageRel}/model.onnx`]);
       if (blocked) {
         blockedLines.push({ line: skipLine({ what: c.predictionRel, blocked }), pointer: blocked.pointer });
         continue;
