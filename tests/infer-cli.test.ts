@@ -1,22 +1,13 @@
 // `pipeline infer MODEL IMAGES... --out DIR`: the infer skill through the engine (run folder,
 // evidence), its predictions copied to DIR byte for byte; usage errors exit 2, a failed stage 1.
 import { createHash } from "node:crypto";
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { examplePlan } from "../src/preprocess/example-plan.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
-import { TINY_UNET } from "./support/models.js";
+import { writeTinyPackage } from "./support/models.js";
 import { itWithOracle, python } from "./support/oracle.js";
 
 const itOracle = itWithOracle("nibabel");
@@ -25,41 +16,10 @@ const FIXTURES = join(ROOT, "fixtures", "heart_micro");
 const ws = mkdtempSync(join(tmpdir(), "medpipe-infer-cli-"));
 afterAll(() => rmSync(ws, { recursive: true, force: true }));
 
-const NETWORK = TINY_UNET;
-
 beforeAll(() => {
   ensureBuilt();
   // A seeded, untrained network: the numbers are checked in src/infer/*.test.ts; here, the plumbing.
-  python(
-    `
-import os, sys, json
-sys.path.insert(0, INPUT["py"])
-import torch
-torch.set_num_threads(1)
-from medpipe.nets import build_network
-from medpipe.export_onnx import export_onnx
-from medpipe.safetensors_io import save_file
-net = build_network(INPUT["network"], seed=3).eval()
-os.makedirs(INPUT["pkg"], exist_ok=True)
-export_onnx(net, os.path.join(INPUT["pkg"], "model.onnx"), 1, 3)
-save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
-          os.path.join(INPUT["pkg"], "weights.safetensors"),
-          metadata={"architecture": json.dumps(net.config, sort_keys=True)})
-`,
-    { py: join(ROOT, "src", "py"), pkg: join(ws, "pkg"), network: NETWORK },
-  );
-  const plan = {
-    ...examplePlan({
-      cases: [{ id: "la_004", image: ["imagesTr/la_004.nii.gz"], label: "labelsTr/la_004.nii.gz" }],
-      targetSpacing: [2.0, 2.0, 2.0],
-      normalization: { scheme: "zscore", over: "foreground", mean: 160, std: 35 },
-    }),
-    patch_size: [32, 32, 32],
-    network: NETWORK,
-    inference: { overlap: 0.5, mode: "hann", tta: false, keep_largest_component: true },
-  };
-  writeFileSync(join(ws, "pkg", "plan.json"), JSON.stringify(plan, null, 2));
-  writeFileSync(join(ws, "pkg", "model_card.json"), "{}\n");
+  writeTinyPackage(join(ws, "pkg"), 3, true);
   mkdirSync(join(ws, "imgs"));
   for (const id of ["la_001", "la_002"])
     copyFileSync(join(FIXTURES, "imagesTr", `${id}.nii.gz`), join(ws, "imgs", `${id}.nii.gz`));

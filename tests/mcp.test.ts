@@ -14,6 +14,8 @@ const addFormats = ((addFormatsModule as unknown as { default?: unknown }).defau
 ) => Ajv;
 
 import { BIN, ROOT } from "./support/cli.js";
+import { forge } from "./support/forge.js";
+import { writeTinyPackage } from "./support/models.js";
 import { makeWorkspace, type Workspace } from "./support/workspace.js";
 
 let ws: Workspace;
@@ -171,6 +173,48 @@ describe("mcp server", () => {
     const v = await call("verify_run", { run_dir: s.run_dir });
     expect(v.structuredContent?.verdict).toBe("pass");
   });
+
+  it("verify_run has the run's model predict again: an infer output replaced by the reference label fails", async () => {
+    // A seeded package in the workspace, and the infer skill run on two images through run_script.
+    writeTinyPackage(join(ws.dir, "pkg"), 5, false);
+    mkdirSync(join(ws.dir, "imgs"));
+    for (const id of ["la_001", "la_002"])
+      cpSync(
+        join(ROOT, "fixtures/heart_micro/imagesTr", `${id}.nii.gz`),
+        join(ws.dir, "imgs", `${id}.nii.gz`),
+      );
+    const r = await call("run_script", {
+      script: "infer",
+      args: { model: "pkg", images: "imgs", threads: 1 },
+      timeout_s: 300,
+    });
+    expect(r.isError, r.content[0]?.text).toBeFalsy();
+    const runDir = (r.structuredContent as { run_dir: string }).run_dir;
+    type Checks = { id: string; verdict: string; message: string }[];
+    const modelCheck = (v: Result) =>
+      (v.structuredContent?.checks as Checks).find((c) => c.id === "model.predictions");
+    const clean = await call("verify_run", { run_dir: runDir, model_checks: "all" });
+    expect(clean.structuredContent?.verdict, clean.content[0]?.text).toBe("pass");
+    expect(modelCheck(clean)?.verdict, modelCheck(clean)?.message).toBe("pass");
+    expect(modelCheck(clean)?.message).toMatch(
+      /^re-run on CPU: infer la_001: Dice 1\.0000 .*infer la_002: Dice 1\.0000 /,
+    );
+    // The adversary re-records every digest; only predicting again shows the file is not the model's.
+    const abs = join(ws.dir, "runs", runDir);
+    forge(
+      abs,
+      "infer",
+      "predictions/la_001.nii.gz",
+      readFileSync(join(ROOT, "fixtures/heart_micro/labelsTr/la_001.nii.gz")),
+    );
+    const forged = await call("verify_run", { run_dir: runDir, model_checks: "all" });
+    expect(forged.structuredContent?.verdict).toBe("fail");
+    const failed = (forged.structuredContent?.checks as Checks).filter((c) => c.verdict === "fail");
+    expect(failed.map((c) => c.id)).toEqual(["model.predictions"]);
+    expect(failed[0]?.message).toMatch(/^infer la_001: Dice 0\.\d+ with the package's prediction: /);
+    const bad = await call("verify_run", { run_dir: runDir, model_checks: 0 });
+    expect(bad.isError).toBe(true);
+  }, 240_000);
 
   it("runs a pipeline with params", async () => {
     ws.write(

@@ -214,19 +214,24 @@ export function createServer(ws: Workspace, tools = new AgentTools(ws)): McpServ
     "verify_run",
     {
       description:
-        "Audit a finished run with the trusted verifier (digests, schemas, claims); optionally judge its metrics against a reference file (eval/references/*.yaml) or a baseline run of the same pipeline.",
+        "Audit a finished run with the trusted verifier (digests, schemas, claims; the run's models re-make predictions drawn at random); optionally judge its metrics against a reference file (eval/references/*.yaml) or a baseline run of the same pipeline.",
       inputSchema: {
         run_dir: z.string(),
         reference: z.string().optional().describe("a reference YAML inside the workspace"),
         baseline: z.string().optional().describe("a run folder (under the runs folder) of the same pipeline"),
+        model_checks: z
+          .union([z.number().int().min(1), z.literal("all")])
+          .optional()
+          .describe("how many predictions the run's models make again, drawn at random (default 1), or all"),
       },
       outputSchema: { verdict: z.enum(["pass", "fail"]), checks: z.array(check) },
     },
-    async ({ run_dir, reference, baseline }) => {
+    async ({ run_dir, reference, baseline, model_checks }) => {
       try {
-        const r = tools.verifyRun(run_dir, {
+        const r = await tools.verifyRun(run_dir, {
           ...(reference !== undefined ? { reference } : {}),
           ...(baseline !== undefined ? { baseline } : {}),
+          ...(model_checks !== undefined ? { modelChecks: model_checks } : {}),
         });
         return ok({ verdict: r.verdict, checks: r.checks });
       } catch (err) {

@@ -15,7 +15,9 @@ import { type RunOptions, runLoaded } from "../run/run.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
 import { isRequiredInput } from "../skills/types.js";
 import { againstProblem } from "../verify/against.js";
-import { verifyRun, writeReport } from "../verify/index.js";
+import { verifyRunWithModel, writeReport } from "../verify/index.js";
+import type { ModelPick } from "../verify/model.js";
+import { onnxGridRunner } from "../verify/onnx-runner.js";
 import type { VerifyReport } from "../verify/types.js";
 import { confinePaths, inside, Refusal } from "./boundaries.js";
 import { prepareScript } from "./run-script.js";
@@ -244,10 +246,15 @@ export class AgentTools {
   }
 
   /**
-   * The trusted verifier over a run; with `reference` (a file in the workspace) and/or `baseline`
-   * (another run of the same pipeline) the regression checks judge it against them.
+   * The trusted verifier over a run, as `pipeline verify` runs it: the models re-make
+   * `modelChecks` predictions drawn at random (1 by default, or "all"). With `reference` (a file
+   * in the workspace) and/or `baseline` (another run of the same pipeline) the regression checks
+   * judge it against them.
    */
-  verifyRun(path: string, against: { reference?: string; baseline?: string } = {}): VerifyReport {
+  async verifyRun(
+    path: string,
+    against: { reference?: string; baseline?: string; modelChecks?: ModelPick["count"] } = {},
+  ): Promise<VerifyReport> {
     const dir = this.runDir(path);
     let reference: string | undefined;
     if (against.reference !== undefined) {
@@ -258,9 +265,13 @@ export class AgentTools {
     const baseline = against.baseline === undefined ? undefined : this.runDir(against.baseline);
     const problem = againstProblem(dir, reference, baseline);
     if (problem) throw new Refusal(problem);
-    const report = verifyRun(dir, this.skills(), {
+    const modelChecks = against.modelChecks ?? 1;
+    if (modelChecks !== "all" && !(Number.isInteger(modelChecks) && modelChecks >= 1))
+      throw new Refusal(`model_checks ${modelChecks}: expected a count >= 1 or "all"`);
+    const report = await verifyRunWithModel(dir, this.skills(), onnxGridRunner, {
       ...(reference ? { reference } : {}),
       ...(baseline ? { baseline } : {}),
+      modelChecks,
     });
     writeReport(report);
     return report;
