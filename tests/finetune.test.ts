@@ -298,11 +298,11 @@ describe("a forged improvement", () => {
   it("the package shipping the pretrained model: its weights fail finetune.claims, its graph checkpoint.onnx-weights", () => {
     // What a user deploys is the package: it must hold the fine-tuned checkpoint, and its graph
     // those weights. Each tampered copy is the other way of shipping the pretrained model.
-    const verdicts = (file: string) => {
+    const verdicts = (file: string, bytes = readFileSync(join(pretrained, file))) => {
       const copy = join(runs, `forged-package-${file.replace(/\W/g, "-")}`);
       cpSync(runDir, copy, { recursive: true });
       rmSync(join(copy, "verify"), { recursive: true, force: true });
-      forge(copy, "finetune", `model/${file}`, readFileSync(join(pretrained, file)));
+      forge(copy, "finetune", `model/${file}`, bytes);
       const v = cli(["verify", copy, "--json"], { cwd: ROOT });
       expect(v.code).toBe(1);
       const checks = (JSON.parse(v.stdout) as { checks: { id: string; verdict: string; message: string }[] })
@@ -320,6 +320,14 @@ describe("a forged improvement", () => {
     expect(graph.failed.map((c) => c.id)).toEqual(["checkpoint.onnx-weights"]);
     expect(graph.failed[0]?.message).toMatch(
       /^2 problem\(s\): \d+ of \d+ tensors of the weights are not in stages\/finetune\/model\/model\.onnx/,
+    );
+    // Its plan must stay the pretrained package's, which both formal evaluations ran with.
+    const plan = JSON.parse(readFileSync(join(pretrained, "plan.json"), "utf8")) as Json;
+    plan.target_spacing = [1, 1, 1];
+    const planned = verdicts("plan.json", Buffer.from(JSON.stringify(plan, null, 2)));
+    expect(planned.failed.map((c) => c.id)).toEqual(["package.card"]);
+    expect(planned.failed[0]?.message).toContain(
+      "stages/finetune/model/plan.json is not the pretrained package's plan.json the model was trained with",
     );
   });
 });

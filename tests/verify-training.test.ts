@@ -73,6 +73,7 @@ describe("verify: training checks on a real heart-cv smoke run", () => {
       "claims.per-case",
       "claims.aggregates",
       "checkpoint.onnx-weights",
+      "package.card",
       "model.predictions",
       "smoke.no-quality-claims",
     ])
@@ -223,6 +224,7 @@ OUTPUT = {"mean": float(v.mean()), "tol": float(2 * v.std(ddof=1) / np.sqrt(len(
         "claims.per-case",
         "claims.aggregates",
         "checkpoint.onnx-weights",
+        "package.card",
         "smoke.no-quality-claims",
       ],
       // model.predictions re-runs fold 1's cases and leaves fold 0's, which that file no longer vouches for
@@ -246,6 +248,8 @@ OUTPUT = {"mean": float(v.mean()), "tol": float(2 * v.std(ddof=1) / np.sqrt(len(
           m.dice = (m.dice as number) + 0.05;
         }),
       caughtBy: "claims.aggregates",
+      // The fold's model card repeats that performance: not judged against a false value.
+      skipped: ["package.card"],
     },
     {
       name: "2. a prediction voxel changed",
@@ -299,7 +303,7 @@ with open(INPUT["out"], "wb") as f:
       },
       caughtBy: "checkpoint.not-initial",
       // The package no longer holds the best weights it names: its graph is not judged against them.
-      skipped: ["checkpoint.onnx-weights"],
+      skipped: ["checkpoint.onnx-weights", "package.card"],
     },
     {
       name: "4. a NaN written into a weight (its digests re-recorded)",
@@ -329,7 +333,7 @@ with open(INPUT["out"], "wb") as f:
         }),
       caughtBy: "cv.split",
       // The stages are compared with the plan's folds, which cv.split found false.
-      skipped: ["cv.folds"],
+      skipped: ["cv.folds", "package.card"],
     },
     {
       name: "5b. a held-out case added to the training list a cv-train stage records",
@@ -408,11 +412,13 @@ with open(INPUT["out"], "wb") as f:
       name: "11a. the ONNX model swapped for another fold's, digests re-recorded",
       tamper: (d) => forge(d, F0, "model/model.onnx", readFileSync(stageFile(d, F1, "model/model.onnx"))),
       caughtBy: "checkpoint.onnx-weights",
+      skipped: ["package.card"],
     },
     {
       name: "11b. the second fold's ONNX model swapped for the first's, digests re-recorded",
       tamper: (d) => forge(d, F1, "model/model.onnx", readFileSync(stageFile(d, F0, "model/model.onnx"))),
       caughtBy: "checkpoint.onnx-weights",
+      skipped: ["package.card"],
     },
     {
       // The deliverable: the final model predicts nothing during the run, so only the weights
@@ -421,12 +427,39 @@ with open(INPUT["out"], "wb") as f:
       tamper: (d) =>
         forge(d, "final", "model/model.onnx", readFileSync(stageFile(d, F0, "model/model.onnx"))),
       caughtBy: "checkpoint.onnx-weights",
+      skipped: ["package.card"],
     },
     {
       name: "11c. the ONNX model swapped for another fold's, digests left alone",
       tamper: (d) => cpSync(stageFile(d, F1, "model/model.onnx"), stageFile(d, F0, "model/model.onnx")),
       caughtBy: "integrity.artifacts",
-      skipped: ["checkpoint.onnx-weights"],
+      skipped: ["checkpoint.onnx-weights", "package.card"],
+    },
+    {
+      // What infer reads from the package: the plan at another spacing, without post-processing.
+      // The card is made to agree with it, every digest re-recorded.
+      name: "11e. the final package's plan.json changed, its model card made to match",
+      tamper: (d) => {
+        const plan = JSON.parse(readFileSync(stageFile(d, "final", "model/plan.json"), "utf8")) as Json;
+        plan.target_spacing = [2, 2, 2];
+        at<Json>(plan, "inference").keep_largest_component = false;
+        const bytes = Buffer.from(`${JSON.stringify(plan, null, 2)}\n`);
+        forge(d, "final", "model/plan.json", bytes);
+        forgeJson(d, "final", "model/model_card.json", (card) => {
+          Object.assign(card, { target_spacing: plan.target_spacing, inference: plan.inference });
+          at<Json>(card, "provenance").plan_sha256 = sha(bytes);
+          at<Json>(card, "files")["plan.json"] = sha(bytes);
+        });
+      },
+      caughtBy: "package.card",
+    },
+    {
+      name: "11f. a fold's model card claiming a better held-out Dice than its stage measured",
+      tamper: (d) =>
+        forgeJson(d, F1, "model/model_card.json", (card) => {
+          at<Json>(card, "metrics", "mean", "1").dice = 0.97;
+        }),
+      caughtBy: "package.card",
     },
     {
       name: "12. the per-case spacing edited",
@@ -492,6 +525,14 @@ with open(INPUT["out"], "wb") as f:
           });
           j.summary = summarizeScores(perCase as never);
           at<Json>(j, "performance").mean = meanMetrics(j.summary as never);
+        });
+        // The fold's model card repeats the performance: made to match as well.
+        const performance = at<Json>(
+          JSON.parse(readFileSync(stageFile(dir, stage, "output.json"), "utf8")),
+          "performance",
+        );
+        forgeJson(dir, stage, "model/model_card.json", (card) => {
+          card.metrics = performance;
         });
       }
       const gathered = await gatherFolds([F0, F1].map((s) => stageFile(dir, s, "output.json")));

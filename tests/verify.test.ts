@@ -77,6 +77,7 @@ describe("verify", () => {
       "claims.per-case",
       "claims.aggregates",
       "checkpoint.onnx-weights",
+      "package.card",
       "model.predictions",
       "smoke.no-quality-claims",
       "run.completed",

@@ -98,6 +98,10 @@ export interface CvTrainOutput {
   summary: LabelSummaryJson[] | null;
   performance: PerformanceJson | null;
   model: { path: string; weights_digest: string };
+  /** sha256 of the plan.json the stage read. */
+  plan_sha256?: string;
+  /** Trainer overrides of the plan (epochs, batch_size, patch_size, lr, ...). */
+  plan_overrides?: Record<string, unknown>;
   quality_claim?: unknown;
 }
 

@@ -23,6 +23,7 @@ import {
 import { checkOnnxWeights } from "./onnx-weights.js";
 import { checkOutputs } from "./outputs.js";
 import { Pack } from "./pack.js";
+import { checkPackageCards } from "./package-card.js";
 import { readReference } from "./reference.js";
 import { checkBaseline, checkReference } from "./regression.js";
 import { renderMarkdown } from "./report-md.js";
@@ -127,6 +128,7 @@ function collect(
     add(...finetuneChecks(pack, evidence));
     // After the checks that vouch for each package's weights: the graph is then judged against them.
     add(guarded("checkpoint.onnx-weights", () => checkOnnxWeights(pack, ctx, evidence)));
+    add(guarded("package.card", () => checkPackageCards(pack, ctx, evidence)));
     const pick: ModelPick = { count: opts.modelChecks ?? 1, ...(opts.draw ? { draw: opts.draw } : {}) };
     const prepared = guarded("model.predictions", () =>
       prepareModelCheck(pack, ctx, pick, [

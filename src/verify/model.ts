@@ -178,7 +178,12 @@ export function prepareModelCheck(
   for (const c of chosen) {
     if (!("t" in c)) {
       const packageRel = relative(pack.dir, c.packagePath);
-      const blocked = ctx.taint.blocking([c.pointer, c.predictionRel, `${packageRel}/model.onnx`]);
+      const blocked = ctx.taint.blocking([
+        c.pointer,
+        c.predictionRel,
+        `${packageRel}/model.onnx`,
+        `${packageRel}/plan.json`,
+      ]);
       if (blocked) {
         blockedLines.push({ line: skipLine({ what: c.predictionRel, blocked }), pointer: blocked.pointer });
         continue;

@@ -22,38 +22,13 @@ import { type OnnxTensor, parseOnnx } from "../evidence/onnx.js";
 import { parseSafetensors, type SafetensorsFile } from "../evidence/safetensors.js";
 import { type RunContext, verdictOf } from "./context.js";
 import type { Pack } from "./pack.js";
+import { runPackages } from "./packages.js";
 import type { Skip } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 const ID = "checkpoint.onnx-weights";
-const FINISHED = new Set(["succeeded", "cached"]);
 /** nets.py's MASK_LOGIT as float32. */
 const MASK_LOGIT = -1e4;
-
-interface RunPackage {
-  /** The package folder, relative to the run folder, with a trailing slash. */
-  dir: string;
-  /** Where the stage's output.json names it. */
-  claim: string;
-}
-
-/** The packages the run made: each cv-train stage's, each finetune stage's fine-tuned one. */
-function runPackages(ctx: RunContext, evidence: Evidence, pack: Pack): RunPackage[] {
-  const folder = (dir: string, path: string | undefined) =>
-    `${dir}/${(path ?? "model/").replace(/\/?$/, "/")}`;
-  const out = ctx.train.map((t) => ({
-    dir: folder(t.dir, t.out.model?.path),
-    claim: `${t.dir}/output.json#/model`,
-  }));
-  for (const s of Object.values(evidence.stages)) {
-    if (s.skill !== "finetune" || !FINISHED.has(s.status)) continue;
-    const dir = `stages/${s.stage}`;
-    const rel = `${dir}/output.json`;
-    const o = pack.exists(rel) ? pack.json<{ finetuned_package?: string }>(rel) : {};
-    out.push({ dir: folder(dir, o.finetuned_package), claim: `${rel}#/finetuned_package` });
-  }
-  return out;
-}
 
 const f32 = (b: Buffer): Float32Array => {
   const copy = new Uint8Array(b); // aligned
@@ -62,8 +37,17 @@ const f32 = (b: Buffer): Float32Array => {
 
 const digest = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
+function nonzeroCount(v: Float32Array): number {
+  let n = 0;
+  for (let i = 0; i < v.length; i++) if (v[i] !== 0) n++;
+  return n;
+}
+
 function sortedNonzero(v: Float32Array): Float32Array {
-  return v.filter((x) => x !== 0).sort();
+  const out = new Float32Array(nonzeroCount(v));
+  let j = 0;
+  for (let i = 0; i < v.length; i++) if (v[i] !== 0) out[j++] = v[i] as number;
+  return out.sort();
 }
 
 function sameValues(a: Float32Array, b: Float32Array): boolean {
@@ -104,6 +88,7 @@ export function compareOnnxWeights(weights: SafetensorsFile, onnxBytes: Buffer, 
       // A transposed convolution [cin, cout, k...] rewritten as [cout * r, cin, k'...].
       const [cin, cout] = t.shape as [number, number];
       const want = sortedNonzero(values);
+      // Sorting is the cost: only graph tensors holding as many nonzero values are sorted.
       found = pool.find(
         (p) =>
           !used.has(p) &&
@@ -111,6 +96,7 @@ export function compareOnnxWeights(weights: SafetensorsFile, onnxBytes: Buffer, 
           p.dims[1] === cin &&
           (p.dims[0] as number) % cout === 0 &&
           (p.dims[0] as number) > cout &&
+          nonzeroCount(f32(p.float32 as Buffer)) === want.length &&
           sameValues(sortedNonzero(f32(p.float32 as Buffer)), want),
       );
     } else if (t.shape.length === 1 && count > 1) {
