@@ -71,6 +71,19 @@ for img, pred in INPUT:
     expect(overlay).toEqual([true, true]);
   });
 
+  it("from any folder: a model and images outside it, the run in ./runs", () => {
+    const here = join(ws, "elsewhere");
+    mkdirSync(here);
+    const r = cli(["infer", "../pkg", "../imgs/la_002.nii.gz", "--out", "../far", "--threads", "1"], {
+      cwd: here,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines[0]).toBe(join(ws, "far", "la_002.nii.gz"));
+    expect(lines[1]?.startsWith(join(here, "runs", "script-infer"))).toBe(true);
+    expect(existsSync(join(lines[1]!, "evidence.json"))).toBe(true);
+  });
+
   it("--backend torch --tta --probabilities --json: a folder of images", () => {
     const r = cli(
       [
@@ -122,8 +135,8 @@ for img, pred in INPUT:
         /^error: --threads 0: expected an integer >= 1$/,
       ],
       [
-        ["infer", "pkg", "/etc/hostname", "--out", "x"],
-        /^error: --images .*leaves the workspace .* \(run from a folder that holds the model and images, or pass --workdir\)$/,
+        ["infer", "pkg", "/etc/hostname", "--out", "x", "--workdir", "."],
+        /^error: --images \/etc\/hostname: the path leaves the workspace /,
       ],
     ] as const;
     for (const [args, message] of usage) {

@@ -1,6 +1,9 @@
 // `pipeline infer MODEL IMAGES... --out DIR`: the infer skill run exactly as `pipeline run-script
 // infer` runs it (input checks, run folder, evidence), then its predictions copied into DIR.
 // stdout: one line per prediction written to DIR, then the run folder as the last line.
+// A person at a shell names a model and scans wherever they are, so by default nothing is
+// confined (the workspace is the file system root) and the run goes to runs/ in the current
+// folder; --workdir DIR confines the paths to DIR as run-script does, and the run goes to DIR/runs.
 import { copyFile, mkdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { runScript } from "../agent/run-script.js";
@@ -62,7 +65,7 @@ async function place(src: string, dst: string): Promise<void> {
 export async function inferCommand(model: string, images: string[], o: InferOpts): Promise<number> {
   const args = inferArgs(model, images, o);
   const out = resolve(o.out);
-  const workspace = resolve(o.workdir ?? process.cwd());
+  const workspace = o.workdir === undefined ? "/" : resolve(o.workdir);
   const session = await startSession(o.json);
   let result: Awaited<ReturnType<typeof runScript>>;
   try {
@@ -73,17 +76,13 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
       workspace,
       env: process.env as Record<string, string | undefined>,
       skillsDirs: [],
-      runsDir: resolve(workspace, o.runsDir ?? "runs"),
+      runsDir: resolve(o.workdir ?? process.cwd(), o.runsDir ?? "runs"),
       jobs: 1,
       resume: false,
       ...session,
     });
   } catch (err) {
     await session.reporter.close();
-    if (err instanceof UsageError && err.message.includes("leaves the workspace"))
-      throw new UsageError(
-        `${err.message} (run from a folder that holds the model and images, or pass --workdir)`,
-      );
     throw err;
   }
   await session.reporter.close();

@@ -117,9 +117,9 @@ program
   .option("--probabilities", "also write per-class probabilities to <out>/probabilities/")
   .option(
     "--workdir <dir>",
-    "workspace: paths must stay inside it; runs/ lives there (default: current folder)",
+    "confine the model and images to this folder, as run-script does; runs/ then lives there (default: paths anywhere, runs/ in the current folder)",
   )
-  .option("--runs-dir <dir>", "where runs go (default: <workdir>/runs)")
+  .option("--runs-dir <dir>", "where runs go (default: runs/ in the current folder, or in --workdir)")
   .option("--json", "NDJSON progress events, then one {event: predictions} line")
   .action(
     action(async (model: string, images: string[], o: import("./infer.js").InferOpts) => {
