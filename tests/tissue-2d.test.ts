@@ -10,7 +10,7 @@ import { parse } from "yaml";
 import { readDataset } from "../src/datasets/index.js";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
-import { forge } from "./support/forge.js";
+import { at, forge, forgeJson, type Json } from "./support/forge.js";
 import { itWithOracle, python } from "./support/oracle.js";
 
 const itOracle = itWithOracle("PIL");
@@ -226,6 +226,24 @@ OUTPUT = {"size": [got.shape[1], got.shape[0]],
     expect(caught.message).toMatch(
       /^predict sub-018_T1w: Dice 0\.\d+ with the package's prediction: stages\/predict\/predictions\/sub-018_T1w\.npy < 0\.99, the package did not make this prediction/,
     );
+    // An adversary who re-records the artifact lists but not the digest the case itself states:
+    // the stage's own claim about its file, found without re-running anything.
+    const predicted = JSON.parse(readFileSync(join(run, "stages/predict/output.json"), "utf8")) as {
+      cases: { output: string; output_sha256: string }[];
+    };
+    const case0 = predicted.cases.findIndex((c) => c.output === "predictions/sub-018_T1w.npy");
+    const staleDigest = predicted.cases[case0]?.output_sha256;
+    forgeJson(forged, "predict", "output.json", (j) => {
+      at<Json>(j, "cases", case0).output_sha256 = staleDigest;
+    });
+    const s = cli(["verify", forged, "--json"], { cwd: ROOT });
+    const failed = JSON.parse(s.stdout).checks.filter((c: { verdict: string }) => c.verdict === "fail");
+    // (claims.evaluate too: this forger left the evaluate stage's scores of the real prediction.)
+    expect(failed.map((c: { id: string }) => c.id)).toEqual(["outputs.artifact-claims", "claims.evaluate"]);
+    expect(failed[0].message).toBe(
+      "stages/predict/output.json claims a sha256 for predictions/sub-018_T1w.npy that differs from the recorded one",
+    );
+    expect(failed[0].evidence).toEqual([`stages/predict/output.json#/cases/${case0}/output_sha256`]);
   });
 
   // A 2D package finetuned on 2D slices: the folders are the split, the formal evaluations

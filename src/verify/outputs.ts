@@ -70,6 +70,13 @@ export function checkOutputs(
     // The stage's own claims about its files must agree with what the engine recorded; a file
     // that no longer matches the record is integrity.artifacts' finding, not this one's.
     const recorded = new Map(rec.artifacts.map((a) => [a.path, a.sha256]));
+    for (const c of fileDigestClaims(output, "")) {
+      const digest = recorded.get(c.path);
+      if (digest !== undefined && digest !== c.sha256) {
+        claimProblems.push(`${rel} claims a sha256 for ${c.path} that differs from the recorded one`);
+        claimPointers.push(`${rel}#${c.pointer}`);
+      }
+    }
     for (const [i, a] of (env.artifacts ?? []).entries()) {
       const digest = recorded.get(a.path);
       if (digest === undefined) {
@@ -113,6 +120,30 @@ export function checkOutputs(
             evidence: ["stages/*/output.json#/artifacts"],
           },
   ];
+}
+
+/**
+ * Digests a result states beside a path, as `{output: "predictions/x.nii.gz", output_sha256: "…"}`
+ * (the infer skill's cases): every `K_sha256` next to a string `K`, anywhere below the envelope's
+ * artifact list. Paths the run did not record (inputs elsewhere) are not its claims about its files.
+ */
+function fileDigestClaims(v: Value, pointer: string): { path: string; sha256: string; pointer: string }[] {
+  if (v === null || typeof v !== "object") return [];
+  const out: { path: string; sha256: string; pointer: string }[] = [];
+  if (Array.isArray(v)) {
+    v.forEach((x, i) => {
+      out.push(...fileDigestClaims(x, `${pointer}/${i}`));
+    });
+    return out;
+  }
+  for (const [k, x] of Object.entries(v)) {
+    if (pointer === "" && k === "artifacts") continue;
+    const path = k.endsWith("_sha256") ? v[k.slice(0, -"_sha256".length)] : undefined;
+    if (typeof path === "string" && typeof x === "string")
+      out.push({ path, sha256: x, pointer: `${pointer}/${k}` });
+    else out.push(...fileDigestClaims(x, `${pointer}/${k}`));
+  }
+  return out;
 }
 
 function skippedResult(id: string, skips: Skip[]): CheckResult {

@@ -12,7 +12,21 @@ export const sha = (b: Buffer | string) => createHash("sha256").update(b).digest
 
 export const stageFile = (dir: string, stage: string, file: string) => join(dir, "stages", stage, file);
 
-/** Replaces a stage file and re-records its digest everywhere the run records it. */
+/** Every `K_sha256` beside a string `K` equal to `file`, below `v`, set to `digest`. */
+function restate(v: unknown, file: string, digest: string): void {
+  if (v === null || typeof v !== "object") return;
+  const o = v as Record<string, unknown>;
+  for (const [k, x] of Object.entries(o)) {
+    if (k.endsWith("_sha256") && o[k.slice(0, -"_sha256".length)] === file) o[k] = digest;
+    else restate(x, file, digest);
+  }
+}
+
+/**
+ * Replaces a stage file and re-records its digest everywhere the run records it: evidence.json,
+ * the stage's artifact list, a `K_sha256` its output.json states beside the path (the infer
+ * skill's `output_sha256`), the root hash.
+ */
 export function forge(dir: string, stage: string, file: string, bytes: Buffer): void {
   writeFileSync(stageFile(dir, stage, file), bytes);
   const evPath = join(dir, "evidence.json");
@@ -27,6 +41,7 @@ export function forge(dir: string, stage: string, file: string, bytes: Buffer): 
     };
     for (const a of out.artifacts)
       if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
+    restate(out, file, sha(bytes));
     writeFileSync(outPath, JSON.stringify(out, null, 2));
   }
   const outBytes = readFileSync(outPath);
