@@ -23,7 +23,9 @@ from medpipe.safetensors_io import save_file
 torch.manual_seed(0)
 a = {"w": torch.randn(3, 4), "b": torch.zeros(2, dtype=torch.float16), "i": torch.arange(5, dtype=torch.int64),
      "h": torch.ones(2, 2, dtype=torch.bfloat16)}
-bad = {"ok": torch.ones(3), "nan": torch.tensor([1.0, float("nan")]), "inf16": torch.tensor([float("inf")], dtype=torch.float16)}
+bad = {"ok": torch.ones(3), "nan": torch.tensor([1.0, float("nan")]), "inf16": torch.tensor([float("inf")], dtype=torch.float16),
+       "inf64": torch.tensor([1e300, float("-inf")], dtype=torch.float64), "big64": torch.tensor([1e300, -1e-300], dtype=torch.float64),
+       "nanbf": torch.tensor([2.0, float("nan")], dtype=torch.bfloat16), "bigbf": torch.tensor([3e38], dtype=torch.bfloat16)}
 files = [INPUT["dir"] + "/a.safetensors", INPUT["dir"] + "/bad.safetensors"]
 save_file(a, files[0], {"epoch": "3"})
 save_file(bad, files[1])
@@ -55,8 +57,13 @@ describe("safetensors (TypeScript reader)", () => {
     expect(a.tensors.find((t) => t.name === "w")).toMatchObject({ dtype: "F32", shape: [3, 4] });
   });
 
-  it("finds non-finite floats in F32 and F16 tensors", () => {
-    expect(nonFiniteTensors(readSafetensors(written.files[1] as string)).sort()).toEqual(["inf16", "nan"]);
+  it("finds non-finite floats in F32, F64, F16 and BF16 tensors, and no large finite one", () => {
+    expect(nonFiniteTensors(readSafetensors(written.files[1] as string)).sort()).toEqual([
+      "inf16",
+      "inf64",
+      "nan",
+      "nanbf",
+    ]);
     expect(nonFiniteTensors(readSafetensors(written.files[0] as string))).toEqual([]);
   });
 

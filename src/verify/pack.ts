@@ -1,4 +1,5 @@
-// The evidence pack as the verifier sees it: files read as bytes and JSON, hashed afresh.
+// The evidence pack as the verifier sees it: files read as bytes and JSON, hashed afresh (once:
+// several checks read a checkpoint, and `judged` records the digest of its first reading).
 // Nothing from the pack is ever imported or executed.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
@@ -19,7 +20,7 @@ export class Pack {
 
   bytes(rel: string): Buffer {
     const b = readFileSync(join(this.dir, rel));
-    this.judged[rel] = createHash("sha256").update(b).digest("hex");
+    this.judged[rel] ??= createHash("sha256").update(b).digest("hex");
     return b;
   }
 
@@ -29,12 +30,12 @@ export class Pack {
    */
   external(abs: string): Buffer {
     const b = readFileSync(abs);
-    this.judged[abs] = createHash("sha256").update(b).digest("hex");
+    this.judged[abs] ??= createHash("sha256").update(b).digest("hex");
     return b;
   }
 
   sha256(rel: string): string {
-    this.bytes(rel);
+    if (this.judged[rel] === undefined) this.bytes(rel);
     return this.judged[rel] as string;
   }
 
