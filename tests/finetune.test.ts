@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "./support/build.js";
 import { cli, ROOT } from "./support/cli.js";
-import { forge, forgeJson, type Json } from "./support/forge.js";
+import { at, forge, forgeJson, type Json } from "./support/forge.js";
 import { python } from "./support/oracle.js";
 
 const runs = mkdtempSync(join(tmpdir(), "medpipe-finetune-"));
@@ -328,6 +328,16 @@ describe("a forged improvement", () => {
     expect(planned.failed.map((c) => c.id)).toEqual(["package.card"]);
     expect(planned.failed[0]?.message).toContain(
       "stages/finetune/model/plan.json is not the pretrained package's plan.json the model was trained with",
+    );
+    // And its card must name the weights it was fine-tuned from, not another model's.
+    const card = JSON.parse(
+      readFileSync(join(runDir, "stages/finetune/model/model_card.json"), "utf8"),
+    ) as Json;
+    at<Json>(card, "finetuned_from").weights_digest = "0".repeat(64);
+    const claimed = verdicts("model_card.json", Buffer.from(JSON.stringify(card, null, 2)));
+    expect(claimed.failed.map((c) => c.id)).toEqual(["package.card"]);
+    expect(claimed.failed[0]?.message).toBe(
+      "1 problem(s): stages/finetune/model/model_card.json: finetuned_from.weights_digest is not the pretrained checkpoint's",
     );
   });
 });

@@ -10,7 +10,8 @@
 //   architecture and init digest are the weights' metadata; the plan fields it repeats (labels,
 //   patch size, spacing, orientation, normalization, inference) are plan.json's; for a cv-train
 //   package, its metrics, fold and held-out cases are the stage's output.json's (which
-//   claims.per-case and claims.aggregates vouch for).
+//   claims.per-case and claims.aggregates vouch for); for a fine-tuned package, the weights it
+//   says it was fine-tuned from are the pretrained checkpoint the stage names.
 
 import type { Evidence } from "../evidence/evidence.js";
 import { canonicalJson, sha256 } from "../evidence/hash.js";
@@ -41,6 +42,7 @@ interface Card {
     checkpoint?: { digest?: string };
   };
   files?: Record<string, string>;
+  finetuned_from?: { weights_digest?: string };
 }
 
 const same = (a: unknown, b: unknown) => canonicalJson(a ?? null) === canonicalJson(b ?? null);
@@ -119,6 +121,17 @@ function packageProblems(pack: Pack, ctx: RunContext, p: RunPackage): Problem[] 
       cardSays(`: metrics are not ${p.stage}'s performance in its output.json`);
     if (!same(card.fold, o.fold) || !same(card.held_out, o.val_cases))
       cardSays(`: fold or held-out cases are not ${p.stage}'s`);
+  } else {
+    const o = p.out;
+    const pretrained = o.pretrained_ckpt_in_run
+      ? pack.bytes(o.pretrained_ckpt_in_run)
+      : o.pretrained_ckpt
+        ? pack.external(o.pretrained_ckpt)
+        : null;
+    const named = o.pretrained_ckpt_in_run ?? o.pretrained_ckpt ?? "";
+    const from = pretrained && digestOfDigests(tensorDigests(parseSafetensors(pretrained, named)));
+    if (from && card.finetuned_from?.weights_digest !== from)
+      cardSays(`: finetuned_from.weights_digest is not the pretrained checkpoint's`);
   }
   return problems;
 }
@@ -137,6 +150,13 @@ export function checkPackageCards(pack: Pack, ctx: RunContext, evidence: Evidenc
     if (p.skill === "cv-train")
       for (const k of ["performance", "plan_overrides", "fold", "val_cases"])
         reads.push(`${p.stageDir}/output.json#/${k}`);
+    else {
+      reads.push(
+        `${p.stageDir}/output.json#/pretrained_ckpt`,
+        `${p.stageDir}/output.json#/pretrained_ckpt_in_run`,
+      );
+      if (p.out.pretrained_ckpt_in_run) reads.push(p.out.pretrained_ckpt_in_run);
+    }
     if (ctx.plan) reads.push(ctx.plan.rel);
     const blocked = ctx.taint.blocking(reads);
     if (blocked) {

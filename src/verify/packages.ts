@@ -8,6 +8,7 @@ const FINISHED = new Set(["succeeded", "cached"]);
 
 export interface FinetuneStageOutput {
   finetuned_package?: string;
+  pretrained_ckpt?: string;
   pretrained_package?: string;
   pretrained_ckpt_in_run?: string | null;
 }
