@@ -56,11 +56,14 @@ function withOverrides(plan: Record<string, unknown>, ov: Record<string, unknown
   return out;
 }
 
-/** The plan.json bytes the package must hold, or null when the run does not say (not judged). */
+/**
+ * What the package's plan.json should have been, named for the message, when it is not; null when
+ * it is, or when the run does not say (then it is not judged).
+ */
 function expectedPlan(pack: Pack, ctx: RunContext, p: RunPackage, planRaw: Buffer): string | null {
   if (p.skill === "cv-train") {
     // Only the run's plan, and only when it is the one the stage says it trained with.
-    if (!ctx.plan || sha256(pack.bytes(ctx.plan.rel)) !== p.out.plan_sha256) return null;
+    if (!ctx.plan || pack.sha256(ctx.plan.rel) !== p.out.plan_sha256) return null;
     const want = withOverrides(ctx.plan.json as Record<string, unknown>, p.out.plan_overrides ?? {});
     return same(JSON.parse(planRaw.toString("utf8")), want) ? null : "the run's plan";
   }
