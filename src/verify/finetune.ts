@@ -248,7 +248,7 @@ export function formalCandidates(pack: Pack, evidence: Evidence): PackageCandida
       // Read where it lies in this run when it was made here (the run may have moved since).
       const packagePath =
         which === "finetuned"
-          ? join(pack.dir, dir, "model")
+          ? join(pack.dir, dir, o.finetuned_package ?? "model")
           : o.pretrained_ckpt_in_run
             ? join(pack.dir, dirname(o.pretrained_ckpt_in_run))
             : f.package;
