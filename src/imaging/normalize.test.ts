@@ -1,4 +1,4 @@
-// Normalization against numpy 1.24: z-score over all / non-zero / masked voxels (np.mean, np.std
+// Normalization against numpy 1.24: z-score over all / non-zero / above-mean voxels (np.mean, np.std
 // with ddof 0), nnU-Net's CT scheme (np.clip then dataset z-score), and percentiles against
 // np.percentile's default "linear" method. One Python call computes every reference.
 import { describe, expect, it } from "vitest";
@@ -45,8 +45,9 @@ const QS = [0, 0.5, 1, 10, 25, 33.3, 50, 75, 99, 99.5, 100];
 interface Ref {
   all: number[];
   nonzero: number[];
-  maskNorm: number[];
-  maskZero: number[];
+  aboveMean: number[];
+  aboveMeanZero: number[];
+  aboveMeanCount: number;
   stats: {
     mean: number;
     std: number;
@@ -70,6 +71,7 @@ def z(v, sel):
     return (v - mu) / max(sd, 1e-8)
 nz = x != 0
 zn = np.where(nz, z(x, nz), 0.0)
+am = x > x.mean()
 fg = x[m]
 st = dict(mean=fg.mean(), std=fg.std(), p00_5=np.percentile(fg, 0.5), p99_5=np.percentile(fg, 99.5),
           median=np.median(fg), min=fg.min(), max=fg.max())
@@ -77,8 +79,8 @@ ct = (np.clip(x, st["p00_5"], st["p99_5"]) - st["mean"]) / max(st["std"], 1e-8)
 pct = {}
 for name, v in INPUT["arrays"].items():
     pct[name] = [float(np.percentile(np.array(v, dtype=np.float64), q)) for q in INPUT["qs"]]
-OUTPUT = dict(all=z(x, np.ones_like(m)), nonzero=zn, maskNorm=z(x, m), maskZero=np.where(m, z(x, m), 0.0),
-              stats=st, ct=ct, pct=pct)
+OUTPUT = dict(all=z(x, np.ones_like(m)), nonzero=zn, aboveMean=z(x, am), aboveMeanZero=np.where(am, z(x, am), 0.0),
+              aboveMeanCount=int(am.sum()), stats=st, ct=ct, pct=pct)
 `,
   {
     image,
@@ -104,17 +106,19 @@ describe("z-score against numpy", () => {
   it("over non-zero voxels, zeros stay zero", () => {
     expectClose(zscore(image, { over: "nonzero" }).data, ref.nonzero, 1e-6, "nonzero");
   });
-  it("over a mask, applied to every voxel (TorchIO) or only inside (outside: zero)", () => {
-    expectClose(zscore(image, { over: "mask", mask }).data, ref.maskNorm, 1e-6, "mask");
-    expectClose(zscore(image, { over: "mask", mask, outside: "zero" }).data, ref.maskZero, 1e-6, "mask/zero");
+  it("over the voxels above the image's mean, applied to every voxel (TorchIO) or only to them", () => {
+    const { data, stats } = zscore(image, { over: "above_mean" });
+    expect(stats.count).toBe(ref.aboveMeanCount);
+    expect(ref.aboveMeanCount).toBeGreaterThan(N / 2); // the air is below the mean, the rest above
+    expectClose(data, ref.aboveMean, 1e-6, "above_mean");
+    expectClose(zscore(image, { over: "above_mean", outside: "zero" }).data, ref.aboveMeanZero, 1e-6, "zero");
   });
-  it("degenerate input: constant image → zeros, empty mask → zeros, missing mask → error", () => {
+  it("degenerate input: a constant image → zeros, nothing above its mean → zeros", () => {
     expect([...zscore([5, 5, 5], { over: "all" }).data]).toEqual([0, 0, 0]);
-    const empty = zscore([1, 2, 3], { over: "mask", mask: [0, 0, 0] });
+    const empty = zscore([5, 5, 5], { over: "above_mean" });
     expect([...empty.data]).toEqual([0, 0, 0]);
     expect(empty.stats.count).toBe(0);
-    expect(() => zscore([1, 2], { over: "mask" })).toThrow(/needs a mask/);
-    expect(() => zscore([1, 2], { over: "mask", mask: [1] })).toThrow(/1 voxels, image has 2/);
+    expect([...zscore([0, 0], { over: "nonzero" }).data]).toEqual([0, 0]);
   });
 });
 

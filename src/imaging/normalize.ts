@@ -1,4 +1,4 @@
-// Intensity normalization: per-image z-score (over all, non-zero or masked voxels) and nnU-Net's
+// Intensity normalization: per-image z-score (over all, non-zero or above-mean voxels) and nnU-Net's
 // CT scheme (clip to dataset percentiles, then z-score with dataset statistics). The dataset
 // statistics are computed elsewhere (analyze) from a sample of foreground intensities; the
 // sampling and percentile rules live here so that both sides use the same definitions.
@@ -6,18 +6,19 @@
 import { percentileRanks, selectRanks } from "./order-statistics.js";
 
 /** Which voxels the z-score statistics are computed over. */
-export type ZScoreOver = "all" | "nonzero" | "mask";
+export type ZScoreOver = "all" | "nonzero" | "above_mean";
 
 export interface ZScoreOptions {
-  /** "all": every voxel; "nonzero": voxels != 0; "mask": voxels where `mask` is non-zero. */
+  /**
+   * "all": every voxel; "nonzero": voxels != 0; "above_mean": voxels brighter than the image's
+   * mean (the image's foreground: for MR, the body rather than the air around it).
+   */
   over: ZScoreOver;
-  /** Same length as the data; required when `over` is "mask" (e.g. the foreground label). */
-  mask?: ArrayLike<number>;
   /**
    * What happens to voxels outside the statistics set. "normalize": the same affine map is
    * applied to them (TorchIO's ZNormalization with a masking method); "zero": they become 0
    * (MONAI's NormalizeIntensity(nonzero=True), nnU-Net's masked z-score).
-   * Default: "zero" for "nonzero", "normalize" for "mask".
+   * Default: "zero" for "nonzero", "normalize" for "above_mean".
    */
   outside?: "normalize" | "zero";
   /** Lower bound on the divisor; default 1e-8 (nnU-Net), so a constant image maps to 0, not NaN. */
@@ -81,21 +82,20 @@ export function meanStd(data: ArrayLike<number>, select?: (i: number) => boolean
 /**
  * Z-score normalization of one channel: `(x - mean) / max(std, eps)` with the statistics over the
  * voxels `options.over` selects. Returns float32 (the preprocessed-volume type) and the statistics
- * used. An empty selection (e.g. an empty mask) gives all zeros: there is nothing to normalize against.
+ * used. An empty selection (an all-zero image under "nonzero", a constant one under "above_mean")
+ * gives all zeros: there is nothing to normalize against.
  */
 export function zscore(
   data: ArrayLike<number>,
   options: ZScoreOptions,
 ): { data: Float32Array; stats: MeanStd } {
   const { over } = options;
-  const mask = options.mask;
-  if (over === "mask") {
-    if (!mask) throw new Error("zscore: over 'mask' needs a mask");
-    if (mask.length !== data.length)
-      throw new Error(`zscore: mask has ${mask.length} voxels, image has ${data.length}`);
+  let select: ((i: number) => boolean) | undefined;
+  if (over === "nonzero") select = (i) => data[i] !== 0;
+  else if (over === "above_mean") {
+    const threshold = meanStd(data).mean;
+    select = (i) => data[i]! > threshold;
   }
-  const select: ((i: number) => boolean) | undefined =
-    over === "all" ? undefined : over === "nonzero" ? (i) => data[i] !== 0 : (i) => mask![i] !== 0;
   const stats = meanStd(data, select);
   const out = new Float32Array(data.length);
   if (stats.count === 0) return { data: out, stats };

@@ -132,7 +132,7 @@ function writePackage(name: string, inference: Record<string, unknown>): void {
     ...examplePlan({
       cases: [{ id: "la_004", image: ["imagesTr/la_004.nii.gz"], label: "labelsTr/la_004.nii.gz" }],
       targetSpacing: [1.5, 1.5, 1.6],
-      normalization: { scheme: "zscore", over: "foreground", mean: 160, std: 35 },
+      normalization: { scheme: "zscore", over: "all", mean: 160, std: 35 },
       labels: { "0": "background", "1": "left atrium" },
     }),
     patch_size: [32, 32, 32],

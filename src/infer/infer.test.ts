@@ -124,10 +124,10 @@ for c in INPUT["cases"]:
         xn = (xr - norm["mean"]) / max(norm["std"], 1e-8)
         if norm.get("over") == "nonzero":
             xn[xr == 0] = 0
-    else:  # foreground asked, no label: z-score over nonzero voxels, zeros stay 0
-        sel = xr != 0
-        xn = np.zeros_like(xr)
-        xn[sel] = (xr[sel] - xr[sel].mean()) / max(xr[sel].std(), 1e-8)
+    else:  # the image's own foreground: its voxels above its mean give mean and std, every voxel mapped
+        assert norm["over"] == "above_mean"
+        sel = xr > xr.mean()
+        xn = (xr - xr[sel].mean()) / max(xr[sel].std(), 1e-8)
     p = sliding_window_inference(torch.from_numpy(xn[None].astype(np.float32)), net, plan["patch_size"],
                                  overlap=inf["overlap"], mode=inf["mode"], sw_batch_size=inf.get("sw_batch_size", 1),
                                  tta=inf["tta"], device="cpu", amp=False).numpy().astype(np.float64)
@@ -281,7 +281,7 @@ describeOracle("inferCase vs an independent nibabel/scipy/torch pipeline", () =>
   it("dataset statistics, hann, TTA, keep-largest-component: RAS, LPS and LAS images", async () => {
     const dir = makePackage(
       "pkg-dataset",
-      { scheme: "zscore", over: "foreground", mean: stats.mean, std: stats.std },
+      { scheme: "zscore", over: "all", mean: stats.mean, std: stats.std },
       {
         overlap: 0.5,
         mode: "hann",
@@ -300,30 +300,32 @@ describeOracle("inferCase vs an independent nibabel/scipy/torch pipeline", () =>
       expect(p.normalization).toEqual({
         scheme: "zscore",
         statistics: "dataset",
-        over: "foreground",
-        fallback: false,
+        over: "all",
       });
       expect(Object.keys(p.voxels)).toEqual(["0", "1"]);
     }
   });
 
-  it("no dataset statistics: the nonzero fallback, gaussian, no TTA, no post-processing", async () => {
+  it("the image's own statistics over its voxels above its mean, gaussian, no TTA, no post-processing", async () => {
     const dir = makePackage(
-      "pkg-fallback",
-      { scheme: "zscore", over: "foreground" },
+      "pkg-above-mean",
+      { scheme: "zscore", over: "above_mean" },
       { overlap: 0.25, mode: "gaussian", tta: false, keep_largest_component: false },
     );
     const pkg = await readModelPackage(dir);
     const { rows, preds } = await predictAndCompare(pkg, ["la_002"], false);
-    checkRows(rows, "nonzero-fallback");
-    expect(preds[0]!.normalization.fallback).toBe(true);
-    expect(preds[0]!.properties.normalization.applied?.over).toBe("nonzero");
+    checkRows(rows, "above-mean");
+    expect(preds[0]!.normalization).toEqual({ scheme: "zscore", statistics: "case", over: "above_mean" });
+    // Not vacuous: the statistics are over part of the image, the part above its mean.
+    const { count } = preds[0]!.properties.normalization.channels[0]!;
+    expect(count).toBeGreaterThan(0);
+    expect(count).toBeLessThan(preds[0]!.properties.resampled_shape.reduce((a, b) => a * b, 1));
   });
 
   it("a threshold, from the foreground probability alone and from both classes' probabilities", async () => {
     const dir = makePackage(
       "pkg-threshold",
-      { scheme: "zscore", over: "foreground", mean: stats.mean, std: stats.std },
+      { scheme: "zscore", over: "nonzero", mean: stats.mean, std: stats.std },
       { overlap: 0.5, mode: "hann", tta: false, keep_largest_component: false, threshold: 0.51 },
     );
     const pkg = await readModelPackage(dir);
@@ -343,30 +345,20 @@ describeOracle("inferCase vs an independent nibabel/scipy/torch pipeline", () =>
 });
 
 describeOracle("the normalization rule shared with preprocess", () => {
-  it("dataset statistics when the plan has them, else the case's; foreground without a label → nonzero", () => {
-    expect(normalizationFor({ scheme: "zscore", over: "foreground", mean: 1, std: 2 }, false)).toEqual({
+  it("dataset statistics when the plan has them, else the image's own; never a label", () => {
+    expect(normalizationFor({ scheme: "zscore", over: "nonzero", mean: 1, std: 2 })).toEqual({
       scheme: "zscore",
       statistics: "dataset",
-      over: "foreground",
-      fallback: false,
-    });
-    expect(normalizationFor({ scheme: "zscore", over: "foreground" }, true)).toEqual({
-      scheme: "zscore",
-      statistics: "case",
-      over: "foreground",
-      fallback: false,
-    });
-    expect(normalizationFor({ scheme: "zscore", over: "foreground" }, false)).toEqual({
-      scheme: "zscore",
-      statistics: "case",
       over: "nonzero",
-      fallback: true,
     });
-    expect(normalizationFor({ scheme: "zscore" }, false).over).toBe("all");
-    expect(normalizationFor({ scheme: "ct", clip: [0, 1], mean: 0, std: 1 }, false).statistics).toBe(
-      "dataset",
-    );
-    expect(normalizationFor({ scheme: "none" }, false).statistics).toBe("none");
+    expect(normalizationFor({ scheme: "zscore", over: "above_mean" })).toEqual({
+      scheme: "zscore",
+      statistics: "case",
+      over: "above_mean",
+    });
+    expect(normalizationFor({ scheme: "zscore" }).over).toBe("all");
+    expect(normalizationFor({ scheme: "ct", clip: [0, 1], mean: 0, std: 1 }).statistics).toBe("dataset");
+    expect(normalizationFor({ scheme: "none" }).statistics).toBe("none");
   });
 });
 

@@ -47,7 +47,7 @@ export_onnx(build_network(INPUT["network"], seed=3).eval(), os.path.join(INPUT["
     ...examplePlan({
       cases: [{ id: "la_004", image: ["imagesTr/la_004.nii.gz"], label: "labelsTr/la_004.nii.gz" }],
       targetSpacing: [1.5, 1.5, 1.6],
-      normalization: { scheme: "zscore", over: "foreground", mean: 160, std: 35 },
+      normalization: { scheme: "zscore", over: "all", mean: 160, std: 35 },
     }),
     patch_size: [32, 32, 32],
     network: NETWORK,

@@ -35,6 +35,14 @@ export function schemaValidator(id: string): ValidateFunction {
   return v;
 }
 
+/** An ajv error's message, with the allowed values when it is an enum's (for one-line errors). */
+export function errorText(e: ErrorObject): string {
+  const message = e.message ?? "is invalid";
+  if (e.keyword !== "enum") return message;
+  const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
+  return `${message}: ${allowed.map((v) => JSON.stringify(v)).join(", ")}`;
+}
+
 export function pointerToPath(pointer: string): string[] {
   if (!pointer) return [];
   return pointer

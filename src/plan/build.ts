@@ -140,7 +140,9 @@ function networkFor(
 }
 
 /**
- * MR and other modalities: z-score over the foreground (the reference). CT: nnU-Net's scheme,
+ * MR and other modalities: z-score over the image's foreground, its voxels above the image's mean
+ * (the reference's foreground z-normalization, computed from the image alone so that training,
+ * held-out evaluation and inference normalize alike; src/preprocess/normalize-case.ts). CT: nnU-Net's scheme,
  * clip to the dataset's foreground 0.5/99.5 percentiles, z-score with the dataset's foreground
  * mean and std (channel 0 of the analysis's pooled foreground samples). An override naming a
  * scheme starts from that scheme's defaults.
@@ -152,7 +154,7 @@ function normalizationFor(
 ): Normalization {
   const scheme = over?.scheme ?? (modality.toUpperCase() === "CT" ? "ct" : "zscore");
   let base: Normalization;
-  if (scheme === "zscore") base = { scheme, over: "foreground" };
+  if (scheme === "zscore") base = { scheme, over: "above_mean" };
   else if (scheme === "none") base = { scheme };
   else {
     const s = analysis.summary.intensity[0];

@@ -24,7 +24,7 @@ describe("plan defaults", () => {
       orientation: "RAS",
       target_spacing: analysis.suggestions.target_spacing,
       patch_size: analysis.suggestions.patch_size,
-      normalization: { scheme: "zscore", over: "foreground" },
+      normalization: { scheme: "zscore", over: "above_mean" },
       network: {
         family: "unet",
         spatial_dims: 3,
@@ -328,6 +328,12 @@ describe("refusals", () => {
     const neg = clone(plan);
     neg.batch_size = 0;
     expect(planProblems(neg).join("\n")).toMatch(/plan.batch_size: must be >= 1/);
+    // A plan from before normalization stopped reading the label names the values it may use.
+    const labelNorm = clone(plan) as unknown as { normalization: { scheme: string; over: string } };
+    labelNorm.normalization = { scheme: "zscore", over: "foreground" };
+    expect(planProblems(labelNorm)).toEqual([
+      'plan.normalization.over: must be equal to one of the allowed values: "all", "nonzero", "above_mean"',
+    ]);
     const odd = clone(plan);
     odd.patch_size = [64, 64, 24];
     expect(planProblems(odd)).toContain(

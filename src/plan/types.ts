@@ -9,7 +9,7 @@ export type SplitMethod = "kfold" | "stratified" | "group" | "holdout" | "predef
 
 export interface Normalization {
   scheme: "zscore" | "ct" | "none";
-  over?: "all" | "nonzero" | "foreground";
+  over?: "all" | "nonzero" | "above_mean";
   clip?: number[];
   mean?: number;
   std?: number;

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ValidateFunction } from "ajv";
-import { ajv } from "../manifest/schema.js";
+import { ajv, errorText } from "../manifest/schema.js";
 import { SCHEMAS_DIR } from "../paths.js";
 import { patchProblem } from "./network.js";
 import type { Plan } from "./types.js";
@@ -22,9 +22,7 @@ function planValidator(): ValidateFunction {
 export function planProblems(plan: unknown): string[] {
   const validate = planValidator();
   if (!validate(plan))
-    return (validate.errors ?? []).map(
-      (e) => `plan${e.instancePath.replace(/\//g, ".")}: ${e.message ?? "invalid"}`,
-    );
+    return (validate.errors ?? []).map((e) => `plan${e.instancePath.replace(/\//g, ".")}: ${errorText(e)}`);
   const p = plan as Plan;
   const out: string[] = [];
   const dims = p.spatial_dims;

@@ -78,20 +78,15 @@ export async function prepareCase(job: CaseInput): Promise<PreparedCase> {
   // One channel at a time: resample, normalize, copy into the channel-last output.
   const image = new Float32Array(count * canon.channels.length);
   const stats: ChannelStats[] = [];
-  // The same for every channel (it depends only on the plan and whether there is a label).
-  const applied = normalizationFor(job.normalization, label !== null);
+  // The same for every channel (it depends only on the plan).
+  const applied = normalizationFor(job.normalization);
   let tResample = seconds(t1);
   let tNormalize = 0;
   canon.channels.forEach((vol, c) => {
     const ta = performance.now();
     const resampled = resampleImage(vol, outShape, { nearestAxis }).data;
     const tb = performance.now();
-    let norm: ReturnType<typeof normalizeChannel>;
-    try {
-      norm = normalizeChannel(resampled, job.normalization, label);
-    } catch (err) {
-      throw new CaseInputError(job.label ?? job.image[c] ?? first, (err as Error).message);
-    }
+    const norm = normalizeChannel(resampled, job.normalization);
     image.set(norm.data, c * count);
     stats.push(norm.stats);
     tResample += (tb - ta) / 1000;
@@ -112,8 +107,6 @@ export async function prepareCase(job: CaseInput): Promise<PreparedCase> {
     normalization: {
       scheme: job.normalization.scheme,
       ...(job.normalization.scheme === "zscore" ? { over: job.normalization.over ?? "all" } : {}),
-      // Only when the rule departs from the plan's words (an unlabelled foreground case).
-      ...(applied.fallback ? { applied } : {}),
       mean: stats[0]!.mean,
       std: stats[0]!.std,
       ...(job.normalization.scheme === "ct" ? { clip: job.normalization.clip!.slice() } : {}),

@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { ValidateFunction } from "ajv";
-import { ajv } from "../manifest/schema.js";
+import { ajv, errorText } from "../manifest/schema.js";
 import { SCHEMAS_DIR } from "../paths.js";
 import type { PlanCase, PreprocessPlan } from "./types.js";
 
@@ -49,7 +49,7 @@ export function readPlan(path: string): LoadedPlan {
   if (!validate(json)) {
     const e = validate.errors?.[0];
     const where = e?.instancePath ? e.instancePath.slice(1).replace(/\//g, ".") : "plan";
-    throw new PlanError(`${abs}: ${where} ${e?.message ?? "is invalid"} (schemas/plan.schema.json)`);
+    throw new PlanError(`${abs}: ${where} ${e ? errorText(e) : "is invalid"} (schemas/plan.schema.json)`);
   }
   const plan = json as PreprocessPlan;
   checkConsistency(plan, abs);

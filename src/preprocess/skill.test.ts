@@ -50,7 +50,7 @@ describe("preprocess skill (CLI)", () => {
           label: join(FIXTURES, "heart_micro", "labelsTr", `${id}.nii.gz`),
         })),
         targetSpacing: [1.25, 1.25, 1.37],
-        normalization: { scheme: "zscore", over: "foreground" },
+        normalization: { scheme: "zscore", over: "above_mean" },
         labels: { "0": "background", "1": "left atrium" },
       }),
     );

@@ -4,7 +4,6 @@
 import type { CanonicalTransform } from "../imaging/orientation.js";
 import type { Affine } from "../imaging/types.js";
 import type { Plan, Normalization as PlanNormalization } from "../plan/types.js";
-import type { AppliedNormalization } from "./normalize-case.js";
 
 export type { Normalization as PlanNormalization, PlanCase } from "../plan/types.js";
 
@@ -64,8 +63,6 @@ export interface CaseProperties {
     std: number;
     clip?: number[];
     channels: ChannelStats[];
-    /** Present only when the applied rule differs from the plan's words (normalize-case.ts). */
-    applied?: AppliedNormalization;
   };
   source: { image: string[]; label: string | null };
   spatial_dims: 2 | 3;

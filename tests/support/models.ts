@@ -43,7 +43,7 @@ save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
     ...examplePlan({
       cases: [{ id: "la_004", image: ["imagesTr/la_004.nii.gz"], label: "labelsTr/la_004.nii.gz" }],
       targetSpacing: [2.0, 2.0, 2.0],
-      normalization: { scheme: "zscore", over: "foreground", mean: 160, std: 35 },
+      normalization: { scheme: "zscore", over: "all", mean: 160, std: 35 },
     }),
     patch_size: [32, 32, 32],
     network: TINY_UNET,

@@ -24,7 +24,7 @@ PY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NET = {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8], "strides": [2],
        "num_res_units": 1}
 PLAN = {"schema_version": 1, "patch_size": [16, 16, 8], "target_spacing": [1.5, 1.5, 2.0], "orientation": "RAS",
-        "normalization": {"scheme": "zscore", "over": "foreground"},
+        "normalization": {"scheme": "zscore", "over": "above_mean"},
         "inference": {"overlap": 0.5, "mode": "hann", "tta": True, "keep_largest_component": True},
         "dataset": {"name": "toy", "fingerprint": "f" * 64, "labels": {"0": "background", "1": "heart"},
                     "channels": ["MR"], "modality": "MR", "cases": [{"id": "a", "image": ["a.nii.gz"]}]}}
