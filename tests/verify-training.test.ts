@@ -491,6 +491,54 @@ with open(INPUT["out"], "wb") as f:
     }
   }, 60_000);
 
+  it("catches 14. a held-out case's preprocessed image normalized with its own label, the digests re-recorded", async () => {
+    // The input the fold's model is scored on: z-scored over the voxels of the case's label (the
+    // rule this project used to apply), which no unlabelled image can give. The run's numbers
+    // all still agree; only preprocessing the case's image again shows the input is not its own.
+    const plan = JSON.parse(readFileSync(join(clean, "stages/plan/plan.json"), "utf8")) as {
+      split: { folds: { fold: number; val: string[] }[] };
+    };
+    const id = plan.split.folds.find((f) => f.fold === 0)?.val[0] as string;
+    const dir = tampered((d) => {
+      const imageRel = `data/${id}/image.npy`;
+      const bytes = readFileSync(stageFile(d, "preprocess", imageRel));
+      const label = readFileSync(stageFile(d, "preprocess", `data/${id}/label.npy`));
+      const bodyAt = (b: Buffer) => 10 + b.readUInt16LE(8); // .npy version 1 header
+      const x = new Float32Array(
+        bytes.buffer.slice(bytes.byteOffset + bodyAt(bytes), bytes.byteOffset + bytes.length),
+      );
+      const l = label.subarray(bodyAt(label));
+      expect(l.length).toBe(x.length); // one channel: the same voxel order
+      let sum = 0;
+      let count = 0;
+      for (let i = 0; i < x.length; i++)
+        if (l[i]! > 0) {
+          sum += x[i]!;
+          count++;
+        }
+      const mean = sum / count;
+      let sq = 0;
+      for (let i = 0; i < x.length; i++) if (l[i]! > 0) sq += (x[i]! - mean) ** 2;
+      const std = Math.sqrt(sq / count);
+      const leaked = Float32Array.from(x, (v) => (v - mean) / std);
+      const out = Buffer.concat([bytes.subarray(0, bodyAt(bytes)), Buffer.from(leaked.buffer)]);
+      forge(d, "preprocess", imageRel, out);
+    });
+    try {
+      const r = await verifyRunWithModel(dir, skills, onnxGridRunner, { draw: () => 0 });
+      expect(failed(r)).toEqual(["model.predictions"]);
+      const c = r.checks.find((x) => x.id === "model.predictions");
+      expect(c?.message).toMatch(
+        new RegExp(
+          `^${F0.replace(/[[\]]/g, "\\$&")} ${id}: stages/preprocess/data/${id}/image.npy is not the plan's preprocessing of \\S+${id}\\.nii\\.gz alone \\(largest relative difference [0-9.e+]+\\): the case was scored on an input its image does not give`,
+        ),
+      );
+      expect(c?.evidence).toEqual([`stages/preprocess/data/${id}/image.npy`]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it("catches 13. every held-out prediction replaced by its ground truth, every score and summary recomputed to match", async () => {
     // The adversary scores the forged predictions with the project's own code, so that every
     // number agrees with every file; only re-running the model shows the predictions are not its.
@@ -558,7 +606,7 @@ with open(INPUT["out"], "wb") as f:
       expect(failed(r)).toEqual(["model.predictions"]);
       const check = r.checks.find((c) => c.id === "model.predictions");
       expect(check?.message).toMatch(
-        /^cv\[fold=\d\] la_\d+: Dice 1\.0000 on the grid, 0\.\d+ in native space: stages\/cv\[fold=\d\]\/predictions\/la_\d+\.nii\.gz < 0\.99, the case was scored on a prediction the model did not make \(1 of 8 cases, drawn at random\)$/,
+        /^cv\[fold=\d\] la_\d+: input re-made from its image alone, Dice 1\.0000 on the grid, 0\.\d+ in native space: stages\/cv\[fold=\d\]\/predictions\/la_\d+\.nii\.gz < 0\.99, the case was scored on a prediction the model did not make \(1 of 8 cases, drawn at random\)$/,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

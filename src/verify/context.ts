@@ -2,6 +2,7 @@
 // output.json files, read once through the Pack. Only finished stages count; a stage whose
 // output.json is unreadable is left to outputs.schema.
 import type { Evidence } from "../evidence/evidence.js";
+import type { PlanNormalization } from "../preprocess/types.js";
 import type { Pack } from "./pack.js";
 import { type Skip, skipLine, type Taint } from "./taint.js";
 import type { CheckResult } from "./types.js";
@@ -26,13 +27,16 @@ export function close(a: number, b: number): boolean {
 
 export interface PlanCase {
   id: string;
+  image?: string[];
   label?: string;
   group?: string;
 }
 
 export interface PlanJson {
-  dataset?: { root?: string; labels?: Record<string, string>; cases?: PlanCase[] };
+  dataset?: { root?: string; labels?: Record<string, string>; channels?: string[]; cases?: PlanCase[] };
   spatial_dims?: number;
+  target_spacing?: number[];
+  normalization?: PlanNormalization;
   patch_size?: number[];
   inference?: {
     overlap?: number;

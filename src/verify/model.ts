@@ -4,7 +4,10 @@
 // argmax is compared with the grid label map the stage kept (grid/<case>.label.npy), and the
 // probabilities taken to the case's native grid the way cv-train takes them (cvtrain/native.ts:
 // the preprocess inverse, threshold or argmax, largest component) are compared with the native
-// prediction the case's metrics were computed from; Dice >= 0.99 passes each. The draw is not
+// prediction the case's metrics were computed from; Dice >= 0.99 passes each. First, the case's
+// image.npy must be what the plan's preprocessing makes of the case's image file(s) alone
+// (src/preprocess/case.ts, no label): a held-out case scored on an input its label shaped (a
+// leaked label, a label-derived normalization) would pass every other check. The draw is not
 // derived from the run, so a run cannot know which of its cases will be re-predicted: a
 // fabricated case is found with the probability of being drawn.
 //
@@ -16,8 +19,9 @@ import { randomInt } from "node:crypto";
 import { isAbsolute, join, relative } from "node:path";
 import { nativeLabel, type PostProcessing } from "../cvtrain/native.js";
 import { classCount } from "../plan/classes.js";
-import type { CaseProperties } from "../preprocess/types.js";
-import type { RunContext } from "./context.js";
+import { prepareCase } from "../preprocess/case.js";
+import type { CaseProperties, PlanNormalization } from "../preprocess/types.js";
+import type { PlanJson, RunContext } from "./context.js";
 import type { Pack } from "./pack.js";
 import { parseLabelMap, parseNpy } from "./readers.js";
 import { skipLine } from "./taint.js";
@@ -66,9 +70,24 @@ export interface ModelJob {
   classes: number;
   spatialDims: number;
   settings: GridSettings;
+  /** The case's image file(s) and the plan's preprocessing, to make image.npy again; or why not. */
+  source: SourceImage | { unreadable: string };
+}
+
+/** What preprocessing one case's image again needs (the fields of prepareCase's input). */
+export interface SourceImage {
+  files: string[];
+  imageRel: string;
+  spatialDims: 2 | 3;
+  targetSpacing: number[];
+  normalization: PlanNormalization;
+  channels: number;
+  labelValues: number[];
 }
 
 const ID = "model.predictions";
+/** image.npy against the image preprocessed again: the same code on the same file, so equal but for rounding. */
+const INPUT_TOLERANCE = 1e-4;
 
 /** Which held-out cases model.predictions re-predicts. */
 export interface ModelPick {
@@ -209,6 +228,9 @@ export function prepareModelCheck(
       propertiesRel,
       `${ctx.plan?.rel}#/inference`,
       `${ctx.plan?.rel}#/patch_size`,
+      `${ctx.plan?.rel}#/dataset`,
+      `${ctx.plan?.rel}#/normalization`,
+      `${ctx.plan?.rel}#/target_spacing`,
     ]);
     if (blocked) {
       blockedLines.push({ line: skipLine({ what: modelRel, blocked }), pointer: blocked.pointer });
@@ -242,6 +264,7 @@ export function prepareModelCheck(
       classes,
       spatialDims,
       settings,
+      source: sourceImage(pack, plan, c.id, c.rel),
     });
   }
   if (jobs.length + made.length === 0 && blockedLines.length)
@@ -252,6 +275,56 @@ export function prepareModelCheck(
       evidence: blockedLines.map((b) => b.pointer),
     };
   return { jobs, packaged: made, candidates: pool.length, leftOut: blockedLines.map((b) => b.line) };
+}
+
+/**
+ * The case's image file(s) as plan.json names them (relative to the dataset root), read and hashed
+ * through the pack, with the plan fields preprocessing reads; `unreadable` when they are gone.
+ */
+function sourceImage(pack: Pack, plan: PlanJson, id: string, imageRel: string): ModelJob["source"] {
+  const root = plan.dataset?.root ?? "";
+  const files = (plan.dataset?.cases?.find((c) => c.id === id)?.image ?? []).map((f) =>
+    isAbsolute(f) ? f : join(root, f),
+  );
+  if (files.length === 0) return { unreadable: `plan.json names no image for ${id}` };
+  try {
+    for (const f of files) pack.external(f);
+  } catch (err) {
+    return { unreadable: `${(err as Error).message}` };
+  }
+  return {
+    files,
+    imageRel,
+    spatialDims: plan.spatial_dims === 2 ? 2 : 3,
+    targetSpacing: plan.target_spacing ?? [],
+    normalization: plan.normalization ?? { scheme: "none" },
+    channels: plan.dataset?.channels?.length ?? 1,
+    labelValues: Object.keys(plan.dataset?.labels ?? {}).map(Number),
+  };
+}
+
+/**
+ * The largest |image.npy - the image file(s) preprocessed again|, relative to the value's size
+ * (z-scored values are O(1); scheme "none" keeps raw intensities).
+ */
+async function inputDeparture(source: SourceImage, stored: Float32Array): Promise<number> {
+  const made = await prepareCase({
+    id: "",
+    image: source.files,
+    label: null,
+    spatialDims: source.spatialDims,
+    targetSpacing: source.targetSpacing,
+    normalization: source.normalization,
+    channels: source.channels,
+    labelValues: source.labelValues,
+  });
+  if (made.image.length !== stored.length) return Number.POSITIVE_INFINITY;
+  let worst = 0;
+  for (let i = 0; i < stored.length; i++) {
+    const d = Math.abs(made.image[i]! - stored[i]!) / Math.max(1, Math.abs(made.image[i]!));
+    if (!(d <= worst)) worst = d; // NaN counts as the worst
+  }
+  return worst;
 }
 
 /** `pick.count` of the candidates drawn without replacement (all for "all"), in stage and case order. */
@@ -309,6 +382,28 @@ export async function runModelCheck(
   const failed: string[] = [];
   const evidence: string[] = [];
   for (const job of jobs) {
+    let input: string;
+    if ("unreadable" in job.source) input = `input not re-made (${job.source.unreadable})`;
+    else {
+      let departure: number;
+      try {
+        departure = await inputDeparture(job.source, job.image.data);
+      } catch (err) {
+        failed.push(
+          `${job.stage} ${job.caseId}: its image does not preprocess again: ${(err as Error).message}`,
+        );
+        evidence.push(job.source.imageRel);
+        continue;
+      }
+      if (!(departure <= INPUT_TOLERANCE)) {
+        failed.push(
+          `${job.stage} ${job.caseId}: ${job.source.imageRel} is not the plan's preprocessing of ${job.source.files.join(", ")} alone (largest relative difference ${departure.toExponential(2)}): the case was scored on an input its image does not give`,
+        );
+        evidence.push(job.source.imageRel);
+        continue;
+      }
+      input = "input re-made from its image alone";
+    }
     let made: { label: Uint8Array; probabilities: Float32Array };
     let native: Uint8Array;
     try {
@@ -335,7 +430,7 @@ export async function runModelCheck(
         };
     const onGrid = gridDice(made.label, job.grid);
     const inNative = gridDice(native, job.native.data);
-    const what = `${job.stage} ${job.caseId}: Dice ${onGrid.toFixed(4)} on the grid, ${inNative.toFixed(4)} in native space`;
+    const what = `${job.stage} ${job.caseId}: ${input}, Dice ${onGrid.toFixed(4)} on the grid, ${inNative.toFixed(4)} in native space`;
     if (onGrid < 0.99) {
       failed.push(`${what}: ${job.gridRel} < 0.99, the model did not make these predictions`);
       evidence.push(job.modelRel, job.gridRel);
