@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { relative } from "node:path";
 import type { ValidateFunction } from "ajv";
 import type { Value } from "../manifest/expr.js";
-import { ajv, schemaValidator } from "../manifest/schema.js";
+import { ajv, errorText, schemaValidator } from "../manifest/schema.js";
 import { PROJECT_ROOT } from "../paths.js";
 import type { Skill } from "../skills/types.js";
 
@@ -34,5 +34,5 @@ export function checkOutput(skill: Skill, stageId: string, output: Record<string
 function schemaMessage(file: string, v: ValidateFunction): string {
   const e = v.errors?.[0];
   if (!e) return `output.json does not match ${file}`;
-  return `output.json does not match ${file}: ${e.instancePath || "/"} ${e.message ?? "is invalid"} (schema path ${e.schemaPath})`;
+  return `output.json does not match ${file}: ${e.instancePath || "/"} ${errorText(e)} (schema path ${e.schemaPath})`;
 }

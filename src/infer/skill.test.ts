@@ -200,6 +200,19 @@ for c in INPUT["cases"]:
     expect(failure(r.runDir)).toBe(
       `error: ${join(ws, "threeclass", "model.onnx")}: the model outputs 2 classes, its plan.json declares 3 (labels 0, 1, 2)`,
     );
+
+    // a package made before normalization stopped reading labels: its plan names a rule no image
+    // at inference can follow, so it is refused, naming the values a plan may hold
+    mkdirSync(join(ws, "labelnorm"));
+    copyFileSync(join(ws, "pkg", "model.onnx"), join(ws, "labelnorm", "model.onnx"));
+    const old = JSON.parse(readFileSync(join(ws, "pkg", "plan.json"), "utf8")) as Record<string, unknown>;
+    old.normalization = { scheme: "zscore", over: "foreground" };
+    writeFileSync(join(ws, "labelnorm", "plan.json"), JSON.stringify(old, null, 2));
+    r = runScript(["--model", "labelnorm", "--images", "images"]);
+    expect(r.code).toBe(1);
+    expect(failure(r.runDir)).toBe(
+      `error: ${join(ws, "labelnorm", "plan.json")}: normalization.over must be equal to one of the allowed values: "all", "nonzero", "above_mean" (schemas/plan.schema.json)`,
+    );
   });
 
   itOracle(

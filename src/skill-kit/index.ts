@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { writeJsonAtomic } from "../evidence/atomic.js";
 import { Hasher, listFiles } from "../evidence/hash.js";
 import type { Value } from "../manifest/expr.js";
-import { ajv } from "../manifest/schema.js";
+import { ajv, errorText } from "../manifest/schema.js";
 import { loadSkill } from "../skills/registry.js";
 import { isPathInput, isRequiredInput, type Mode } from "../skills/types.js";
 import { parseArgs } from "./args.js";
@@ -59,7 +59,7 @@ export async function runSkill(
     if (!validate(inputs)) {
       const e = validate.errors?.[0];
       const where = e?.instancePath ? `--${e.instancePath.slice(1).split("/")[0]}` : m.id;
-      throw new SkillInputError(`${where}: ${e?.message ?? "invalid input"}`);
+      throw new SkillInputError(`${where}: ${e ? errorText(e) : "invalid input"}`);
     }
     const outputDir = resolve(parsed.outputDir);
     mkdirSync(outputDir, { recursive: true });

@@ -290,7 +290,7 @@ function sourceImage(pack: Pack, plan: PlanJson, id: string, imageRel: string): 
   try {
     for (const f of files) pack.external(f);
   } catch (err) {
-    return { unreadable: `${(err as Error).message}` };
+    return { unreadable: (err as Error).message };
   }
   return {
     files,
@@ -321,8 +321,12 @@ async function inputDeparture(source: SourceImage, stored: Float32Array): Promis
   if (made.image.length !== stored.length) return Number.POSITIVE_INFINITY;
   let worst = 0;
   for (let i = 0; i < stored.length; i++) {
-    const d = Math.abs(made.image[i]! - stored[i]!) / Math.max(1, Math.abs(made.image[i]!));
-    if (!(d <= worst)) worst = d; // NaN counts as the worst
+    const a = made.image[i]!;
+    const b = stored[i]!;
+    if (Number.isNaN(a) && Number.isNaN(b)) continue;
+    const d = Math.abs(a - b) / Math.max(1, Math.abs(a));
+    if (Number.isNaN(d)) return Number.POSITIVE_INFINITY;
+    if (d > worst) worst = d;
   }
   return worst;
 }
