@@ -10,17 +10,12 @@ export type ZScoreOver = "all" | "nonzero" | "above_mean";
 
 export interface ZScoreOptions {
   /**
-   * "all": every voxel; "nonzero": voxels != 0; "above_mean": voxels brighter than the image's
-   * mean (the image's foreground: for MR, the body rather than the air around it).
+   * "all": every voxel; "nonzero": voxels != 0, the zeros stay 0 (MONAI's
+   * NormalizeIntensity(nonzero=True), nnU-Net's masked z-score); "above_mean": voxels brighter
+   * than the image's mean (its foreground: for MR, the body rather than the air around it), and
+   * every voxel is mapped with their statistics (TorchIO's ZNormalization with a masking method).
    */
   over: ZScoreOver;
-  /**
-   * What happens to voxels outside the statistics set. "normalize": the same affine map is
-   * applied to them (TorchIO's ZNormalization with a masking method); "zero": they become 0
-   * (MONAI's NormalizeIntensity(nonzero=True), nnU-Net's masked z-score).
-   * Default: "zero" for "nonzero", "normalize" for "above_mean".
-   */
-  outside?: "normalize" | "zero";
   /** Lower bound on the divisor; default 1e-8 (nnU-Net), so a constant image maps to 0, not NaN. */
   eps?: number;
 }
@@ -100,9 +95,8 @@ export function zscore(
   const out = new Float32Array(data.length);
   if (stats.count === 0) return { data: out, stats };
   const scale = 1 / Math.max(stats.std, options.eps ?? DEFAULT_EPS);
-  const outside = options.outside ?? (over === "nonzero" ? "zero" : "normalize");
   for (let i = 0; i < data.length; i++) {
-    if (select && outside === "zero" && !select(i)) continue;
+    if (over === "nonzero" && data[i] === 0) continue;
     out[i] = (data[i]! - stats.mean) * scale;
   }
   return { data: out, stats };
