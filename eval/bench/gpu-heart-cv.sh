@@ -146,10 +146,11 @@ try:
                      "epochs": plan["epochs"], "patch_size": plan["patch_size"],
                      "batch_size": plan["batch_size"], "samples_per_volume": plan["samples_per_volume"],
                      "sampler": plan["sampler"], "tta": plan["inference"]["tta"],
-                     "overlap": plan["inference"]["overlap"], "mode": plan["inference"]["mode"]}
+                     "overlap": plan["inference"]["overlap"], "mode": plan["inference"]["mode"],
+                     "validate_on": plan.get("validate_on", "patches")}
     want = {"folds": folds, "epochs": epochs, "patch_size": json.loads(patch)}
     if mode == "bench":
-        want.update({"batch_size": 4, "samples_per_volume": 8, "tta": True})
+        want.update({"batch_size": 4, "samples_per_volume": 8, "tta": True, "validate_on": "patches"})
     for k, v in want.items():
         if out["config"][k] != v:
             problems.append(f"config {k} is {out['config'][k]}, the reference needs {v}")

@@ -162,7 +162,13 @@ describe("trainer config", () => {
     expect(c.patch_size).toEqual([16, 16, 8]);
     expect(c.batch_size).toBe(4);
     expect(c.sampler).toEqual({ name: "label", probabilities: [0.5, 0.25, 0.25] });
-    // validation during training: the plan's window, without TTA
+    // validation during training: on fixed patches unless the plan says volumes, whose window
+    // is the plan's, without TTA
+    expect(c.validate_on).toBe("patches");
+    expect(
+      trainerConfig({ ...baseConfig(), plan: plan({ validate_on: "volumes" }), split: foldSplit(plan(), 0) })
+        .validate_on,
+    ).toBe("volumes");
     expect(c.inference).toEqual({ overlap: 0.5, mode: "hann", sw_batch_size: 4, tta: false });
     expect(c.metadata.fold).toBe("0");
     expect(c.time_limit_s).toBeNull(); // a run budget, never the plan's: given by cv-train's input only

@@ -29,6 +29,7 @@ export interface TrainPlan {
   augment: Record<string, unknown>[];
   ema: number;
   val_every: number;
+  validate_on?: "patches" | "volumes";
   early_stopping?: { patience: number } | null;
   inference: {
     overlap: number;
@@ -125,6 +126,7 @@ export interface TrainerConfig {
   schedule: Record<string, unknown>;
   epochs: number;
   val_every: number;
+  validate_on: "patches" | "volumes";
   ema: number;
   /** null: off; else stop after `patience` validations in a row without a new best (train.py). */
   early_stopping: { patience: number } | null;
@@ -264,11 +266,12 @@ export function trainerConfig(o: ConfigOptions): TrainerConfig {
     schedule: plan.schedule,
     epochs: ov.epochs ?? plan.epochs,
     val_every: ov.val_every ?? plan.val_every,
+    validate_on: plan.validate_on ?? "patches",
     ema: plan.ema,
     early_stopping: plan.early_stopping ?? null,
     time_limit_s: o.timeLimitS ?? null,
-    // Validation during training runs without TTA (2^d times cheaper); the held-out inference
-    // after training uses the plan's TTA.
+    // Validation on volumes runs without TTA (2^d times cheaper); the held-out inference after
+    // training uses the plan's TTA.
     inference: { overlap: inf.overlap, mode: inf.mode, sw_batch_size: inf.sw_batch_size ?? 4, tta: false },
     seed: o.seed,
     device: o.device,

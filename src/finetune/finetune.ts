@@ -227,6 +227,9 @@ export async function runFinetune(
     epochs: o.epochs,
     val_every: 1,
     ema: 0, // the best checkpoint by the raw validation Dice (the reference's rule)
+    // Whole validation volumes, as the reference's finetuning validates, whatever the package's
+    // plan trained with: its training-time Dice sits beside the formal evaluation's per volume.
+    validate_on: "volumes",
     inference: {
       overlap: plan.inference.overlap,
       mode: plan.inference.mode,

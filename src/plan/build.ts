@@ -86,6 +86,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
     augment: o.augment ?? defaultAugment(spatialDims),
     ema: o.ema ?? DEFAULT_TRAINING.ema,
     val_every: o.val_every ?? DEFAULT_TRAINING.val_every,
+    validate_on: o.validate_on ?? DEFAULT_TRAINING.validate_on,
     early_stopping: o.early_stopping ?? null,
     inference: { ...DEFAULT_INFERENCE, ...o.inference },
     split: { ...splitFor(cases, o), ...test, ...(subset ? { subset } : {}) },

@@ -36,7 +36,8 @@ export const DEFAULT_TRAINING = {
   samples_per_volume: 8,
   ema: 0.9,
   val_every: 1,
-};
+  validate_on: "patches",
+} as const;
 
 export const DEFAULT_INFERENCE: Inference = {
   overlap: 0.5,

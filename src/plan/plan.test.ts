@@ -44,6 +44,7 @@ describe("plan defaults", () => {
       samples_per_volume: 8,
       sampler: { name: "label", probabilities: [0.5, 0.5] },
       ema: 0.9,
+      validate_on: "patches",
       inference: { overlap: 0.5, mode: "hann", tta: true, keep_largest_component: true },
       split: { method: "kfold", k: 5, seed: 42 },
     });
@@ -73,6 +74,7 @@ describe("overrides", () => {
       sampler: { name: "uniform" },
       augment: [],
       early_stopping: { patience: 5 },
+      validate_on: "volumes",
       folds: 2,
       split_seed: 7,
       name: "heart",
@@ -90,6 +92,7 @@ describe("overrides", () => {
     });
     expect(plan.sampler).toEqual({ name: "uniform", probabilities: [0.5, 0.5] });
     expect(plan.augment).toEqual([]);
+    expect(plan.validate_on).toBe("volumes");
     expect(plan.split).toMatchObject({ method: "kfold", k: 2, seed: 7 });
     expect(plan.dataset.name).toBe("heart");
   });

@@ -55,6 +55,8 @@ export interface Subset {
 }
 
 export type SubsetName = "monai-training" | "monai-validation";
+/** What the validation Dice is pooled over during training (src/py/medpipe/train.py). */
+export type ValidateOn = "patches" | "volumes";
 
 export interface Inference {
   overlap: number;
@@ -92,6 +94,7 @@ export interface Plan {
   augment: JsonObject[];
   ema: number;
   val_every: number;
+  validate_on: ValidateOn;
   early_stopping: { patience: number } | null;
   inference: Inference;
   split: Split;
@@ -118,6 +121,7 @@ export interface PlanOverrides {
   augment?: JsonObject[];
   ema?: number;
   val_every?: number;
+  validate_on?: ValidateOn;
   early_stopping?: { patience: number } | null;
   inference?: Partial<Inference>;
   split?: SplitMethod;

@@ -17,6 +17,7 @@ const FIELD: Record<string, string> = {
   samples_per_volume: "/samples_per_volume",
   ema: "/ema",
   val_every: "/val_every",
+  validate_on: "/validate_on",
   early_stopping: "/early_stopping",
   augment: "/augment",
   split: "/split/method",

@@ -25,9 +25,11 @@ Sampling. Each epoch draws `samples_per_volume` patches from every training case
            no voxel of class k the draw falls back to uniform.
 The patches of an epoch are shuffled and cut into batches of `batch_size`; the last
 batch is topped up with extra draws (uniformly chosen cases, same sampler) so every
-batch is full (a constant batch shape: no recompiles, no batch of one).
+batch is full (a constant batch shape: no recompiles, no batch of one). Validation
+patches (`fixed_batches`) are drawn the same way, once, `samples_per_volume` per case,
+neither shuffled nor topped up.
 
-Padding. A training case smaller than the patch on some axis is zero-padded once, at
+Padding. A case sampled for patches (training, or validation on patches) smaller than the patch on some axis is zero-padded once, at
 load, to the patch size on that axis: symmetrically, before = (patch - size) // 2,
 the odd voxel at the end (the sliding-window rule, sliding_window.pad_widths); the
 label is padded with 0 (background). Such an axis then has exactly one start, 0.
@@ -141,7 +143,7 @@ def load_cases(specs, spatial_dims, num_classes, patch_size=None, train_device="
                index_classes=True):
     """Loads [{id, image, label}] once. Returns (cases, data_device).
 
-    `patch_size`: pad each case to at least this size (training cases; None for
+    `patch_size`: pad each case to at least this size (cases cut into patches; None for
     validation volumes, which the sliding window pads itself). `on_gpu`: None decides
     by the memory check, True/False forces. Labels outside 0..num_classes-1 are an error.
     """
@@ -213,7 +215,7 @@ class PatchSampler:
     def __init__(self, cases, patch_size, samples_per_volume, batch_size, sampler="label", probabilities=None,
                  seed=0, num_classes=2):
         if not cases:
-            raise ValueError("the patch sampler needs at least one training case")
+            raise ValueError("the patch sampler needs at least one case")
         if sampler not in ("uniform", "label"):
             raise ValueError(f"unknown sampler {sampler!r}: expected 'uniform' or 'label'")
         self.cases = cases
@@ -263,6 +265,13 @@ class PatchSampler:
         for _ in range(short):  # top up the last batch (see the module docstring)
             ci = int(torch.randint(0, len(self.cases), (1,), generator=g))
             draws.append((ci, self.draw(ci)))
+        return [draws[i:i + self.batch_size] for i in range(0, len(draws), self.batch_size)]
+
+    def fixed_batches(self):
+        """[(case index, start)] batches of samples_per_volume draws from every case, in case
+        order, the last batch possibly short: the validation patches, drawn once so that every
+        validation scores the same patches."""
+        draws = [(ci, self.draw(ci)) for ci in range(len(self.cases)) for _ in range(self.samples_per_volume)]
         return [draws[i:i + self.batch_size] for i in range(0, len(draws), self.batch_size)]
 
     def cut(self, batch, device):

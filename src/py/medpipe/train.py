@@ -1,5 +1,5 @@
 """Train one segmentation model on preprocessed patches; select a checkpoint by the EMA
-of the full-volume validation Dice.
+of the validation Dice (over fixed validation patches, or over whole validation volumes).
 
     python -m medpipe.train --config CONFIG.json --output-dir DIR
     # or: from medpipe.train import train; result = train(config, output_dir)
@@ -71,11 +71,18 @@ the current working directory):
                      of trace.validations and competes in the selection like any
                      other (first on ties), so a run no later epoch beats keeps the
                      initial (e.g. pretrained) weights as best.
+  validate_on        "patches" | "volumes". patches (the patch-based references):
+                     samples_per_volume patches per validation case, drawn once before
+                     training by the training sampler's rule (seed + 3; zero-padded like
+                     training cases), cut into batches of batch_size, no augmentation;
+                     every validation scores the same patches. volumes: every whole
+                     validation volume by sliding window (the 2D reference; finetuning).
   inference          {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": false}
                      for sliding_window.sliding_window_inference on each full
-                     validation volume.
+                     validation volume (validate_on "volumes").
   seed               0: model init (nets.build_network(seed)), the global torch RNG
-                     (dropout), the patch sampler (seed + 1), the augmenter (seed + 2).
+                     (dropout), the patch sampler (seed + 1), the augmenter (seed + 2),
+                     the validation patches (seed + 3).
   device             "auto" (cuda when available) | "cpu" | "cuda".
   amp                true: bf16 autocast, only when running on CUDA.
   channels_last      "auto" (on CUDA) | true | false: the model and the training batches in
@@ -91,14 +98,15 @@ the current working directory):
                      CLI's --output-dir always wins).
 
 Validation Dice (computed here in torch; the TS metrics recompute formally later):
-the argmax of the sliding-window probabilities on every validation volume; per
-foreground class k, TP, FP and FN summed over all validation volumes, Dice_k =
-2 TP / (2 TP + FP + FN); the reported dice is the mean over foreground classes (the
-background is excluded), skipping a class absent from both prediction and truth in
-every volume (1.0 when all are absent). The validation loss is the training loss of
-each volume, its sliding-window probabilities taken as log-probabilities (softmax of
-log p is p; p floored at 1e-12), averaged over the volumes: on a volume that is one
-window it equals the loss of the model's logits.
+the argmax of the logits of every validation patch, or of the sliding-window
+probabilities of every validation volume; per foreground class k, TP, FP and FN summed
+over all of them (the reference's accumulated Dice), Dice_k = 2 TP / (2 TP + FP + FN);
+the reported dice is the mean over foreground classes (the background is excluded),
+skipping a class absent from both prediction and truth everywhere (1.0 when all are
+absent). The validation loss is the training loss: on patches, of each batch's logits,
+averaged over the patches; on volumes, of each volume, its sliding-window probabilities
+taken as log-probabilities (softmax of log p is p; p floored at 1e-12), averaged over
+the volumes: on a volume that is one window it equals the loss of the model's logits.
 
 Output directory:
   checkpoints/best.safetensors, checkpoints/last.safetensors
@@ -108,7 +116,8 @@ Output directory:
   trace.json    {"epochs": [{epoch, loss, lr, seconds, fwd_bwd_seconds,
                 data_seconds}], "validations": [{epoch, dice, ema, loss,
                 per_class, seconds}], "ema_momentum", "selection", "nominal_validation",
-                "held_out", "best": {epoch, dice, ema}, "stopped_early", "stop_epoch",
+                "held_out", "validate_on" (null without validation), "best": {epoch,
+                dice, ema}, "stopped_early", "stop_epoch",
                 "timing": {...}}
                 seconds is the epoch's wall time (host clock); fwd_bwd_seconds the
                 forward + loss + backward + optimizer step of the same steps and
@@ -197,6 +206,7 @@ DEFAULTS = {
     "ema": 0.9,
     "early_stopping": None,
     "time_limit_s": None,
+    "validate_on": "patches",
     "inference": {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": False},
     "seed": 0,
     "device": "auto",
@@ -258,6 +268,8 @@ def resolve_config(config):
         raise ValueError("config 'val_at_start' is true but 'val_cases' is empty")
     if c["nominal_validation"] and not c["val_cases"]:
         raise ValueError("config 'nominal_validation' is true but 'val_cases' is empty")
+    if c["validate_on"] not in ("patches", "volumes"):
+        raise ValueError(f"config 'validate_on' must be \"patches\" or \"volumes\", got {c['validate_on']!r}")
     if c["channels_last"] not in ("auto", True, False):
         raise ValueError(f"config 'channels_last' must be \"auto\", true or false, got {c['channels_last']!r}")
     if c["data_on_gpu"] not in ("auto", True, False):
@@ -411,6 +423,28 @@ def dice_from_counts(counts):
         per_class.append(None if denom == 0 else 2 * tp / denom)
     present = [d for d in per_class if d is not None]
     return (sum(present) / len(present) if present else 1.0), per_class
+
+
+def validate_patches(model, sampler, batches, device, amp, loss_fn, layout=None):
+    """(accumulated foreground Dice, per-class Dice, loss) over the fixed validation
+    patches `batches` of `sampler` (module docstring)."""
+    num_classes = model.config["out_channels"]
+    model.eval()
+    counts = torch.zeros((num_classes - 1, 3), dtype=torch.float64, device=device)
+    loss_sum, n = torch.zeros((), dtype=torch.float64, device=device), 0
+    with torch.no_grad():
+        for batch in batches:
+            image, label = sampler.cut(batch, device)
+            if layout is not None:
+                image = image.contiguous(memory_format=layout)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+                logits = model(image)
+            counts += dice_counts(logits.argmax(1), label, num_classes)
+            loss_sum += loss_fn(logits, label).double() * len(batch)
+            n += len(batch)
+    model.train()
+    dice, per_class = dice_from_counts(counts.cpu())  # the syncs of a validation: here
+    return dice, per_class, float(loss_sum) / n  # and here
 
 
 def validate(model, cases, c, device, amp, loss_fn):
@@ -674,8 +708,9 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
         on_gpu = choose_data_device(nbytes, device).type == "cuda"
     train_cases, data_device = load_cases(c["train_cases"], spatial_dims, num_classes, c["patch_size"], device,
                                           bool(on_gpu), index_classes=c["sampler"]["name"] == "label")
-    val_cases, _ = load_cases(c["val_cases"], spatial_dims, num_classes, None, device, bool(on_gpu),
-                              index_classes=False)
+    on_patches = c["validate_on"] == "patches"
+    val_cases, _ = load_cases(c["val_cases"], spatial_dims, num_classes, c["patch_size"] if on_patches else None,
+                              device, bool(on_gpu), index_classes=on_patches and c["sampler"]["name"] == "label")
     for case in train_cases + val_cases:
         if case.image.shape[0] != net["in_channels"]:
             raise ValueError(f"{case.id}: {case.image.shape[0]} image channels, the network takes {net['in_channels']}")
@@ -683,6 +718,14 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
                            c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 1 + RANK_SEED_STRIDE * rank,
                            num_classes=num_classes)
     augment = Augmenter(c["augment"], seed=seed + 2 + RANK_SEED_STRIDE * rank, device=device) if c["augment"] else None
+    if on_patches and val_cases:  # no rank offset: every rank validates on the same patches
+        val_sampler = PatchSampler(val_cases, c["patch_size"], c["samples_per_volume"], c["batch_size"],
+                                   c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 3,
+                                   num_classes=num_classes)
+        val_batches = val_sampler.fixed_batches()
+        run_validation = lambda: validate_patches(model, val_sampler, val_batches, device, amp, loss_fn, layout)  # noqa: E731
+    else:
+        run_validation = lambda: validate(model, val_cases, c, device, amp, loss_fn)  # noqa: E731
     timings["load_s"] = time.perf_counter() - t0
 
     loss_fn = build_loss(c["loss"])
@@ -698,7 +741,8 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     held_out = (not nominal) if validating else None
     ckpt = {k: os.path.join(out, "checkpoints", f"{k}.safetensors") for k in ("best", "last")}
     trace = {"epochs": [], "validations": [], "ema_momentum": float(c["ema"]), "selection": selection,
-             "nominal_validation": nominal, "held_out": held_out, "best": None}
+             "nominal_validation": nominal, "held_out": held_out,
+             "validate_on": c["validate_on"] if validating else None, "best": None}
     result.update({"data_device": str(data_device), "amp": amp, "compile": use_compile, "channels_last": channels_last,
                    "init_digest": init_digest,
                    "epochs": epochs, "iterations_per_epoch": per_epoch, "nominal_validation": nominal,
@@ -715,7 +759,7 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     fwd_bwd_total = 0.0
     if c["val_at_start"]:  # epoch 0: the initial weights, selectable like any epoch
         t0 = time.perf_counter()
-        dice, per_class, val_loss = validate(model, val_cases, c, device, amp, loss_fn)
+        dice, per_class, val_loss = run_validation()
         ema, seconds = dice, time.perf_counter() - t0
         timings["val_s"] += seconds
         last_val = {"epoch": 0, "dice": dice, "ema": ema}
@@ -773,7 +817,7 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
         out_of_time = epoch < epochs and time_is_up(loop_start, c["time_limit_s"], world, device)
         if validating and (epoch % c["val_every"] == 0 or epoch == epochs or out_of_time):
             t0 = time.perf_counter()
-            dice, per_class, val_loss = validate(model, val_cases, c, device, amp, loss_fn)
+            dice, per_class, val_loss = run_validation()
             ema = ema_update(ema, dice, c["ema"])
             seconds = time.perf_counter() - t0
             timings["val_s"] += seconds

@@ -1,5 +1,5 @@
 """Early stopping and the time budget in the training loop, on a tiny 2D task on the CPU. The validation Dice
-is scripted (medpipe.train.validate replaced by a list of numbers) so that every stop
+is scripted (medpipe.train.validate, the whole-volume validation, replaced by a list of numbers) so that every stop
 epoch, best epoch and counter below is derived by hand from the list; the network,
 optimiser, checkpoints and records are the real ones. The scripted validate also
 digests the weights it is shown, so the checkpoints can be matched to the epochs."""
@@ -77,7 +77,8 @@ class EarlyStoppingTest(unittest.TestCase):
         cfg = {"network": {"spatial_dims": 2, "channels": [4, 8], "strides": [2], "num_res_units": 1},
                "train_cases": self.cases[:2], "val_cases": self.cases[2:], "patch_size": [16, 16],
                "batch_size": 2, "samples_per_volume": 1, "sampler": "uniform", "epochs": epochs,
-               "optimizer": {"lr": 1e-2}, "schedule": {"name": "constant"}, "seed": 0, "device": "cpu", **over}
+               "optimizer": {"lr": 1e-2}, "schedule": {"name": "constant"}, "seed": 0, "device": "cpu",
+               "validate_on": "volumes", **over}
         out = os.path.join(self.dir, name)
         events = []
         result = train(cfg, out, emit=events.append)

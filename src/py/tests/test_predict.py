@@ -183,7 +183,8 @@ class PredictTest(unittest.TestCase):
         folder = os.path.join(self.dir, "trained")
         os.makedirs(folder)
         cases = sphere_cases(folder, 4, size=20)
-        result = train(config(cases, 2, 3, patch_size=[12, 12, 12]), os.path.join(folder, "run"), emit=quiet)
+        result = train(config(cases, 2, 3, patch_size=[12, 12, 12], validate_on="volumes"),
+                       os.path.join(folder, "run"), emit=quiet)
         out = os.path.join(folder, "pred")
         s = resolve_inference(None, {"patch_size": [12, 12, 12], "overlap": 0.5, "mode": "hann", "sw_batch_size": 4})
         summary = predict(os.path.join(folder, "run", "checkpoints", "last.safetensors"),

@@ -19,7 +19,7 @@ import torch
 
 from medpipe.nets import build_network
 from medpipe.safetensors_io import digest_of_digests, load_file, tensor_digests
-from medpipe.data import Case
+from medpipe.data import Case, PatchSampler, load_cases
 from medpipe.losses import build_loss
 from medpipe.train import StepTimer, dice_counts, dice_from_counts, schedule_at, select_best, train, validate
 
@@ -238,6 +238,57 @@ class TrainTest(unittest.TestCase):
                                / sum(r["fwd_bwd_seconds"] for r in trace["epochs"]), places=9)
         self.assertEqual((result["nominal_validation"], result["held_out"]), (False, True))
         self.assertEqual((trace["nominal_validation"], trace["held_out"]), (False, True))
+
+    def test_patch_validation_is_the_pooled_dice_of_fixed_padded_patches(self):
+        # The trainer's validation on patches recomputed with numpy: the validation cases
+        # zero-padded by hand where smaller than the patch (z: 12 -> 16), the patches cut at the
+        # starts the sampler's rule draws with seed + 3, the last checkpoint's argmax on each,
+        # TP/FP/FN pooled over all six (batches of 4 and 2), and the batch losses averaged
+        # over the patches.
+        folder = os.path.join(self.dir, "valpatches")
+        os.makedirs(folder)
+        rng = np.random.default_rng(5)
+        grid = np.stack(np.meshgrid(np.arange(20), np.arange(18), np.arange(12), indexing="ij"), -1)
+        cases = []
+        for i in range(4):
+            lab = (np.linalg.norm(grid - rng.uniform([6, 6, 4], [13, 11, 7]), axis=-1) <= 4).astype(np.uint8)
+            img = (lab * 2.0 - 1.0 + rng.normal(0, 0.7, lab.shape)).astype(np.float32)
+            ip, lp = os.path.join(folder, f"v{i}_image.npy"), os.path.join(folder, f"v{i}_label.npy")
+            np.save(ip, np.asfortranarray(img))
+            np.save(lp, np.asfortranarray(lab))
+            cases.append({"id": f"v{i}", "image": ip, "label": lp})
+        cfg = config(cases, 2, 2, samples_per_volume=3, batch_size=4)
+        out = os.path.join(folder, "run")
+        result = train(cfg, out, emit=lambda e: None)
+        with open(os.path.join(out, "trace.json")) as f:
+            trace = json.load(f)
+        self.assertEqual(trace["validate_on"], "patches")
+
+        val, _ = load_cases(cases[2:], 3, 2, [16, 16, 16])
+        draws = [d for b in PatchSampler(val, [16, 16, 16], 3, 4, "label", None, seed=3).fixed_batches() for d in b]
+        self.assertEqual([ci for ci, _ in draws], [0, 0, 0, 1, 1, 1])
+        tensors, meta = load_file(os.path.join(out, "checkpoints", "last.safetensors"))
+        model = build_network(json.loads(meta["architecture"])).eval()
+        model.load_state_dict(tensors)
+        loss_fn = build_loss({})
+        tp = fp = fn = 0
+        images, labels, losses = [], [], []
+        for ci, start in draws:
+            img = np.pad(np.load(cases[2 + ci]["image"]), ((0, 0), (0, 0), (2, 2)))
+            lab = np.pad(np.load(cases[2 + ci]["label"]), ((0, 0), (0, 0), (2, 2)))
+            self.assertTrue(all(0 <= a <= s - 16 for a, s in zip(start, img.shape)))
+            sl = tuple(slice(a, a + 16) for a in start)
+            images.append(np.ascontiguousarray(img[sl])[None])
+            labels.append(np.ascontiguousarray(lab[sl]))
+        for b in (slice(0, 4), slice(4, 6)):
+            x, y = torch.from_numpy(np.stack(images[b])), torch.from_numpy(np.stack(labels[b]))
+            with torch.no_grad():
+                logits = model(x)
+            losses.append(float(loss_fn(logits, y)) * len(y))
+            p, t = logits.argmax(1).numpy() == 1, y.numpy() == 1
+            tp, fp, fn = tp + (p & t).sum(), fp + (p & ~t).sum(), fn + (~p & t).sum()
+        self.assertAlmostEqual(2 * tp / (2 * tp + fp + fn), result["last_dice"], places=12)
+        self.assertAlmostEqual(sum(losses) / 6, trace["validations"][-1]["loss"], places=5)
 
     def test_same_seed_same_weights_and_no_validation_is_last(self):
         cfg = config(self.cases, 4, 2, val_cases=[], augment=AUGMENT)
