@@ -135,6 +135,16 @@ describe("pipelines/tissue-2d.yaml --smoke", () => {
       [2, 4, 6].filter((e) => e <= (stop ?? 6)),
     );
     expect(train.best.dice).toBe(Math.max(...dice));
+    // The trainer's Dice of the selected epoch (torch: whole val/ slices, each slice's Dice
+    // averaged as MONAI's DiceMetric does) is the held-out Dice the TypeScript metrics compute
+    // from the same checkpoint's val/ predictions: every val/ slice of the fixture holds all
+    // three classes, so the mean over slices of each slice's class mean is the mean over classes
+    // of the per-class means.
+    const perClass = Object.values(train.performance.mean as Record<string, { dice: number }>).map(
+      (m) => m.dice,
+    );
+    expect(perClass).toHaveLength(3);
+    expect(train.best.dice).toBeCloseTo(perClass.reduce((a, b) => a + b, 0) / 3, 9);
 
     // infer on test/: the four images, not their label files.
     const predict = read(join(stage("predict"), "output.json"));

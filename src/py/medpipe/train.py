@@ -76,7 +76,8 @@ the current working directory):
                      training by the training sampler's rule (seed + 3; zero-padded like
                      training cases), cut into batches of batch_size, no augmentation;
                      every validation scores the same patches. volumes: every whole
-                     validation volume by sliding window (the 2D reference; finetuning).
+                     validation volume by sliding window, Dice per volume averaged (the
+                     2D reference; finetuning).
   inference          {"overlap": 0.5, "mode": "hann", "sw_batch_size": 4, "tta": false}
                      for sliding_window.sliding_window_inference on each full
                      validation volume (validate_on "volumes").
@@ -97,13 +98,16 @@ the current working directory):
   output_dir         null: where outputs go when train() gets no output_dir (the
                      CLI's --output-dir always wins).
 
-Validation Dice (computed here in torch; the TS metrics recompute formally later):
-the argmax of the logits of every validation patch, or of the sliding-window
-probabilities of every validation volume; per foreground class k, TP, FP and FN summed
-over all of them (the reference's accumulated Dice), Dice_k = 2 TP / (2 TP + FP + FN);
-the reported dice is the mean over foreground classes (the background is excluded),
-skipping a class absent from both prediction and truth everywhere (1.0 when all are
-absent). The validation loss is the training loss: on patches, of each batch's logits,
+Validation Dice (computed here in torch; the TS metrics recompute formally later), each
+reference's own: on patches, fastMONAI's accumulated Dice: the argmax of the logits of
+every validation patch; per foreground class k, TP, FP and FN summed over all patches,
+Dice_k = 2 TP / (2 TP + FP + FN); the reported dice is the mean over foreground classes
+(the background is excluded), skipping a class absent from both prediction and truth
+everywhere (1.0 when all are absent). On volumes, MONAI's DiceMetric (mean reduction):
+the argmax of every validation volume's sliding-window probabilities, Dice per volume
+and foreground class, a class whose truth is empty in a volume not counted there, each
+volume's mean over its counted classes, then the mean over the volumes
+(dice_mean_over_volumes). The validation loss is the training loss: on patches, of each batch's logits,
 averaged over the patches; on volumes, of each volume, its sliding-window probabilities
 taken as log-probabilities (softmax of log p is p; p floored at 1e-12), averaged over
 the volumes: on a volume that is one window it equals the loss of the model's logits.
@@ -447,25 +451,42 @@ def validate_patches(model, sampler, batches, device, amp, loss_fn, layout=None)
     return dice, per_class, float(loss_sum) / n  # and here
 
 
+def dice_mean_over_volumes(counts):
+    """(mean foreground Dice, per-class list) from (V, K-1, 3) [TP, FP, FN] per volume, as
+    MONAI's DiceMetric(include_background=False, reduction="mean") averages: a (volume, class)
+    whose truth is empty does not count; each volume's Dice is the mean over its counted
+    classes, the result the mean over volumes with one at least (0.0 when none has). The
+    per-class list: each class's mean over the volumes that hold it (None where none does)."""
+    tp, fp, fn = counts.unbind(-1)
+    counted = (tp + fn) > 0
+    dice = torch.where(counted, 2 * tp / (2 * tp + fp + fn).clamp_min(1), torch.zeros_like(tp))
+    per_volume = counted.sum(1)
+    has = per_volume > 0
+    mean = float((dice.sum(1)[has] / per_volume[has]).mean()) if bool(has.any()) else 0.0
+    per_class = [float(dice[counted[:, k], k].mean()) if bool(counted[:, k].any()) else None
+                 for k in range(counts.shape[1])]
+    return mean, per_class
+
+
 def validate(model, cases, c, device, amp, loss_fn):
-    """(accumulated foreground Dice, per-class Dice, loss) over full validation volumes
-    (module docstring)."""
+    """(mean foreground Dice over volumes, per-class Dice, loss) over whole validation
+    volumes (module docstring)."""
     inf = c["inference"]
     num_classes = model.config["out_channels"]
     model.eval()
-    counts = torch.zeros((num_classes - 1, 3), dtype=torch.float64, device=device)
+    counts = []
     losses = []
     for case in cases:
         probs = sliding_window_inference(case.image, model, c["patch_size"], overlap=float(inf["overlap"]),
                                          mode=inf["mode"], sw_batch_size=int(inf["sw_batch_size"]),
                                          tta=bool(inf["tta"]), device=device, amp=amp)
         label = case.label.to(device, non_blocking=True)
-        counts += dice_counts(probs.argmax(0), label, num_classes)
+        counts.append(dice_counts(probs.argmax(0), label, num_classes))
         # The training loss of the volume: the probabilities go in as log-probabilities, whose
         # softmax is the probabilities again (the floor keeps a certain 0 finite).
         losses.append(loss_fn(probs.clamp_min(1e-12).log()[None], label[None]))
     model.train()
-    dice, per_class = dice_from_counts(counts.cpu())  # the syncs of a validation: here
+    dice, per_class = dice_mean_over_volumes(torch.stack(counts).cpu())  # the syncs of a validation: here
     return dice, per_class, float(torch.stack(losses).mean())  # and here
 
 

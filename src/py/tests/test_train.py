@@ -21,7 +21,8 @@ from medpipe.nets import build_network
 from medpipe.safetensors_io import digest_of_digests, load_file, tensor_digests
 from medpipe.data import Case, PatchSampler, load_cases
 from medpipe.losses import build_loss
-from medpipe.train import StepTimer, dice_counts, dice_from_counts, schedule_at, select_best, train, validate
+from medpipe.train import (StepTimer, dice_counts, dice_from_counts, dice_mean_over_volumes, schedule_at, select_best,
+                           train, validate)
 
 PY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW = os.environ.get("MEDPIPE_SLOW_TESTS") == "1"
@@ -108,6 +109,19 @@ class PiecesTest(unittest.TestCase):
         mean, per_class = dice_from_counts(counts)
         self.assertEqual(per_class, [4 / 6, 0.5, None])
         self.assertAlmostEqual(mean, (4 / 6 + 0.5) / 2)
+
+    def test_dice_mean_over_volumes_by_hand(self):
+        # [TP, FP, FN] per volume and foreground class. Volume 0: class 1 4/6, class 2 has no
+        # truth (not counted, whatever it predicts); volume 1: 2/3 and 6/7; volume 2 holds no
+        # truth of either class, so it does not count at all (MONAI's DiceMetric, mean).
+        counts = torch.tensor([[[2, 1, 1], [0, 3, 0]],
+                               [[1, 0, 1], [3, 1, 0]],
+                               [[0, 2, 0], [0, 0, 0]]], dtype=torch.float64)
+        mean, per_class = dice_mean_over_volumes(counts)
+        self.assertAlmostEqual(mean, (4 / 6 + (2 / 3 + 6 / 7) / 2) / 2, places=12)
+        self.assertAlmostEqual(per_class[0], (4 / 6 + 2 / 3) / 2, places=12)
+        self.assertAlmostEqual(per_class[1], 6 / 7, places=12)
+        self.assertEqual(dice_mean_over_volumes(counts[2:]), (0.0, [None, None]))
 
 
     def test_validation_loss_of_a_one_window_volume_is_the_loss_of_the_logits(self):
