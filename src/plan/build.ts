@@ -52,7 +52,7 @@ export function buildPlan(analysis: Analysis, o: PlanOverrides = {}): Plan {
   if (masked.length) network.masked_classes = masked;
   const misfit = patchProblem(patch, network);
   if (misfit) throw new PlanError(misfit);
-  const optimizer: JsonObject = { ...DEFAULT_OPTIMIZER, ...o.optimizer };
+  const optimizer = optimizerFor(o.optimizer);
   if (o.lr !== undefined) optimizer.lr = o.lr;
 
   return {
@@ -119,6 +119,16 @@ function channelNames(analysis: Analysis): string[] {
   if (analysis.dataset.channels.length) return analysis.dataset.channels;
   const n = analysis.summary.channels ?? 1;
   return Array.from({ length: n }, (_, c) => `channel ${c}`);
+}
+
+/**
+ * Another optimizer starts from the trainer's defaults for it and the default lr: the default's
+ * weight decay is AdamW's, which torch's Adam would apply as an L2 term instead.
+ */
+function optimizerFor(over: JsonObject | undefined): JsonObject {
+  if (over?.name !== undefined && over.name !== DEFAULT_OPTIMIZER.name)
+    return { name: over.name, lr: DEFAULT_OPTIMIZER.lr as number, ...over };
+  return { ...DEFAULT_OPTIMIZER, ...over };
 }
 
 /** Changing the family starts from the new family's own defaults (filled in by medpipe.nets). */

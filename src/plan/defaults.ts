@@ -27,7 +27,12 @@ export const DEFAULT_LOSS: JsonObject = {
   lambda_ce: 1,
 };
 
-export const DEFAULT_OPTIMIZER: JsonObject = { name: "adam", lr: 1e-3 };
+/**
+ * fastai's Adam, the heart reference's (a Learner's defaults): decoupled weight decay 0.01, which
+ * the trainer keeps off biases and normalization layers (wd_bn_bias=False); its betas 0.9/0.99
+ * and eps 1e-5 are the trainer's defaults.
+ */
+export const DEFAULT_OPTIMIZER: JsonObject = { name: "adamw", lr: 1e-3, weight_decay: 0.01 };
 export const DEFAULT_SCHEDULE: JsonObject = { name: "one_cycle" };
 
 export const DEFAULT_TRAINING = {

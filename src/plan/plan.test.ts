@@ -37,7 +37,7 @@ describe("plan defaults", () => {
         act: { name: "prelu" },
       },
       loss: { name: "dice_ce", include_background: false, batch: true },
-      optimizer: { name: "adam", lr: 1e-3 },
+      optimizer: { name: "adamw", lr: 1e-3, weight_decay: 0.01 },
       schedule: { name: "one_cycle" },
       epochs: 20,
       batch_size: 4,
@@ -68,7 +68,7 @@ describe("overrides", () => {
       epochs: 2,
       batch_size: 2,
       lr: 3e-4,
-      optimizer: { name: "adamw", weight_decay: 0.01 },
+      optimizer: { weight_decay: 0.05 },
       network: { dropout: 0.2, channels: [8, 16, 32, 64, 128] },
       inference: { tta: false, overlap: 0.25 },
       sampler: { name: "uniform" },
@@ -82,7 +82,13 @@ describe("overrides", () => {
     expect(planProblems(plan)).toEqual([]);
     expect(plan.patch_size).toEqual([160, 160, 80]);
     expect(plan.target_spacing).toEqual([1.25, 1.25, 1.37]);
-    expect(plan.optimizer).toEqual({ name: "adamw", lr: 3e-4, weight_decay: 0.01 });
+    expect(plan.optimizer).toEqual({ name: "adamw", lr: 3e-4, weight_decay: 0.05 });
+    // Another optimizer does not inherit AdamW's decay (torch's Adam would apply it as L2).
+    expect(buildPlan(analysis, { optimizer: { name: "adam", eps: 1e-8 } }).optimizer).toEqual({
+      name: "adam",
+      lr: 1e-3,
+      eps: 1e-8,
+    });
     expect(plan.network).toMatchObject({ dropout: 0.2, channels: [8, 16, 32, 64, 128], num_res_units: 2 });
     expect(plan.inference).toMatchObject({
       tta: false,

@@ -34,7 +34,9 @@ the current working directory):
                      "momentum": 0.9, "beta2": 0.99, "eps": 1e-5, "nesterov": false}.
                      name adam | adamw (decoupled weight decay) | sgd; momentum is
                      SGD's momentum or Adam's beta1 (fastai's Adam: betas 0.9/0.99,
-                     eps 1e-5).
+                     eps 1e-5). Weight decay never touches biases and normalization
+                     layers' parameters (fastai's wd_bn_bias=False); fastai's Adam is
+                     adamw with weight_decay 0.01.
   schedule           {"name": "one_cycle", "pct_start": 0.25, "div": 25.0,
                      "div_final": 1e5, "moms": [0.95, 0.85, 0.95], "power": 0.9}.
                      Stepped every iteration i of T = epochs x batches per epoch,
@@ -330,9 +332,25 @@ def pick_device(name):
 # ---------------------------------------------------------------------------- optimisation
 
 
-def make_optimizer(params, o):
+NORM_LAYERS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.InstanceNorm1d,
+               torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d, torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+
+def param_groups(model, wd):
+    """The parameters in two groups: weight decay `wd`, and none for biases and for the
+    parameters of normalization layers (decaying a norm's scale or a bias towards 0
+    regularises nothing useful; fastai's wd_bn_bias=False)."""
+    decay, plain = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            (plain if isinstance(module, NORM_LAYERS) or name == "bias" else decay).append(p)
+    return [g for g in ({"params": decay, "weight_decay": wd}, {"params": plain, "weight_decay": 0.0}) if g["params"]]
+
+
+def make_optimizer(model, o):
     name = o["name"]
     lr, wd, mom = float(o["lr"]), float(o["weight_decay"]), float(o["momentum"])
+    params = param_groups(model, wd)
     if name in ("adam", "adamw"):
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr, betas=(mom, float(o["beta2"])), eps=float(o["eps"]), weight_decay=wd)
@@ -750,7 +768,7 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     timings["load_s"] = time.perf_counter() - t0
 
     loss_fn = build_loss(c["loss"])
-    optimizer = make_optimizer(model.parameters(), c["optimizer"])
+    optimizer = make_optimizer(model, c["optimizer"])
     epochs, per_epoch = c["epochs"], sampler.batches_per_epoch()
     total_steps = epochs * per_epoch
     base_lr = float(c["optimizer"]["lr"])

@@ -21,8 +21,8 @@ from medpipe.nets import build_network
 from medpipe.safetensors_io import digest_of_digests, load_file, tensor_digests
 from medpipe.data import Case, PatchSampler, load_cases
 from medpipe.losses import build_loss
-from medpipe.train import (StepTimer, dice_counts, dice_from_counts, dice_mean_over_volumes, schedule_at, select_best,
-                           train, validate)
+from medpipe.train import (StepTimer, dice_counts, dice_from_counts, dice_mean_over_volumes, make_optimizer,
+                           schedule_at, select_best, train, validate)
 
 PY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW = os.environ.get("MEDPIPE_SLOW_TESTS") == "1"
@@ -109,6 +109,26 @@ class PiecesTest(unittest.TestCase):
         mean, per_class = dice_from_counts(counts)
         self.assertEqual(per_class, [4 / 6, 0.5, None])
         self.assertAlmostEqual(mean, (4 / 6 + 0.5) / 2)
+
+    def test_adamw_decays_weights_not_biases_or_norms_by_hand(self):
+        # One AdamW step from zero moments: the bias-corrected moments are g and g^2, so every
+        # value moves by lr * g / (|g| + eps); a decayed one is first scaled by (1 - lr * wd).
+        # The conv's and the PReLU's weights decay (fastai's rule); the conv's bias and the
+        # norm's scale and shift do not.
+        net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.InstanceNorm3d(2, affine=True), torch.nn.PReLU())
+        with torch.no_grad():
+            for p in net.parameters():
+                p.uniform_(-1, 1)
+                p.grad = torch.full_like(p, 0.5)
+        before = {k: p.detach().clone() for k, p in net.named_parameters()}
+        o = {"name": "adamw", "lr": 0.1, "weight_decay": 0.2, "momentum": 0.9, "beta2": 0.99, "eps": 1e-5,
+             "nesterov": False}
+        make_optimizer(net, o).step()
+        move = 0.1 * 0.5 / (0.5 + 1e-5)
+        for k, p in net.named_parameters():
+            scale = 1 - 0.1 * 0.2 if k in ("0.weight", "2.weight") else 1.0
+            np.testing.assert_allclose(p.detach().numpy(), before[k].numpy() * scale - move, rtol=1e-6, atol=1e-7,
+                                       err_msg=k)
 
     def test_dice_mean_over_volumes_by_hand(self):
         # [TP, FP, FN] per volume and foreground class. Volume 0: class 1 4/6, class 2 has no
