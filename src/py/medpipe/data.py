@@ -17,12 +17,18 @@ memory, patches are cut on the CPU and copied with non_blocking=True.
 Sampling. Each epoch draws `samples_per_volume` patches from every training case:
   uniform: the patch start is uniform over every position that keeps the patch
            inside the (padded) volume, independently per axis.
-  label:   a class k is drawn with the configured probabilities (reference: 0.5
-           background, 0.5 foreground), then a voxel of class k uniformly among that
-           case's voxels of class k; it becomes the patch centre, start = centre -
-           patch // 2, clamped per axis to [0, size - patch] so the patch stays inside
-           the volume (the centre voxel is always inside the patch). When the case has
-           no voxel of class k the draw falls back to uniform.
+  label:   TorchIO's LabelSampler, the reference's. Each voxel of class k weighs
+           p_k / n_k (p_k the configured probability, reference 0.5 background and 0.5
+           foreground; n_k the case's voxels of class k, zero padding counted as
+           background), and only voxels a patch can be centred on count: centre - patch
+           // 2 >= 0 and centre - patch // 2 + patch <= size on every axis. One such voxel
+           is drawn by weight and becomes the patch centre, start = centre - patch // 2.
+           So class k's share of the patches is p_k m_k / n_k renormalised (m_k: its
+           voxels that can be centres): a class near the border is drawn less than p_k,
+           and with the reference's patch, which leaves a few percent of the volume as
+           possible centres, most patches are centred on the foreground. Drawn as: class
+           k by those weights, then one of its possible centres uniformly. When no class
+           with p_k > 0 has a possible centre the draw falls back to uniform.
 The patches of an epoch are shuffled and cut into batches of `batch_size`; the last
 batch is topped up with extra draws (uniformly chosen cases, same sampler) so every
 batch is full (a constant batch shape: no recompiles, no batch of one). Validation
@@ -36,8 +42,9 @@ label is padded with 0 (background). Such an axis then has exactly one start, 0.
 
 Randomness comes only from a CPU torch.Generator seeded by the caller, so the same
 seed gives the same patches, on the CPU or on the GPU, and no draw needs a GPU sync.
-The class index lists used by the label sampler are kept on the CPU as int32 (int64
-above 2**31 voxels): 4 bytes per voxel, exact, no rejection loop.
+The class index lists used by the label sampler hold the possible centres only (flat
+C-order indices into the box of possible centres of the padded volume), on the CPU as
+int32 (int64 above 2**31 voxels): exact, no rejection loop.
 """
 
 import math
@@ -101,17 +108,23 @@ def to_case_arrays(image, label, spatial_dims, name="case"):
 
 class Case:
     """One loaded case: `image` (C, *spatial) and `label` (*spatial) torch tensors on
-    the data device; `pad` the (before, after) zero padding added per axis;
-    `class_index[k]` the flat C-order indices (into the unpadded label) of the voxels
-    of class k, on the CPU; `shape` the unpadded spatial shape."""
+    the data device; `pad` the (before, after) zero padding added per axis; `shape` the
+    unpadded spatial shape. For the label sampler, on the CPU: `class_index[k]` the
+    flat C-order indices of class k's possible patch centres within the box of possible
+    centres, whose corner (padded coordinates) is `box_origin` and shape `box_shape`;
+    `class_count[k]` the padded volume's voxels of class k."""
 
-    def __init__(self, case_id, image, label, pad, class_index, shape):
+    def __init__(self, case_id, image, label, pad, shape, class_index=None, class_count=None, box_origin=None,
+                 box_shape=None):
         self.id = case_id
         self.image = image
         self.label = label
         self.pad = pad
-        self.class_index = class_index
         self.shape = shape
+        self.class_index = class_index
+        self.class_count = class_count
+        self.box_origin = box_origin
+        self.box_shape = box_shape
 
 
 def dataset_bytes(arrays):
@@ -161,23 +174,33 @@ def load_cases(specs, spatial_dims, num_classes, patch_size=None, train_device="
     cases = []
     for name, img, lab in arrays:
         shape = lab.shape
-        class_index = None
-        if index_classes:
-            flat = lab.reshape(-1)
-            idx_dtype = np.int32 if flat.size < 2**31 else np.int64
-            class_index = [torch.from_numpy(np.flatnonzero(flat == k).astype(idx_dtype)) for k in range(num_classes)]
         pad = pad_widths(shape, patch_size) if patch_size is not None else [(0, 0)] * len(shape)
         image_t, label_t = torch.from_numpy(img), torch.from_numpy(lab)
         if any(b or a for b, a in pad):
             flat_pad = [v for b, a in reversed(pad) for v in (b, a)]  # F.pad lists the last axis first
             image_t = torch.nn.functional.pad(image_t, flat_pad)
             label_t = torch.nn.functional.pad(label_t[None], flat_pad)[0]
+        centres = possible_centres(label_t.numpy(), patch_size, num_classes) if index_classes else {}
         if pin:
             image_t, label_t = image_t.pin_memory(), label_t.pin_memory()
         else:
             image_t, label_t = image_t.to(data_device), label_t.to(data_device)
-        cases.append(Case(name, image_t, label_t, pad, class_index, shape))
+        cases.append(Case(name, image_t, label_t, pad, shape, **centres))
     return cases, data_device
+
+
+def possible_centres(label, patch_size, num_classes):
+    """The label sampler's view of a padded label (module docstring): per class, its
+    voxel count and the C-order indices of its voxels a patch can be centred on, within
+    the box of those voxels (a patch of None: every voxel)."""
+    patch = patch_size if patch_size is not None else [1] * label.ndim
+    lo = [p // 2 for p in patch]
+    hi = [s - (p - 1) // 2 for s, p in zip(label.shape, patch)]  # exclusive; size >= patch after padding
+    box = np.ascontiguousarray(label[tuple(slice(a, b) for a, b in zip(lo, hi))]).reshape(-1)
+    idx_dtype = np.int32 if box.size < 2**31 else np.int64
+    return {"class_index": [torch.from_numpy(np.flatnonzero(box == k).astype(idx_dtype)) for k in range(num_classes)],
+            "class_count": np.bincount(label.reshape(-1), minlength=num_classes)[:num_classes].tolist(),
+            "box_origin": tuple(lo), "box_shape": tuple(b - a for a, b in zip(lo, hi))}
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -228,6 +251,10 @@ class PatchSampler:
             raise ValueError("samples_per_volume and batch_size must be >= 1")
         self.sampler = sampler
         self.probabilities = class_probabilities(probabilities, num_classes)
+        if sampler == "label":  # per case, class k's weight p_k m_k / n_k (module docstring)
+            self.class_weights = [torch.tensor([p * len(idx) / n if n else 0.0 for p, idx, n in
+                                                zip(self.probabilities, c.class_index, c.class_count)],
+                                               dtype=torch.float64) for c in cases]
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def batches_per_epoch(self):
@@ -239,21 +266,21 @@ class PatchSampler:
         return tuple(int(torch.randint(0, s - p + 1, (1,), generator=g)) for s, p in
                      zip(case.label.shape, self.patch))
 
-    def _label_start(self, case):
+    def _label_start(self, case, weights):
         g = self.generator
-        k = int(torch.multinomial(torch.tensor(self.probabilities, dtype=torch.float64), 1, generator=g))
+        if not bool((weights > 0).any()):
+            return self._uniform_start(case)  # no class it should draw can be a centre here
+        k = int(torch.multinomial(weights, 1, generator=g))
         idx = case.class_index[k]
-        if idx.numel() == 0:
-            return self._uniform_start(case)  # class absent in this case
         j = int(torch.randint(0, idx.numel(), (1,), generator=g))
-        flat = int(idx[j])
-        centre = np.unravel_index(flat, case.shape)  # C order, as the indices were taken
-        return tuple(min(max(int(c) + b - p // 2, 0), s - p)
-                     for c, (b, _), p, s in zip(centre, case.pad, self.patch, case.label.shape))
+        offset = np.unravel_index(int(idx[j]), case.box_shape)  # C order, as the indices were taken
+        return tuple(o + int(d) - p // 2 for o, d, p in zip(case.box_origin, offset, self.patch))
 
     def draw(self, case_index):
         case = self.cases[case_index]
-        return self._label_start(case) if self.sampler == "label" else self._uniform_start(case)
+        if self.sampler == "label":
+            return self._label_start(case, self.class_weights[case_index])
+        return self._uniform_start(case)
 
     def epoch_plan(self):
         """[(case index, start)] batches for one epoch: a list of lists of batch_size."""

@@ -127,16 +127,18 @@ class SamplerTest(TempDir):
         starts = {st for batch in s.epoch_plan() for _, st in batch}
         self.assertEqual(starts, {(x, 0, z) for x in range(3) for z in range(3)})
 
-    def test_border_clamping_and_zero_padding_by_hand(self):
-        # 3 x 20 x 20 case, one foreground voxel at (1, 19, 10); patch (6, 8, 8).
-        # Axis 0: 3 < 6, padded (6-3)//2 = 1 before, 2 after: start 0, data at patch rows 1..3.
-        # Axis 1: centre 19 -> 19 - 4 = 15, clamped to 20 - 8 = 12: columns 12..19.
-        # Axis 2: centre 10 -> 10 - 4 = 6: slices 6..13.
+    def test_only_possible_centres_and_zero_padding_by_hand(self):
+        # 3 x 20 x 20 case, patch (6, 8, 8). Axis 0: 3 < 6, padded (6-3)//2 = 1 before and 2
+        # after, so the one possible centre is padded row 3 (data row 2): start 0, data at patch
+        # rows 1..3. Axes 1 and 2: centres 4..16 (start = centre - 4 in 0..12).
+        # Foreground voxel A (2, 16, 10) can be a centre: start (0, 12, 6). Voxel B (2, 19, 10)
+        # cannot (19 - 4 + 8 > 20): TorchIO's LabelSampler never centres a patch there.
         img = np.arange(3 * 20 * 20, dtype=np.float32).reshape(3, 20, 20) + 1.0  # no zeros
         lab = np.zeros((3, 20, 20), np.uint8)
-        lab[1, 19, 10] = 1
+        lab[2, 16, 10] = lab[2, 19, 10] = 1
         cases, _ = load_cases([self.save_case("a", img, lab)], 3, 2, [6, 8, 8])
         self.assertEqual(cases[0].pad, [(1, 2), (0, 0), (0, 0)])
+        self.assertEqual(cases[0].class_count, [6 * 20 * 20 - 2, 2])  # padding counts as background
         s = PatchSampler(cases, [6, 8, 8], 4, 2, "label", [0.0, 1.0], seed=0)
         plan = s.epoch_plan()
         self.assertEqual([st for batch in plan for _, st in batch], [(0, 12, 6)] * 4)
@@ -147,15 +149,31 @@ class SamplerTest(TempDir):
         expected[1:4] = img[:, 12:20, 6:14]
         np.testing.assert_array_equal(image[0, 0].numpy(), expected)
         expected_lab = np.zeros((6, 8, 8), np.uint8)
-        expected_lab[2, 7, 4] = 1  # (1 + 1, 19 - 12, 10 - 6)
+        expected_lab[3, 4, 4] = expected_lab[3, 7, 4] = 1  # A and B at (2 + 1, y - 12, 10 - 6)
         np.testing.assert_array_equal(label[0].numpy(), expected_lab)
 
-        # Corners of a large case: starts clamped to 0 and to size - patch.
+        # A class with no possible centre: the draw falls back to uniform starts.
         lab = np.zeros((10, 10, 10), np.uint8)
         lab[0, 0, 9] = 1
         cases, _ = load_cases([self.save_case("b", np.zeros(lab.shape, np.float32), lab)], 3, 2, [4, 4, 4])
-        s = PatchSampler(cases, [4, 4, 4], 2, 2, "label", [0.0, 1.0], seed=0)
-        self.assertEqual(s.epoch_plan()[0][0][1], (0, 0, 6))
+        s = PatchSampler(cases, [4, 4, 4], 200, 200, "label", [0.0, 1.0], seed=0)
+        self.assertGreater(len({st for batch in s.epoch_plan() for _, st in batch}), 100)
+
+    def test_class_shares_follow_the_possible_centres(self):
+        # 10^3 case, patch 4^3: possible centres 2..8 per axis, 7^3 = 343 voxels. Class 1 a
+        # 2^3 cube at 4..5 (all 8 possible centres); background 992 voxels, 335 of them possible.
+        # Weights 0.5 * 335 / 992 and 0.5 * 8 / 8: class 1 centres 0.5 / (0.5 + 0.5 * 335 / 992)
+        # of the patches, not 0.5; every background centre lies in the box.
+        lab = np.zeros((10, 10, 10), np.uint8)
+        lab[4:6, 4:6, 4:6] = 1
+        cases, _ = load_cases([self.save_case("c", np.zeros(lab.shape, np.float32), lab)], 3, 2, [4, 4, 4])
+        s = PatchSampler(cases, [4, 4, 4], 4000, 1000, "label", [0.5, 0.5], seed=3)
+        starts = [st for batch in s.epoch_plan() for _, st in batch]
+        centres = [tuple(a + 2 for a in st) for st in starts]
+        self.assertTrue(all(2 <= c <= 8 for centre in centres for c in centre))
+        share = 0.5 / (0.5 + 0.5 * 335 / 992)
+        fg = sum(1 for c in centres if lab[c] == 1)
+        self.assertTrue(binomial_ok(fg, len(centres), share), (fg / len(centres), share))
 
     def test_batches_are_full_and_reproducible(self):
         rng = np.random.default_rng(1)
