@@ -11,8 +11,9 @@ Nothing is pickled: np.load(allow_pickle=False).
 
 Where the data lives. Everything is loaded once. On CUDA, when all cases fit in a
 fraction of the free GPU memory (GPU_DATA_FRACTION, the rest is for activations; divided
-among the stages sharing the device), they go to the GPU and patches are cut there; otherwise they stay in pinned CPU
-memory, patches are cut on the CPU and copied with non_blocking=True.
+among the stages sharing the device), they go to the GPU and patches are cut there;
+otherwise they stay in pinned CPU memory, patches are cut on the CPU and copied with
+non_blocking=True.
 
 Sampling. Each epoch draws `samples_per_volume` patches from every training case:
   uniform: the patch start is uniform over every position that keeps the patch
@@ -25,8 +26,8 @@ Sampling. Each epoch draws `samples_per_volume` patches from every training case
            is drawn by weight and becomes the patch centre, start = centre - patch // 2.
            So class k's share of the patches is p_k m_k / n_k renormalised (m_k: its
            voxels that can be centres): a class near the border is drawn less than p_k,
-           and with the reference's patch, which leaves a few percent of the volume as
-           possible centres, most patches are centred on the foreground. Drawn as: class
+           and with the heart reference's patch, which leaves a few percent of the
+           volume as possible centres, most patches are centred on the (central) heart. Drawn as: class
            k by those weights, then one of its possible centres uniformly. When no class
            with p_k > 0 has a possible centre the draw falls back to uniform.
 The patches of an epoch are shuffled and cut into batches of `batch_size`; the last
@@ -35,10 +36,11 @@ batch is full (a constant batch shape: no recompiles, no batch of one). Validati
 patches (`fixed_batches`) are drawn the same way, once, `samples_per_volume` per case,
 neither shuffled nor topped up.
 
-Padding. A case sampled for patches (training, or validation on patches) smaller than the patch on some axis is zero-padded once, at
-load, to the patch size on that axis: symmetrically, before = (patch - size) // 2,
-the odd voxel at the end (the sliding-window rule, sliding_window.pad_widths); the
-label is padded with 0 (background). Such an axis then has exactly one start, 0.
+Padding. A case cut into patches (training, or validation on patches) that is smaller
+than the patch on some axis is zero-padded once, at load, to the patch size on that
+axis: symmetrically, before = (patch - size) // 2, the odd voxel at the end (the
+sliding-window rule, sliding_window.pad_widths); the label is padded with 0
+(background). Such an axis then has exactly one start, 0.
 
 Randomness comes only from a CPU torch.Generator seeded by the caller, so the same
 seed gives the same patches, on the CPU or on the GPU, and no draw needs a GPU sync.
