@@ -27,9 +27,10 @@ Sampling. Each epoch draws `samples_per_volume` patches from every training case
            So class k's share of the patches is p_k m_k / n_k renormalised (m_k: its
            voxels that can be centres): a class near the border is drawn less than p_k,
            and with the heart reference's patch, which leaves a few percent of the
-           volume as possible centres, most patches are centred on the (central) heart. Drawn as: class
-           k by those weights, then one of its possible centres uniformly. When no class
-           with p_k > 0 has a possible centre the draw falls back to uniform.
+           volume as possible centres, most patches are centred on the (central) heart.
+           Drawn as: class k by those weights, then one of its possible centres
+           uniformly. When no class with p_k > 0 has a possible centre the draw falls
+           back to uniform.
 The patches of an epoch are shuffled and cut into batches of `batch_size`; the last
 batch is topped up with extra draws (uniformly chosen cases, same sampler) so every
 batch is full (a constant batch shape: no recompiles, no batch of one). Validation
@@ -110,19 +111,16 @@ def to_case_arrays(image, label, spatial_dims, name="case"):
 
 class Case:
     """One loaded case: `image` (C, *spatial) and `label` (*spatial) torch tensors on
-    the data device; `pad` the (before, after) zero padding added per axis; `shape` the
-    unpadded spatial shape. For the label sampler, on the CPU: `class_index[k]` the
+    the data device, zero-padded to the patch where smaller. For the label sampler, on
+    the CPU: `class_index[k]` the
     flat C-order indices of class k's possible patch centres within the box of possible
     centres, whose corner (padded coordinates) is `box_origin` and shape `box_shape`;
     `class_count[k]` the padded volume's voxels of class k."""
 
-    def __init__(self, case_id, image, label, pad, shape, class_index=None, class_count=None, box_origin=None,
-                 box_shape=None):
+    def __init__(self, case_id, image, label, class_index=None, class_count=None, box_origin=None, box_shape=None):
         self.id = case_id
         self.image = image
         self.label = label
-        self.pad = pad
-        self.shape = shape
         self.class_index = class_index
         self.class_count = class_count
         self.box_origin = box_origin
@@ -175,8 +173,7 @@ def load_cases(specs, spatial_dims, num_classes, patch_size=None, train_device="
 
     cases = []
     for name, img, lab in arrays:
-        shape = lab.shape
-        pad = pad_widths(shape, patch_size) if patch_size is not None else [(0, 0)] * len(shape)
+        pad = pad_widths(lab.shape, patch_size) if patch_size is not None else [(0, 0)] * lab.ndim
         image_t, label_t = torch.from_numpy(img), torch.from_numpy(lab)
         if any(b or a for b, a in pad):
             flat_pad = [v for b, a in reversed(pad) for v in (b, a)]  # F.pad lists the last axis first
@@ -187,7 +184,7 @@ def load_cases(specs, spatial_dims, num_classes, patch_size=None, train_device="
             image_t, label_t = image_t.pin_memory(), label_t.pin_memory()
         else:
             image_t, label_t = image_t.to(data_device), label_t.to(data_device)
-        cases.append(Case(name, image_t, label_t, pad, shape, **centres))
+        cases.append(Case(name, image_t, label_t, **centres))
     return cases, data_device
 
 

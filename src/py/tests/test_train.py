@@ -153,7 +153,7 @@ class PiecesTest(unittest.TestCase):
         loss_fn = build_loss({"name": "dice_ce", "include_background": False, "batch": True})
         with torch.no_grad():
             want = float(loss_fn(model(image[None]), label[None]))
-        case = Case("c", image, label, None, (16, 16, 16))
+        case = Case("c", image, label)
         c = {"patch_size": [16, 16, 16],
              "inference": {"overlap": 0.5, "mode": "gaussian", "sw_batch_size": 1, "tta": False}}
         dice, _, loss = validate(model, [case], c, torch.device("cpu"), False, loss_fn)
