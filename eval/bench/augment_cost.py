@@ -8,17 +8,20 @@ reference UNet and the plan's default augmentations):
               average) and at p = 1 (what one selected batch pays)
   augment     the whole list as the trainer runs it
   fwd_bwd     forward (bf16 autocast and channels-last on CUDA, as the trainer), loss,
-              backward and an Adam step
+              backward and an AdamW step; then the same step with other settings: on
+              CUDA bf16 contiguous and float32 contiguous, on the CPU channels-last,
+              and with --compile under torch.compile
 
 Usage (Debian's python3 on the CPU, or the GPU machine's):
   python3 eval/bench/augment_cost.py [--device cpu|cuda] [--batch 4] [--patch 160,160,80]
-                                     [--repeats 10] [--threads N]
+                                     [--repeats 10] [--threads N] [--compile]
 Prints one JSON object. Every figure is the mean over --repeats timed runs after two
 warm-up runs, in milliseconds (the mean: at the plan's probabilities a transform costs
 nothing in most batches and much in a few); CUDA timings synchronize before each clock read.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -29,9 +32,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from medpipe.augment import Augmenter  # noqa: E402
-from medpipe.data import Case, PatchSampler  # noqa: E402
+from medpipe.data import Case, PatchSampler, possible_centres  # noqa: E402
 from medpipe.losses import build_loss  # noqa: E402
 from medpipe.nets import build_network  # noqa: E402
+from medpipe.train import DEFAULTS, make_optimizer  # noqa: E402
 
 # The plan's defaults (src/plan/defaults.ts defaultAugment, 3D).
 PLAN_AUGMENT = [
@@ -43,6 +47,9 @@ PLAN_AUGMENT = [
     {"name": "bias_field", "coeff": 0.3, "p": 0.1},
     {"name": "shift", "offset": 0.1, "p": 0.5},
 ]
+
+# The plan's default optimizer (src/plan/build.ts) over the trainer's defaults.
+PLAN_OPTIMIZER = {**DEFAULTS["optimizer"], "name": "adamw", "lr": 1e-3, "weight_decay": 0.01}
 
 
 def timed(fn, device, repeats):
@@ -69,6 +76,7 @@ def main():
     ap.add_argument("--patch", default="160,160,80")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--compile", action="store_true", help="also time the step under torch.compile (torch >= 2)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -85,8 +93,8 @@ def main():
     for i in range(2):
         label = (torch.rand(shape, generator=g) > 0.7).to(torch.uint8)
         image = (label.float() + 0.3 * torch.randn(shape, generator=g))[None]
-        index = [torch.nonzero(label.reshape(-1) == k).reshape(-1).to(torch.int32) for k in range(2)]
-        cases.append(Case(f"c{i}", image.to(device), label.to(device), [(0, 0)] * 3, index, tuple(shape)))
+        centres = possible_centres(label.numpy(), patch, num_classes=2)
+        cases.append(Case(f"c{i}", image.to(device), label.to(device), **centres))
     sampler = PatchSampler(cases, patch, samples_per_volume=a.batch, batch_size=a.batch, seed=1)
     plan = sampler.epoch_plan()[0]
     image, label = sampler.cut(plan, device)
@@ -103,26 +111,37 @@ def main():
     augment = Augmenter(PLAN_AUGMENT, seed=2, device=device)
     ms["augment"] = timed(lambda: augment(image, label), device, a.repeats)
 
-    model = build_network({"spatial_dims": 3, "in_channels": 1, "out_channels": 2}, seed=0).to(device).train()
-    layout = torch.channels_last_3d if cuda else None
-    if layout is not None:
-        model = model.to(memory_format=layout)
-    x = image.contiguous(memory_format=layout) if layout is not None else image
     loss_fn = build_loss({"name": "dice_ce", "include_background": False, "batch": True})
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    def step():
-        if cuda:
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                logits = model(x)
-        else:
-            logits = model(x)
-        loss = loss_fn(logits, label)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def fwd_bwd(amp, channels_last, compiled=False):
+        model = build_network({"spatial_dims": 3, "in_channels": 1, "out_channels": 2}, seed=0).to(device).train()
+        layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+        model = model.to(memory_format=layout)
+        forward = torch.compile(model) if compiled else model
+        x = image.contiguous(memory_format=layout)
+        opt = make_optimizer(model, PLAN_OPTIMIZER)
+        autocast = (lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
 
-    ms["fwd_bwd"] = timed(step, device, max(3, a.repeats // 2))
+        def step():
+            with autocast():
+                logits = forward(x)
+            loss = loss_fn(logits, label)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return timed(step, device, max(3, a.repeats // 2))
+
+    # The trainer's settings first (the ratio below uses them), then the alternatives a
+    # first GPU run should settle: channels-last matters to cuDNN's bf16 kernels, but
+    # instance norm reshapes its input contiguous, so each norm may add two copies.
+    ms["fwd_bwd"] = fwd_bwd(amp=cuda, channels_last=cuda)
+    variants = {"fwd_bwd_bf16_contiguous": (True, False), "fwd_bwd_fp32_contiguous": (False, False)} if cuda else {
+        "fwd_bwd_channels_last": (False, True)}
+    for name, (amp, channels_last) in variants.items():
+        ms[name] = fwd_bwd(amp, channels_last)
+    if a.compile:
+        ms["fwd_bwd_compiled"] = fwd_bwd(amp=cuda, channels_last=cuda, compiled=True)
     data = ms["cut"] + ms["augment"]
     result["data_over_compute"] = data / ms["fwd_bwd"]
     result["epoch_over_compute_bound"] = 1 + result["data_over_compute"]

@@ -118,8 +118,13 @@ log "pipeline exit $rc, run folder $run_dir"
 cost_args=()
 [ "$mode" = rehearsal ] && cost_args=(--patch 32,32,16 --repeats 3)
 log "\$ $PY eval/bench/augment_cost.py ${cost_args[*]}"
-"$PY" eval/bench/augment_cost.py "${cost_args[@]}" >"$OUT/augment-cost.json" 2> >(tee -a "$LOG" >&2) ||
+cost_rc=0
+"$PY" eval/bench/augment_cost.py "${cost_args[@]}" >"$OUT/augment-cost.json" 2> >(tee -a "$LOG" >&2) || cost_rc=$?
+if [ "$cost_rc" -ne 0 ]; then
   log "augment_cost.py failed (the pipeline's figures below do not depend on it)"
+  # The rehearsal is where a broken script must show, before a GPU call is spent on it.
+  [ "$mode" = rehearsal ] && exit 1
+fi
 
 # The figures, the checks and the verdict (python3, standard library only).
 python3 - "$mode" "$rc" "$run_dir" "$t0" "$t1" "$t2" "$smi" "$RESULT" "$FOLDS" "$EPOCHS" "$PATCH" "$CASES" "$SIZE" \
