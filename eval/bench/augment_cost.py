@@ -7,10 +7,10 @@ reference UNet and the plan's default augmentations):
   <name>      each augmentation alone, at the plan's probability (what training pays on
               average) and at p = 1 (what one selected batch pays)
   augment     the whole list as the trainer runs it
-  fwd_bwd     forward (bf16 autocast and channels-last on CUDA, as the trainer), loss,
-              backward and an AdamW step; then the same step with other settings: on
-              CUDA bf16 contiguous and float32 contiguous, on the CPU channels-last,
-              and with --compile under torch.compile
+  fwd_bwd     forward (bf16 autocast on CUDA, the trainer's layout), loss, backward and
+              an AdamW step; then the same step in the other memory layout
+              (fwd_bwd_channels_last or fwd_bwd_contiguous), on CUDA in float32
+              (fwd_bwd_fp32), and with --compile under torch.compile
 
 Usage (Debian's python3 on the CPU, or the GPU machine's):
   python3 eval/bench/augment_cost.py [--device cpu|cuda] [--batch 4] [--patch 160,160,80]
@@ -35,7 +35,7 @@ from medpipe.augment import Augmenter  # noqa: E402
 from medpipe.data import Case, PatchSampler, possible_centres  # noqa: E402
 from medpipe.losses import build_loss  # noqa: E402
 from medpipe.nets import build_network  # noqa: E402
-from medpipe.train import DEFAULTS, make_optimizer  # noqa: E402
+from medpipe.train import DEFAULTS, make_optimizer, use_channels_last  # noqa: E402
 
 # The plan's defaults (src/plan/defaults.ts defaultAugment, 3D).
 PLAN_AUGMENT = [
@@ -113,8 +113,11 @@ def main():
 
     loss_fn = build_loss({"name": "dice_ce", "include_background": False, "batch": True})
 
+    def network():
+        return build_network({"spatial_dims": 3, "in_channels": 1, "out_channels": 2}, seed=0).to(device).train()
+
     def fwd_bwd(amp, channels_last, compiled=False):
-        model = build_network({"spatial_dims": 3, "in_channels": 1, "out_channels": 2}, seed=0).to(device).train()
+        model = network()
         layout = torch.channels_last_3d if channels_last else torch.contiguous_format
         model = model.to(memory_format=layout)
         forward = torch.compile(model) if compiled else model
@@ -132,16 +135,18 @@ def main():
 
         return timed(step, device, max(3, a.repeats // 2))
 
-    # The trainer's settings first (the ratio below uses them), then the alternatives a
-    # first GPU run should settle: channels-last matters to cuDNN's bf16 kernels, but
-    # instance norm reshapes its input contiguous, so each norm may add two copies.
-    ms["fwd_bwd"] = fwd_bwd(amp=cuda, channels_last=cuda)
-    variants = {"fwd_bwd_bf16_contiguous": (True, False), "fwd_bwd_fp32_contiguous": (False, False)} if cuda else {
-        "fwd_bwd_channels_last": (False, True)}
-    for name, (amp, channels_last) in variants.items():
-        ms[name] = fwd_bwd(amp, channels_last)
+    # The trainer's settings first (the ratio below uses them), then the other layout, and
+    # on CUDA float32: the trainer's choices a first GPU run should confirm (channels-last
+    # suits cuDNN's bf16 kernels, but instance norm makes its input contiguous).
+    trainer_layout = use_channels_last("auto", device, network())
+    result["channels_last"] = trainer_layout
+    ms["fwd_bwd"] = fwd_bwd(amp=cuda, channels_last=trainer_layout)
+    other = "fwd_bwd_contiguous" if trainer_layout else "fwd_bwd_channels_last"
+    ms[other] = fwd_bwd(amp=cuda, channels_last=not trainer_layout)
+    if cuda:
+        ms["fwd_bwd_fp32"] = fwd_bwd(amp=False, channels_last=trainer_layout)
     if a.compile:
-        ms["fwd_bwd_compiled"] = fwd_bwd(amp=cuda, channels_last=cuda, compiled=True)
+        ms["fwd_bwd_compiled"] = fwd_bwd(amp=cuda, channels_last=trainer_layout, compiled=True)
     data = ms["cut"] + ms["augment"]
     result["data_over_compute"] = data / ms["fwd_bwd"]
     result["epoch_over_compute_bound"] = 1 + result["data_over_compute"]

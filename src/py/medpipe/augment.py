@@ -175,10 +175,14 @@ class Augmenter:
         # Voxel offsets from the centre are v = D u with u the normalised coordinate of
         # align_corners=False and D = diag(n / 2): in normalised units the map is
         # D^-1 A D u + D^-1 t. affine_grid orders coordinates last axis first, so the
-        # matrix and vector are reversed on every axis.
-        half = torch.tensor([n / 2.0 for n in size], device=image.device)
-        a_n = a * half[None, None, :] / half[None, :, None]
-        t_n = t / half[None, :]
+        # matrix and vector are reversed on every axis. D is applied with host scalars: a
+        # tensor made from a host list would be a blocking copy, a GPU sync at every step.
+        a_n, t_n = a.clone(), t.clone()
+        for k, n in enumerate(size):
+            a_n[:, :, k] *= n / 2.0
+        for k, n in enumerate(size):
+            a_n[:, k, :] /= n / 2.0
+            t_n[:, k] /= n / 2.0
         theta = torch.cat([a_n.flip(1).flip(2), t_n.flip(1)[:, :, None]], dim=2)
         for i in rows:
             grid = F.affine_grid(theta[i:i + 1], [1] + list(image.shape[1:]), align_corners=False)

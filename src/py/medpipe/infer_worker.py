@@ -84,6 +84,19 @@ def serve(model, settings, device, net, requests, emit=emit_stdout):
                 torch.cuda.empty_cache()
 
 
+def tf32_off():
+    """Full float32 in cuDNN convolutions and cuBLAS matmuls: torch >= 2.9's fp32_precision
+    settings where they exist (it deprecates the allow_tf32 flags and refuses a mix of
+    the two), else the flags."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m medpipe.infer_worker", description=__doc__.split("\n")[0])
     parser.add_argument("--weights", required=True, help="a model package's weights.safetensors")
@@ -98,8 +111,7 @@ def main(argv=None):
         device = pick_device(args.device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
+            tf32_off()
         model, _, digest = load_model(args.weights, device)
         net = model.config
         if len(settings["patch_size"]) != net["spatial_dims"]:

@@ -88,10 +88,11 @@ the current working directory):
                      the validation patches (seed + 3).
   device             "auto" (cuda when available) | "cpu" | "cuda".
   amp                true: bf16 autocast, only when running on CUDA.
-  channels_last      "auto" (on CUDA) | true | false: the model and the training batches in
+  channels_last      "auto" | true | false: the model and the training batches in
                      channels-last memory layout (channels_last_3d for 3D), which cuDNN's
-                     bf16 convolutions prefer. The numbers are the same up to summation
-                     order; checkpoints are saved contiguous either way.
+                     bf16 convolutions prefer. "auto": on CUDA, unless the network has
+                     instance norm (use_channels_last). The numbers are the same up to
+                     summation order; checkpoints are saved contiguous either way.
   compile            false: torch.compile the training forward, only with torch >= 2
                      on CUDA.
   data_on_gpu        "auto" (memory check, data.GPU_DATA_FRACTION of the free memory)
@@ -159,7 +160,8 @@ medpipe.train ...`, WORLD_SIZE > 1) every rank trains the same model on its own 
 (sampler and augmenter seeds offset by the rank; rank 0 keeps the single-process seeds),
 DistributedDataParallel averages the gradients (nccl on CUDA, each rank on cuda:LOCAL_RANK;
 gloo on the CPU), and the reported loss is the mean over ranks. The weights stay identical
-on every rank, so every rank validates and selects alike; only rank 0 writes the output
+on every rank and every rank validates, but selection and early stopping use rank 0's Dice
+(broadcast), so the ranks cannot part on a last-bit difference; only rank 0 writes the output
 directory and emits events (the others write into a scratch folder removed at exit).
 result["world_size"] says how many ranks trained. torch.compile is not applied under DDP.
 
@@ -347,6 +349,17 @@ def param_groups(model, wd):
     return [g for g in ({"params": decay, "weight_decay": wd}, {"params": plain, "weight_decay": 0.0}) if g["params"]]
 
 
+def use_channels_last(setting, device, model):
+    """The channels_last config resolved for this model on this device. "auto" leaves
+    networks with instance norm contiguous: torch's instance norm makes its input
+    contiguous, so each norm would add two layout copies (forward and backward) around
+    every convolution. eval/bench/augment_cost.py times both layouts on a GPU."""
+    if setting != "auto":
+        return bool(setting)
+    instance = (torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d)
+    return device.type == "cuda" and not any(isinstance(m, instance) for m in model.modules())
+
+
 def make_optimizer(model, o):
     name = o["name"]
     lr, wd, mom = float(o["lr"]), float(o["weight_decay"]), float(o["momentum"])
@@ -413,6 +426,17 @@ def time_is_up(start, limit_s, world, device):
         torch.distributed.broadcast(flag, src=0)
         up = bool(flag.item())
     return up
+
+
+def rank0_value(value, world, device):
+    """Rank 0's float on every rank (broadcast under DDP). Validation numbers decide the
+    selection and early stopping, which must agree on every rank: cuDNN may pick other
+    kernels on each, and a last-bit difference at a near tie would part the ranks."""
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(t, src=0)
+    return float(t.item())
 
 
 def select_best(values, momentum):
@@ -596,7 +620,9 @@ def is_oom(exc):
     if oom_type is not None and isinstance(exc, oom_type):
         return True
     msg = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+    # cuBLAS and cuDNN report their own allocation failures (CUBLAS_STATUS_ALLOC_FAILED, ...).
+    return isinstance(exc, RuntimeError) and any(s in msg for s in ("out of memory", "can't allocate memory",
+                                                                    "_STATUS_ALLOC_FAILED"))
 
 
 # ---------------------------------------------------------------------------- timing
@@ -727,7 +753,7 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
     if any(p % multiple for p in c["patch_size"]):
         raise ValueError(f"patch_size {c['patch_size']}: every axis must be a multiple of {multiple}, the product of "
                          f"the UNet's strides {net['strides']}")
-    channels_last = c["channels_last"] is True or (c["channels_last"] == "auto" and device.type == "cuda")
+    channels_last = use_channels_last(c["channels_last"], device, model)
     layout = (torch.channels_last_3d if spatial_dims == 3 else torch.channels_last) if channels_last else None
     if layout is not None:
         model = model.to(memory_format=layout)
@@ -757,14 +783,19 @@ def _train(c, out, device, amp, use_compile, emit, result, timings, t_start):
                            c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 1 + RANK_SEED_STRIDE * rank,
                            num_classes=num_classes)
     augment = Augmenter(c["augment"], seed=seed + 2 + RANK_SEED_STRIDE * rank, device=device) if c["augment"] else None
+    val_sampler, val_batches = None, None
     if on_patches and val_cases:  # no rank offset: every rank validates on the same patches
         val_sampler = PatchSampler(val_cases, c["patch_size"], c["samples_per_volume"], c["batch_size"],
                                    c["sampler"]["name"], c["sampler"]["probabilities"], seed=seed + 3,
                                    num_classes=num_classes)
         val_batches = val_sampler.fixed_batches()
-        run_validation = lambda: validate_patches(model, val_sampler, val_batches, device, amp, loss_fn, layout)  # noqa: E731
-    else:
-        run_validation = lambda: validate(model, val_cases, c, device, amp, loss_fn)  # noqa: E731
+
+    def run_validation():
+        if val_batches is not None:
+            dice, per_class, loss = validate_patches(model, val_sampler, val_batches, device, amp, loss_fn, layout)
+        else:
+            dice, per_class, loss = validate(model, val_cases, c, device, amp, loss_fn)
+        return rank0_value(dice, world, device), per_class, loss
     timings["load_s"] = time.perf_counter() - t0
 
     loss_fn = build_loss(c["loss"])

@@ -21,8 +21,8 @@ from medpipe.nets import build_network
 from medpipe.safetensors_io import digest_of_digests, load_file, tensor_digests
 from medpipe.data import Case, PatchSampler, load_cases
 from medpipe.losses import build_loss
-from medpipe.train import (StepTimer, dice_counts, dice_from_counts, dice_mean_over_volumes, make_optimizer,
-                           schedule_at, select_best, train, validate)
+from medpipe.train import (StepTimer, dice_counts, dice_from_counts, dice_mean_over_volumes, is_oom, make_optimizer,
+                           schedule_at, select_best, train, use_channels_last, validate)
 
 PY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW = os.environ.get("MEDPIPE_SLOW_TESTS") == "1"
@@ -129,6 +129,26 @@ class PiecesTest(unittest.TestCase):
             scale = 1 - 0.1 * 0.2 if k in ("0.weight", "2.weight") else 1.0
             np.testing.assert_allclose(p.detach().numpy(), before[k].numpy() * scale - move, rtol=1e-6, atol=1e-7,
                                        err_msg=k)
+
+    def test_channels_last_auto_only_on_cuda_and_without_instance_norm(self):
+        # A device object is only a name: no GPU is needed to ask what CUDA would get.
+        cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+        instance = build_network({"spatial_dims": 3, "in_channels": 1, "out_channels": 2})
+        batch = build_network({"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "norm": "batch"})
+        self.assertFalse(use_channels_last("auto", cuda, instance))
+        self.assertTrue(use_channels_last("auto", cuda, batch))
+        self.assertFalse(use_channels_last("auto", cpu, batch))
+        self.assertTrue(use_channels_last(True, cpu, instance))
+        self.assertFalse(use_channels_last(False, cuda, batch))
+
+    def test_is_oom_knows_the_allocators_messages(self):
+        # The messages as torch's CPU and CUDA allocators and cuBLAS word them.
+        self.assertTrue(is_oom(RuntimeError("CUDA out of memory. Tried to allocate 29.00 GiB")))
+        self.assertTrue(is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:83] DefaultCPUAllocator: "
+                                            "can't allocate memory: you tried to allocate 58 bytes")))
+        self.assertTrue(is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate")))
+        self.assertFalse(is_oom(RuntimeError("CUDA error: an illegal memory access was encountered")))
+        self.assertFalse(is_oom(ValueError("out of memory")))
 
     def test_dice_mean_over_volumes_by_hand(self):
         # [TP, FP, FN] per volume and foreground class. Volume 0: class 1 4/6, class 2 has no
