@@ -113,5 +113,5 @@ result = {"smoke_exit": smoke_rc, "oom_exit": oom_rc, "hint_line": hint, "reject
 json.dump(result, open(result_path, "w"), indent=2)
 for name, ok in checks.items():
     print(("PASS " if ok else "FAIL ") + name)
-print(result["verdict"])
+print(f"verdict: {result['verdict']}  ->  {result_path}")
 PY

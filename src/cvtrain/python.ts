@@ -92,14 +92,22 @@ export function runPythonModule(
       else
         reject(
           new PythonError(
-            lastErr ||
-              `${command} -m ${module} ended with ${signal ? `signal ${signal}` : `exit code ${code}`}`,
+            lastErr || `${command} -m ${module} ended with ${ending(code, signal)}`,
             code,
             events,
           ),
         );
     });
   });
+}
+
+function ending(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal === null) return `exit code ${code}`;
+  // The engine stops a stage with SIGTERM first; a bare SIGKILL is most often Linux's
+  // out-of-memory killer, which leaves the process no chance to say so itself.
+  return signal === "SIGKILL"
+    ? "signal SIGKILL (likely the system ran out of memory: try a smaller patch_size or batch_size)"
+    : `signal ${signal}`;
 }
 
 /**
