@@ -1,6 +1,6 @@
 // Malformed manifests through the real CLI: each error names file:line:col, says what was
 // expected, exits 2 and shows no stack trace. Positions are those of the offending text.
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -284,6 +284,70 @@ describe("malformed manifests", () => {
     const s = cli(["validate", file, "--set", "b=2", "--skills-dir", TEST_SKILLS], { cwd: dir });
     expect(s.code).toBe(2);
     expect(s.stderr).toMatch(/--set b=2: no param 'b'; expected one of: a/);
+  });
+
+  it("a --set value is data: its ${env.*} is not expanded, the manifest's own is", () => {
+    const file = join(dir, "echo.yaml");
+    writeFileSync(
+      file,
+      'name: echo\nparams: { a: "${env.MEDPIPE_TEST_SECRET}", b: 1 }\n' +
+        'stages:\n  s: { skill: emit, with: { value: ["${params.a}", "${params.b}"] } }\n',
+    );
+    const env = { MEDPIPE_TEST_SECRET: "hunter2" };
+    const own = cli(["run", file, "--skills-dir", TEST_SKILLS, "--runs-dir", join(dir, "runs-own")], {
+      cwd: dir,
+      env,
+    });
+    expect(own.code).toBe(0);
+    const ownRun = own.stdout.trim().split("\n").pop() as string;
+    expect(JSON.parse(readFileSync(join(ownRun, "stages/s/output.json"), "utf8")).value).toEqual([
+      "hunter2",
+      1,
+    ]);
+    const set = cli(
+      [
+        "run",
+        file,
+        "--set",
+        "b=${env.MEDPIPE_TEST_SECRET}",
+        "--skills-dir",
+        TEST_SKILLS,
+        "--runs-dir",
+        join(dir, "runs-set"),
+      ],
+      { cwd: dir, env },
+    );
+    expect(set.code).toBe(0);
+    const setRun = set.stdout.trim().split("\n").pop() as string;
+    expect(JSON.parse(readFileSync(join(setRun, "stages/s/output.json"), "utf8")).value).toEqual([
+      "hunter2",
+      "${env.MEDPIPE_TEST_SECRET}",
+    ]);
+    expect(JSON.parse(readFileSync(join(setRun, "run.json"), "utf8")).params.b).toBe(
+      "${env.MEDPIPE_TEST_SECRET}",
+    );
+  });
+
+  it("--profile smoke and --profile sanity set the mode as --smoke and --sanity do", () => {
+    const file = join(dir, "profiles.yaml");
+    writeFileSync(
+      file,
+      "name: t\nparams: { a: 1 }\nprofiles:\n  smoke: { params: { a: 2 } }\n  other: { params: { a: 3 } }\n" +
+        "stages:\n  s: { skill: emit, with: { value: 1 } }\n",
+    );
+    const mode = (...args: string[]) =>
+      JSON.parse(cli(["validate", file, "--json", "--skills-dir", TEST_SKILLS, ...args], { cwd: dir }).stdout)
+        .mode;
+    expect(mode("--profile", "smoke")).toBe("smoke");
+    expect(mode("--smoke")).toBe("smoke");
+    // A sanity run needs a reference, whichever way it is asked for.
+    for (const args of [["--sanity"], ["--profile", "sanity"]]) {
+      const r = cli(["validate", file, "--skills-dir", TEST_SKILLS, ...args], { cwd: dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/--sanity: .*profiles\.yaml names no reference/);
+    }
+    expect(mode("--profile", "other")).toBe("full");
+    expect(mode()).toBe("full");
   });
 });
 

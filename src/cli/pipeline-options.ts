@@ -16,11 +16,14 @@ export interface PipelineOpts {
 export function loadRequest(manifest: string, o: PipelineOpts): LoadRequest {
   if ([o.smoke, o.sanity, o.profile].filter(Boolean).length > 1)
     throw new UsageError("choose one of --smoke, --sanity, --profile");
+  const profile = o.smoke ? "smoke" : o.sanity ? "sanity" : (o.profile ?? null);
   return {
     manifest,
     workspace: resolve(o.workdir ?? process.cwd()),
-    profile: o.smoke ? "smoke" : o.sanity ? "sanity" : (o.profile ?? null),
-    mode: o.smoke ? "smoke" : o.sanity ? "sanity" : "full",
+    profile,
+    // --profile smoke is --smoke: the mode decides what the skills do and what the verifier
+    // and the sanity check expect, so a profile of that name cannot run as a full run.
+    mode: profile === "smoke" || profile === "sanity" ? profile : "full",
     sets: o.set,
     skillsDirs: o.skillsDir,
     env: process.env as Record<string, string | undefined>,

@@ -35,6 +35,8 @@ export interface CompileOptions extends ProfileChoice {
 export interface Located {
   value: unknown;
   path: Path;
+  /** Given as data (`--set`, an MCP client's params): used as is, no `${...}` expanded. */
+  literal?: boolean;
 }
 
 export interface StageRef {
@@ -416,7 +418,7 @@ function applySet(assignment: string, params: Map<string, Located>): void {
   } catch {
     value = assignment.slice(eq + 1);
   }
-  params.set(key, { value: value ?? "", path: [] });
+  params.set(key, { value: value ?? "", path: [], literal: true });
 }
 
 /** Params are resolved on first use, so an unused param may name an unset variable. */
@@ -449,7 +451,7 @@ function lazyParams(
                 : root === "profile"
                   ? profile
                   : undefined;
-          const v = resolveAt(src, doc, scope);
+          const v = src.literal ? (src.value as Value) : resolveAt(src, doc, scope);
           cache.set(name, v);
           return v;
         } finally {
