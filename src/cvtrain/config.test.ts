@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { python } from "../../tests/support/oracle.js";
 import {
   CvTrainInputError,
+  changedOverrides,
   checkDataMatchesPlan,
   type DataIndex,
   defaultSeed,
@@ -210,6 +211,24 @@ describe("trainer config", () => {
     expect(() => checkDataMatchesPlan(plan({ target_spacing: [1, 1, 1] }), data, "")).toThrow(
       /target_spacing/,
     );
+  });
+
+  it("keeps only the overrides that differ from the plan", () => {
+    // The plan above: epochs 20, batch 4, patch [32, 32, 16], lr 1e-3, 8 per volume, val every 1.
+    const same = {
+      epochs: 20,
+      batch_size: 4,
+      patch_size: [32, 32, 16],
+      lr: 1e-3,
+      samples_per_volume: 8,
+      val_every: 1,
+    };
+    expect(changedOverrides(plan(), same)).toEqual({});
+    expect(changedOverrides(plan(), { ...same, epochs: 2, patch_size: [16, 16, 16] })).toEqual({
+      epochs: 2,
+      patch_size: [16, 16, 16],
+    });
+    expect(changedOverrides(plan(), { lr: 0.01 })).toEqual({ lr: 0.01 });
   });
 
   it("writes the plan as trained only when something was overridden", () => {

@@ -297,6 +297,27 @@ export function predictSettings(plan: TrainPlan, patch: number[]): Record<string
 }
 
 /**
+ * The overrides that change the plan: one equal to the plan's own value is dropped, so a
+ * manifest that passes the plan's epochs along (to keep a skill mode's default out) leaves no
+ * trace of an override in the output or the package.
+ */
+export function changedOverrides(plan: TrainPlan, ov: TrainOverrides): TrainOverrides {
+  const planned: Record<keyof TrainOverrides, unknown> = {
+    epochs: plan.epochs,
+    batch_size: plan.batch_size,
+    patch_size: plan.patch_size,
+    lr: plan.optimizer.lr,
+    samples_per_volume: plan.samples_per_volume,
+    val_every: plan.val_every,
+  };
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(ov))
+    if (v !== undefined && JSON.stringify(v) !== JSON.stringify(planned[k as keyof TrainOverrides]))
+      out[k] = v;
+  return out as TrainOverrides;
+}
+
+/**
  * plan.json as the model was actually trained: the raw plan object with the overrides applied,
  * so that the model package's plan.json (what inference reads) tells the truth about the patch
  * size and recipe. Null when there are no overrides (the plan is then copied as it is).

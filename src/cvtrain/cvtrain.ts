@@ -8,6 +8,7 @@ import { classCount } from "../plan/classes.js";
 import { type CaseProperties, readPlan, readProperties } from "../preprocess/index.js";
 import {
   CvTrainInputError,
+  changedOverrides,
   checkDataMatchesPlan,
   type DataIndex,
   defaultSeed,
@@ -132,10 +133,10 @@ export async function runCvTrain(
   const out = resolve(o.outputDir);
   const dataDir = resolve(o.data);
   const device = o.device ?? "auto";
-  const overrides = o.overrides ?? {};
 
   const loaded = readPlan(o.plan);
   const plan = loaded.plan as unknown as TrainPlan;
+  const overrides = changedOverrides(plan, o.overrides ?? {});
   let data: DataIndex;
   try {
     data = await readJson<DataIndex>(join(dataDir, "dataset.json"));
