@@ -202,6 +202,34 @@ const cases: Case[] = [
     expected: /one of: a/,
     args: ["--smoke"],
   },
+  {
+    name: "no stages",
+    yaml: "name: t\nstages: {}\n",
+    at: "{}",
+    message: /'stages' is empty/,
+    expected: /^at least 1 entry$/,
+  },
+  {
+    name: "a profile key no profile sets",
+    yaml: 'name: t\nstages:\n  s: { skill: emit, with: { value: "${profile.nope}" } }\n',
+    at: "profile.nope",
+    message: /no profile defines 'nope'/,
+    expected: /none sets any/,
+  },
+  {
+    name: "an output the skill lacks, each name listed once",
+    yaml: 'name: t\nstages:\n  s: { skill: emit, with: { value: 1 } }\n  u: { skill: emit, with: { value: "${s.nope}" } }\n',
+    at: "s.nope",
+    message: /stage 's' \(skill emit\) has no output 'nope'/,
+    expected: /^one of: text, value, source_bytes$/,
+  },
+  {
+    name: "an empty foreach list",
+    yaml: "name: t\nstages:\n  s: { skill: emit, foreach: { v: [] }, with: { value: 1 } }\n",
+    at: "[]",
+    message: /foreach 'v' must give a non-empty list .*, got an empty list/,
+    expected: /range\(params\.folds\)/,
+  },
 ];
 
 describe("malformed manifests", () => {

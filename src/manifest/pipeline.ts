@@ -251,7 +251,7 @@ export function compilePipeline(
           problems.push(
             doc.diagnostic(
               path,
-              `foreach '${name}' must give a non-empty list of numbers or strings, got ${describe(value)}`,
+              `foreach '${name}' must give a non-empty list of numbers or strings, got ${Array.isArray(value) && value.length === 0 ? "an empty list" : describe(value)}`,
               "e.g. ${range(params.folds)} or [a, b]",
             ),
           );
@@ -379,7 +379,9 @@ function checkReference(r: Reference, c: RefContext): { message: string; expecte
     if (key === undefined || key in c.profileValues) return null;
     return {
       message: `no profile defines '${key}'`,
-      expected: `one of: ${Object.keys(c.profileValues).join(", ") || "(none)"}`,
+      expected: Object.keys(c.profileValues).length
+        ? `one of: ${Object.keys(c.profileValues).join(", ")}`
+        : "a key one of this manifest's profiles sets (none sets any)",
     };
   }
   if (c.vars.has(r.root)) return null;
@@ -389,7 +391,7 @@ function checkReference(r: Reference, c: RefContext): { message: string; expecte
     const stage = c.raw.stages[r.root] as RawStage;
     const skill = c.skills.get(stage.skill);
     if (!skill) return null; // reported at that stage
-    const outputs = [...Object.keys(skill.manifest.outputs.files ?? {}), ...skill.resultFields];
+    const outputs = [...new Set([...Object.keys(skill.manifest.outputs.files ?? {}), ...skill.resultFields])];
     if (outputs.includes(output) || (outputs.length === 0 && skill.resultFields.length === 0)) return null;
     return {
       message: `stage '${r.root}' (skill ${skill.manifest.id}) has no output '${output}'`,

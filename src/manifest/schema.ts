@@ -135,15 +135,32 @@ function finding(e: ErrorObject, path: Path): Finding {
         message: `invalid value for ${where}`,
         expected: schema?.description ?? `text matching ${String(p.pattern)}`,
       };
-    case "minimum":
-    case "maximum":
-    case "exclusiveMinimum":
-    case "exclusiveMaximum":
     case "minItems":
     case "maxItems":
     case "minLength":
     case "maxLength":
-    case "minProperties":
+    case "minProperties": {
+      // Ajv words these "must NOT have fewer than 1 properties"; say it in the manifest's terms.
+      const limit = Number(p.limit);
+      const unit = e.keyword.endsWith("Items")
+        ? "item"
+        : e.keyword.endsWith("Length")
+          ? "character"
+          : "entry";
+      const count = `${limit} ${limit === 1 ? unit : unit === "entry" ? "entries" : `${unit}s`}`;
+      const atLeast = e.keyword.startsWith("min");
+      return {
+        path,
+        key: false,
+        message:
+          atLeast && limit === 1 ? `${where} is empty` : `${where} has too ${atLeast ? "few" : "many"}`,
+        expected: `${atLeast ? "at least" : "at most"} ${count}`,
+      };
+    }
+    case "minimum":
+    case "maximum":
+    case "exclusiveMinimum":
+    case "exclusiveMaximum":
       return {
         path,
         key: false,
