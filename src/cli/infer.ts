@@ -1,12 +1,15 @@
 // `pipeline infer MODEL IMAGES... --out DIR`: the infer skill run exactly as `pipeline run-script
 // infer` runs it (input checks, run folder, evidence), then its predictions copied into DIR.
 // stdout: one line per prediction written to DIR, then the run folder as the last line.
+// Exit 1 when any requested image got no prediction, though the others are copied: a caller
+// that checks only the exit code must not take a partial folder for a complete one.
 // A person at a shell names a model and scans wherever they are, so by default nothing is
 // confined (the workspace is the file system root) and the run goes to runs/ in the current
 // folder; --workdir DIR confines the paths to DIR as run-script does, and the run goes to DIR/runs.
-import { copyFile, mkdir, readFile, rename, rm } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { copyFile, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { runScript } from "../agent/run-script.js";
+import { scanImageCases } from "../infer/images.js";
 import { UsageError } from "../manifest/diagnostics.js";
 import { EXIT } from "./output.js";
 import { startSession } from "./run-session.js";
@@ -62,9 +65,75 @@ async function place(src: string, dst: string): Promise<void> {
   }
 }
 
+/** Refuses an --out that can never become a folder, before any image is read. */
+async function checkOut(out: string): Promise<void> {
+  const info = await stat(out).catch(() => null);
+  if (info) {
+    if (!info.isDirectory())
+      throw new UsageError(`--out ${out}: is a file; expected a folder (new or existing)`);
+    return;
+  }
+  // mkdir -p would fail only after the inference: find the nearest existing parent now.
+  let parent = dirname(out);
+  for (;;) {
+    const p = await stat(parent).catch(() => null);
+    if (p) {
+      if (!p.isDirectory())
+        throw new UsageError(`--out ${out}: ${parent} is a file, so no folder can be made there`);
+      return;
+    }
+    if (dirname(parent) === parent) return;
+    parent = dirname(parent);
+  }
+}
+
+/** Missing paths named with the folder they were resolved in (the skill's check says "workspace /"). */
+async function checkExists(model: string, images: string[]): Promise<void> {
+  const note = `relative paths resolve against the current folder, ${process.cwd()}`;
+  if (!(await stat(resolve(model)).catch(() => null)))
+    throw new UsageError(`model ${resolve(model)}: no such folder (${note})`);
+  for (const image of images)
+    if (!(await stat(resolve(image)).catch(() => null)))
+      throw new UsageError(`image ${resolve(image)}: no such file or folder (${note})`);
+}
+
+/**
+ * Two images that make one case id would write one <id>.nii.gz in --out: refused here, naming
+ * both, rather than failing the second case after the first one's inference. A model or image
+ * this scan cannot read is left to the skill's own checks, which name the problem.
+ */
+async function checkDistinctCases(model: string, images: string[]): Promise<void> {
+  let dims: 2 | 3;
+  try {
+    const plan = JSON.parse(await readFile(join(resolve(model), "plan.json"), "utf8")) as {
+      spatial_dims?: unknown;
+    };
+    if (plan.spatial_dims !== 2 && plan.spatial_dims !== 3) return;
+    dims = plan.spatial_dims;
+  } catch {
+    return;
+  }
+  const owner = new Map<string, string>();
+  for (const image of images) {
+    const scan = await scanImageCases(resolve(image), dims).catch(() => null);
+    for (const c of scan?.cases ?? []) {
+      const first = owner.get(c.id);
+      const file = c.files[0]!;
+      if (first !== undefined)
+        throw new UsageError(
+          `images ${first} and ${file} are both case ${c.id}: each would be ${c.id}${dims === 3 ? ".nii.gz" : ".npy"} in --out; rename one or run them separately`,
+        );
+      owner.set(c.id, file);
+    }
+  }
+}
+
 export async function inferCommand(model: string, images: string[], o: InferOpts): Promise<number> {
   const args = inferArgs(model, images, o);
   const out = resolve(o.out);
+  await checkOut(out);
+  await checkExists(model, images);
+  await checkDistinctCases(model, images);
   const workspace = o.workdir === undefined ? "/" : resolve(o.workdir);
   const session = await startSession(o.json);
   let result: Awaited<ReturnType<typeof runScript>>;
@@ -86,6 +155,7 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
     throw err;
   }
   await session.reporter.close();
+  let failedCases = 0;
   if (result.status === "succeeded") {
     const stage = join(result.runDir, "stages", "infer");
     const payload = JSON.parse(await readFile(join(stage, "output.json"), "utf8")) as InferPayload;
@@ -102,8 +172,9 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
         written.push(p);
       }
     }
+    failedCases = payload.failed.length;
     for (const f of payload.failed)
-      process.stderr.write(`warning: case ${f.case} not predicted: ${f.file}: ${f.reason}\n`);
+      process.stderr.write(`error: case ${f.case} not predicted: ${f.file}: ${f.reason}\n`);
     if (o.json)
       process.stdout.write(
         `${JSON.stringify({ event: "predictions", out, files: written, failed: payload.failed, run_dir: result.runDir })}\n`,
@@ -112,6 +183,7 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
   }
   // As run-script: the run folder last (with --json the events carry it).
   if (!o.json) process.stdout.write(`${result.runDir}\n`);
-  if (result.status === "succeeded") return EXIT.ok;
+  // Every requested image or none: a partial result is kept and listed, but is no success.
+  if (result.status === "succeeded") return failedCases ? EXIT.failed : EXIT.ok;
   return result.status === "interrupted" ? EXIT.interrupted : EXIT.failed;
 }
