@@ -319,6 +319,9 @@ program
   .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
   .action(
     action(async (o: { workdir?: string; runsDir?: string; skillsDir: string[] }) => {
+      // The server would otherwise start and fail each tool call on a missing skills folder.
+      const { skillDirs } = await import("../skills/registry.js");
+      skillDirs(o.skillsDir);
       const { mcpCommand } = await import("./mcp.js");
       return mcpCommand(o);
     }),

@@ -1,7 +1,7 @@
 // Finds skills (skills/*/skill_manifest.yaml) and checks each manifest before anything runs.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type Diagnostic, ManifestError } from "../manifest/diagnostics.js";
+import { type Diagnostic, ManifestError, UsageError } from "../manifest/diagnostics.js";
 import { ajv, findings, schemaValidator, toDiagnostics } from "../manifest/schema.js";
 import { readSource } from "../manifest/source.js";
 import { PROJECT_ROOT } from "../paths.js";
@@ -9,9 +9,24 @@ import type { Skill, SkillManifest } from "./types.js";
 
 export const MANIFEST_FILE = "skill_manifest.yaml";
 
-/** The project's own skills, then any extra folders (PIPELINE_SKILLS_PATH, --skills-dir). */
+/**
+ * The project's own skills, then any extra folders (PIPELINE_SKILLS_PATH, --skills-dir). A folder
+ * someone named that is not there is a usage error: skipping it would run without its skills and
+ * report them as unknown, or not at all.
+ */
 export function skillDirs(extra: string[] = [], env: NodeJS.ProcessEnv = process.env): string[] {
   const fromEnv = (env.PIPELINE_SKILLS_PATH ?? "").split(":").filter(Boolean);
+  for (const [dirs, origin] of [
+    [fromEnv, "PIPELINE_SKILLS_PATH"],
+    [extra, "--skills-dir"],
+  ] as const)
+    for (const d of dirs) {
+      let problem: string | null = "no such folder";
+      try {
+        problem = statSync(d).isDirectory() ? null : "not a folder";
+      } catch {}
+      if (problem) throw new UsageError(`${origin} ${resolve(d)}: ${problem} (expected a folder of skills)`);
+    }
   return [...new Set([join(PROJECT_ROOT, "skills"), ...fromEnv, ...extra].map((d) => resolve(d)))];
 }
 
