@@ -137,6 +137,38 @@ describe("cli", () => {
     expect(cli(["--help"], { cwd: ROOT }).code).toBe(0);
   });
 
+  it("bad flags read as flags: run-script's missing input, folder flags that name a file, evaluate's keys", () => {
+    const dir = mkdtempSync(join(tmpdir(), "medpipe-flags-"));
+    const file = join(dir, "afile");
+    writeFileSync(file, "not a folder\n");
+    const refused = [
+      [
+        ["run-script", "analyze"],
+        "error: analyze: missing --dataset VALUE (dataset: the dataset - an MSD or nnU-Net raw folder, a folder of 2D .npy pairs, a datalist .json or a .csv)",
+      ],
+      [
+        ["run-script", "--runs-dir", "afile/sub", "selftest"],
+        `error: --runs-dir ${file}/sub: ${file} is a file, so no folder can be made there`,
+      ],
+      [
+        ["run", CHAIN, "--skills-dir", TEST_SKILLS, "--runs-dir", "afile", "--set", `source=${file}`],
+        `error: --runs-dir ${file}: is a file; expected a folder (new or existing)`,
+      ],
+      [
+        ["fixtures", "make", "heart", "--out", "afile"],
+        `error: --out ${file}: is a file; expected a folder (new or existing)`,
+      ],
+    ] as const;
+    for (const [args, line] of refused) {
+      const r = cli([...args], { cwd: dir });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toBe(`${line}\n`);
+    }
+    expect(existsSync(join(dir, "runs"))).toBe(false);
+    // toJson in src/evaluate/format.ts writes these four keys.
+    expect(cli(["evaluate", "--help"], { cwd: dir }).stdout).toContain("{cases, summary, definition, notes}");
+  });
+
   it("settings that cannot work are errors naming them, not silently replaced", () => {
     const dir = mkdtempSync(join(tmpdir(), "medpipe-settings-"));
     const missing = join(dir, "nonexist");

@@ -7,11 +7,11 @@
 // confined (the workspace is the file system root) and the run goes to runs/ in the current
 // folder; --workdir DIR confines the paths to DIR as run-script does, and the run goes to DIR/runs.
 import { copyFile, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { runScript } from "../agent/run-script.js";
 import { scanImageCases } from "../infer/images.js";
 import { UsageError } from "../manifest/diagnostics.js";
-import { EXIT } from "./output.js";
+import { checkFolderFlag, EXIT } from "./output.js";
 import { startSession } from "./run-session.js";
 
 export interface InferOpts {
@@ -65,28 +65,6 @@ async function place(src: string, dst: string): Promise<void> {
   }
 }
 
-/** Refuses an --out that can never become a folder, before any image is read. */
-async function checkOut(out: string): Promise<void> {
-  const info = await stat(out).catch(() => null);
-  if (info) {
-    if (!info.isDirectory())
-      throw new UsageError(`--out ${out}: is a file; expected a folder (new or existing)`);
-    return;
-  }
-  // mkdir -p would fail only after the inference: find the nearest existing parent now.
-  let parent = dirname(out);
-  for (;;) {
-    const p = await stat(parent).catch(() => null);
-    if (p) {
-      if (!p.isDirectory())
-        throw new UsageError(`--out ${out}: ${parent} is a file, so no folder can be made there`);
-      return;
-    }
-    if (dirname(parent) === parent) return;
-    parent = dirname(parent);
-  }
-}
-
 /** Missing paths named with the folder they were resolved in (the skill's check says "workspace /"). */
 async function checkExists(model: string, images: string[]): Promise<void> {
   const note = `relative paths resolve against the current folder, ${process.cwd()}`;
@@ -131,7 +109,9 @@ async function checkDistinctCases(model: string, images: string[]): Promise<void
 export async function inferCommand(model: string, images: string[], o: InferOpts): Promise<number> {
   const args = inferArgs(model, images, o);
   const out = resolve(o.out);
-  await checkOut(out);
+  checkFolderFlag("--out", out);
+  const runsDir = resolve(o.workdir ?? process.cwd(), o.runsDir ?? "runs");
+  checkFolderFlag("--runs-dir", runsDir);
   await checkExists(model, images);
   await checkDistinctCases(model, images);
   const workspace = o.workdir === undefined ? "/" : resolve(o.workdir);
@@ -145,7 +125,7 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
       workspace,
       env: process.env as Record<string, string | undefined>,
       skillsDirs: [],
-      runsDir: resolve(o.workdir ?? process.cwd(), o.runsDir ?? "runs"),
+      runsDir,
       jobs: 1,
       resume: false,
       ...session,

@@ -241,7 +241,7 @@ program
   .option("--tolerances <mm>", "NSD tolerances in mm (default 0.5,1,2)")
   .option(
     "--json",
-    'one JSON object {cases, summary, definition}; NaN/±Infinity as the strings "NaN", "Infinity", "-Infinity"',
+    'one JSON object {cases, summary, definition, notes}; NaN/±Infinity as the strings "NaN", "Infinity", "-Infinity"',
   )
   .option("--csv", "per-case rows as CSV with a header; NaN/±Infinity written as in --json")
   .option("--no-surface", "skip HD95, ASSD and NSD (the slow part)")
