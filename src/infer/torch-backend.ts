@@ -97,7 +97,7 @@ export class TorchVolumeModel {
     const { runtime, probes } = findPython();
     if (!runtime)
       throw new Error(
-        `backend torch: ${pythonProblem(probes)}; ${process.env.PIPELINE_PYTHON ? "or" : "install torch, set PIPELINE_PYTHON, or"} use backend onnxruntime`,
+        `backend torch: ${pythonProblem(probes)}; ${process.env.PIPELINE_PYTHON ? "correct PIPELINE_PYTHON" : "install torch, set PIPELINE_PYTHON"}, or use backend onnxruntime`,
       );
     const inference = {
       patch_size: settings.patch,
