@@ -1,6 +1,6 @@
 // The smaller commands: skills, graph, plan --json, run --json (NDJSON events), doctor, usage errors.
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -135,5 +135,77 @@ describe("cli", () => {
     expect(jobs.code).toBe(2);
     expect(jobs.stderr).toMatch(/--jobs 0: expected a positive integer/);
     expect(cli(["--help"], { cwd: ROOT }).code).toBe(0);
+  });
+
+  it("bad flags read as flags: run-script's missing input, folder flags that name a file, evaluate's keys", () => {
+    const dir = mkdtempSync(join(tmpdir(), "medpipe-flags-"));
+    const file = join(dir, "afile");
+    writeFileSync(file, "not a folder\n");
+    const refused = [
+      [
+        ["run-script", "analyze"],
+        "error: analyze: missing --dataset VALUE (dataset: the dataset - an MSD or nnU-Net raw folder, a folder of 2D .npy pairs, a datalist .json or a .csv)",
+      ],
+      [
+        ["run-script", "--runs-dir", "afile/sub", "selftest"],
+        `error: --runs-dir ${file}/sub: ${file} is a file, so no folder can be made there`,
+      ],
+      [
+        ["run", CHAIN, "--skills-dir", TEST_SKILLS, "--runs-dir", "afile", "--set", `source=${file}`],
+        `error: --runs-dir ${file}: is a file; expected a folder (new or existing)`,
+      ],
+      [
+        ["fixtures", "make", "heart", "--out", "afile"],
+        `error: --out ${file}: is a file; expected a folder (new or existing)`,
+      ],
+    ] as const;
+    for (const [args, line] of refused) {
+      const r = cli([...args], { cwd: dir });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toBe(`${line}\n`);
+    }
+    expect(existsSync(join(dir, "runs"))).toBe(false);
+    // toJson in src/evaluate/format.ts writes these four keys.
+    expect(cli(["evaluate", "--help"], { cwd: dir }).stdout).toContain("{cases, summary, definition, notes}");
+  });
+
+  it("settings that cannot work are errors naming them, not silently replaced", () => {
+    const dir = mkdtempSync(join(tmpdir(), "medpipe-settings-"));
+    const missing = join(dir, "nonexist");
+    const refused = [
+      [
+        ["run", CHAIN, "--skills-dir", missing],
+        {},
+        `error: --skills-dir ${missing}: no such folder (expected a folder of skills)`,
+      ],
+      [
+        ["skills"],
+        { PIPELINE_SKILLS_PATH: `${TEST_SKILLS}:${missing}` },
+        `error: PIPELINE_SKILLS_PATH ${missing}: no such folder (expected a folder of skills)`,
+      ],
+      [
+        ["run-script", "selftest"],
+        { MEDPIPE_KILL_GRACE_MS: "abc" },
+        "error: MEDPIPE_KILL_GRACE_MS=abc: expected whole milliseconds in 0..2147483647 (default 5000)",
+      ],
+    ] as const;
+    for (const [args, env, line] of refused) {
+      const r = cli([...args], { cwd: dir, env });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toBe(`${line}\n`);
+    }
+    // Refused before a run folder was made.
+    expect(existsSync(join(dir, "runs"))).toBe(false);
+
+    const python = { PIPELINE_PYTHON: join(dir, "nopython") };
+    const why = `PIPELINE_PYTHON=${python.PIPELINE_PYTHON}: not found (when set, no other Python is tried)`;
+    const run = cli(["run-script", "selftest"], { cwd: dir, env: python });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(why);
+    const doctor = cli(["doctor", "--json"], { cwd: dir, env: python });
+    expect(doctor.code).toBe(1);
+    const checks = (JSON.parse(doctor.stdout) as { checks: { name: string; ok: boolean; detail: string }[] })
+      .checks;
+    expect(checks.find((c) => c.name === "python (torch + numpy)")).toMatchObject({ ok: false, detail: why });
   });
 });

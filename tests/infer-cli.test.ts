@@ -1,7 +1,16 @@
 // `pipeline infer MODEL IMAGES... --out DIR`: the infer skill through the engine (run folder,
 // evidence), its predictions copied to DIR byte for byte; usage errors exit 2, a failed stage 1.
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -144,10 +153,68 @@ for img, pred in INPUT:
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.stderr.trim()).toMatch(message);
     }
+    writeFileSync(join(ws, "afile"), "not a folder\n");
+    mkdirSync(join(ws, "dup1"));
+    mkdirSync(join(ws, "dup2"));
+    copyFileSync(join(ws, "imgs", "la_001.nii.gz"), join(ws, "dup1", "la_001.nii.gz"));
+    copyFileSync(join(ws, "imgs", "la_002.nii.gz"), join(ws, "dup2", "la_001.nii.gz"));
+    const runCount = () => (existsSync(join(ws, "runs")) ? readdirSync(join(ws, "runs")).length : 0);
+    const runsBefore = runCount();
+    // Each is found before the run starts: no run folder, nothing on stdout.
+    const upfront = [
+      [
+        ["infer", "pkg", "imgs", "--out", "afile"],
+        `error: --out ${ws}/afile: is a file; expected a folder (new or existing)`,
+      ],
+      [
+        ["infer", "pkg", "imgs", "--out", "afile/sub"],
+        `error: --out ${ws}/afile/sub: ${ws}/afile is a file, so no folder can be made there`,
+      ],
+      [
+        ["infer", "pkg", "dup1/la_001.nii.gz", "dup2", "--out", "x"],
+        `error: images ${ws}/dup1/la_001.nii.gz and ${ws}/dup2/la_001.nii.gz are both case la_001: each would be la_001.nii.gz in --out; rename one or run them separately`,
+      ],
+      [
+        ["infer", "nope", "imgs", "--out", "x"],
+        `error: model ${ws}/nope: no such folder (relative paths resolve against the current folder, ${ws})`,
+      ],
+      [
+        ["infer", "pkg", "imgs/la_404.nii.gz", "--out", "x"],
+        `error: image ${ws}/imgs/la_404.nii.gz: no such file or folder (relative paths resolve against the current folder, ${ws})`,
+      ],
+    ] as const;
+    for (const [args, line] of upfront) {
+      const r = cli([...args], { cwd: ws });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toBe(`${line}\n`);
+      expect(r.stdout).toBe("");
+    }
+    expect(runCount()).toBe(runsBefore);
     mkdirSync(join(ws, "nomodel"));
     copyFileSync(join(ws, "pkg", "plan.json"), join(ws, "nomodel", "plan.json"));
     const r = cli(["infer", "nomodel", "imgs", "--out", "never"], { cwd: ws });
     expect(r.code).toBe(1);
     expect(existsSync(join(ws, "never"))).toBe(false);
+  });
+
+  it("one image predicted, one unreadable: the prediction is kept and listed, exit 1", () => {
+    mkdirSync(join(ws, "bad"));
+    writeFileSync(join(ws, "bad", "la_009.nii.gz"), "not a NIfTI file\n");
+    const r = cli(
+      ["infer", "pkg", "imgs/la_002.nii.gz", "bad/la_009.nii.gz", "--out", "part", "--threads", "1"],
+      { cwd: ws },
+    );
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toBe(join(ws, "part", "la_002.nii.gz"));
+    expect(lines[1]!.startsWith(join(ws, "runs", "script-infer"))).toBe(true);
+    expect(readdirSync(join(ws, "part"))).toEqual(["la_002.nii.gz"]);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^error: case la_009 not predicted: ${join(ws, "bad", "la_009.nii.gz")}: unreadable image`,
+        "m",
+      ),
+    );
   });
 });

@@ -12,7 +12,7 @@ import type { RunOptions, RunResult } from "../run/run.js";
 import { runLoaded } from "../run/run.js";
 import { parseArgs } from "../skill-kit/args.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
-import type { Mode, Skill } from "../skills/types.js";
+import { isRequiredInput, type Mode, type Skill } from "../skills/types.js";
 import { checkSizes, confinePaths, Refusal, resolveScript } from "./boundaries.js";
 
 export interface ScriptCall extends RunOptions {
@@ -38,6 +38,17 @@ export function prepareScript(
   } catch (err) {
     throw new Refusal(`${skill.manifest.id}: ${(err as Error).message}`);
   }
+  // Said here as the flags a caller gives: the manifest check below would say `with: { x: ... }`.
+  const given = { ...(skill.manifest.modes?.[call.mode as "smoke" | "sanity"]?.with ?? {}), ...inputs };
+  const missing = Object.entries(skill.manifest.inputs).filter(
+    ([name, schema]) => isRequiredInput(schema) && !(name in given),
+  );
+  if (missing.length)
+    throw new Refusal(
+      `${skill.manifest.id}: missing ${missing.map(([name]) => `--${name} VALUE`).join(", ")} (${missing
+        .map(([name, schema]) => `${name}: ${schema.description ?? "required"}`)
+        .join("; ")})`,
+    );
   confinePaths(skill, inputs, call.workspace);
   const stage = skill.manifest.id.replace(/-/g, "_");
   const manifest = {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PY_ROOT } from "../cvtrain/python.js";
 import { detectGpus } from "../run/gpus.js";
-import { probePython, pythonCandidates } from "../run/python.js";
+import { probePython, pythonCandidates, pythonProblem } from "../run/python.js";
 import { EXIT, printJson } from "./output.js";
 
 interface Check {
@@ -31,15 +31,17 @@ export async function doctor(o: { json?: boolean }): Promise<number> {
 
   const probes = pythonCandidates().map(probePython);
   const good = probes.find((p) => p.runtime);
-  const pyFix = canApt()
-    ? "apt-get update && apt-get install -y python3-torch python3-numpy"
-    : "python3 -m pip install -r requirements.txt   (or set PIPELINE_PYTHON to a Python that has torch and numpy)";
+  const pyFix = process.env.PIPELINE_PYTHON
+    ? `point PIPELINE_PYTHON (now ${process.env.PIPELINE_PYTHON}) at a Python that has torch and numpy, or unset it`
+    : canApt()
+      ? "apt-get update && apt-get install -y python3-torch python3-numpy"
+      : "python3 -m pip install -r requirements.txt   (or set PIPELINE_PYTHON to a Python that has torch and numpy)";
   checks.push({
     name: "python (torch + numpy)",
     ok: Boolean(good),
     detail: good?.runtime
-      ? `${good.command}: Python ${good.runtime.python}, torch ${good.runtime.torch}, numpy ${good.runtime.numpy}`
-      : probes.map((p) => `${p.command}: ${p.problem}`).join("; "),
+      ? `${process.env.PIPELINE_PYTHON ? "PIPELINE_PYTHON=" : ""}${good.command}: Python ${good.runtime.python}, torch ${good.runtime.torch}, numpy ${good.runtime.numpy}`
+      : pythonProblem(probes),
     ...(good ? {} : { fix: pyFix }),
   });
   if (good) checks.push(onnxExport(good.command));

@@ -1,7 +1,7 @@
 // `pipeline fixtures make <kind>`: the CLI face of the fixture generator. Checks the arguments
 // (a bad one is a usage error naming it), generates, prints where the dataset went.
 import { UsageError } from "../manifest/diagnostics.js";
-import { EXIT } from "./output.js";
+import { checkFolderFlag, EXIT } from "./output.js";
 
 export async function fixturesMake(
   kind: string,
@@ -23,6 +23,7 @@ export async function fixturesMake(
       `--size ${o.size}: ${kind} needs ${dims} comma-separated sizes, e.g. ${defaults.size.join(",")}`,
     );
   if (!o.out) throw new UsageError("--out DIR is required");
+  checkFolderFlag("--out", o.out);
   const problem = await fixtureOutProblem(o.out);
   if (problem) throw new UsageError(problem);
   const result = await makeFixture(k, {

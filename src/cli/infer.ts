@@ -1,14 +1,17 @@
 // `pipeline infer MODEL IMAGES... --out DIR`: the infer skill run exactly as `pipeline run-script
 // infer` runs it (input checks, run folder, evidence), then its predictions copied into DIR.
 // stdout: one line per prediction written to DIR, then the run folder as the last line.
+// Exit 1 when any requested image got no prediction, though the others are copied: a caller
+// that checks only the exit code must not take a partial folder for a complete one.
 // A person at a shell names a model and scans wherever they are, so by default nothing is
 // confined (the workspace is the file system root) and the run goes to runs/ in the current
 // folder; --workdir DIR confines the paths to DIR as run-script does, and the run goes to DIR/runs.
-import { copyFile, mkdir, readFile, rename, rm } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { runScript } from "../agent/run-script.js";
+import { scanImageCases } from "../infer/images.js";
 import { UsageError } from "../manifest/diagnostics.js";
-import { EXIT } from "./output.js";
+import { checkFolderFlag, EXIT } from "./output.js";
 import { startSession } from "./run-session.js";
 
 export interface InferOpts {
@@ -62,9 +65,55 @@ async function place(src: string, dst: string): Promise<void> {
   }
 }
 
+/** Missing paths named with the folder they were resolved in (the skill's check says "workspace /"). */
+async function checkExists(model: string, images: string[]): Promise<void> {
+  const note = `relative paths resolve against the current folder, ${process.cwd()}`;
+  if (!(await stat(resolve(model)).catch(() => null)))
+    throw new UsageError(`model ${resolve(model)}: no such folder (${note})`);
+  for (const image of images)
+    if (!(await stat(resolve(image)).catch(() => null)))
+      throw new UsageError(`image ${resolve(image)}: no such file or folder (${note})`);
+}
+
+/**
+ * Two images that make one case id would write one <id>.nii.gz in --out: refused here, naming
+ * both, rather than failing the second case after the first one's inference. A model or image
+ * this scan cannot read is left to the skill's own checks, which name the problem.
+ */
+async function checkDistinctCases(model: string, images: string[]): Promise<void> {
+  let dims: 2 | 3;
+  try {
+    const plan = JSON.parse(await readFile(join(resolve(model), "plan.json"), "utf8")) as {
+      spatial_dims?: unknown;
+    };
+    if (plan.spatial_dims !== 2 && plan.spatial_dims !== 3) return;
+    dims = plan.spatial_dims;
+  } catch {
+    return;
+  }
+  const owner = new Map<string, string>();
+  for (const image of images) {
+    const scan = await scanImageCases(resolve(image), dims).catch(() => null);
+    for (const c of scan?.cases ?? []) {
+      const first = owner.get(c.id);
+      const file = c.files[0]!;
+      if (first !== undefined)
+        throw new UsageError(
+          `images ${first} and ${file} are both case ${c.id}: each would be ${c.id}${dims === 3 ? ".nii.gz" : ".npy"} in --out; rename one or run them separately`,
+        );
+      owner.set(c.id, file);
+    }
+  }
+}
+
 export async function inferCommand(model: string, images: string[], o: InferOpts): Promise<number> {
   const args = inferArgs(model, images, o);
   const out = resolve(o.out);
+  checkFolderFlag("--out", out);
+  const runsDir = resolve(o.workdir ?? process.cwd(), o.runsDir ?? "runs");
+  checkFolderFlag("--runs-dir", runsDir);
+  await checkExists(model, images);
+  await checkDistinctCases(model, images);
   const workspace = o.workdir === undefined ? "/" : resolve(o.workdir);
   const session = await startSession(o.json);
   let result: Awaited<ReturnType<typeof runScript>>;
@@ -76,7 +125,7 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
       workspace,
       env: process.env as Record<string, string | undefined>,
       skillsDirs: [],
-      runsDir: resolve(o.workdir ?? process.cwd(), o.runsDir ?? "runs"),
+      runsDir,
       jobs: 1,
       resume: false,
       ...session,
@@ -86,6 +135,7 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
     throw err;
   }
   await session.reporter.close();
+  let failedCases = 0;
   if (result.status === "succeeded") {
     const stage = join(result.runDir, "stages", "infer");
     const payload = JSON.parse(await readFile(join(stage, "output.json"), "utf8")) as InferPayload;
@@ -102,8 +152,9 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
         written.push(p);
       }
     }
+    failedCases = payload.failed.length;
     for (const f of payload.failed)
-      process.stderr.write(`warning: case ${f.case} not predicted: ${f.file}: ${f.reason}\n`);
+      process.stderr.write(`error: case ${f.case} not predicted: ${f.file}: ${f.reason}\n`);
     if (o.json)
       process.stdout.write(
         `${JSON.stringify({ event: "predictions", out, files: written, failed: payload.failed, run_dir: result.runDir })}\n`,
@@ -112,6 +163,7 @@ export async function inferCommand(model: string, images: string[], o: InferOpts
   }
   // As run-script: the run folder last (with --json the events carry it).
   if (!o.json) process.stdout.write(`${result.runDir}\n`);
-  if (result.status === "succeeded") return EXIT.ok;
+  // Every requested image or none: a partial result is kept and listed, but is no success.
+  if (result.status === "succeeded") return failedCases ? EXIT.failed : EXIT.ok;
   return result.status === "interrupted" ? EXIT.interrupted : EXIT.failed;
 }

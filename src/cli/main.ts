@@ -110,7 +110,10 @@ program
   .description(
     "segment images with a model package (the infer skill, run as run-script runs it) and copy the predictions to --out; prints their paths, then the run folder",
   )
-  .requiredOption("--out <dir>", "folder for the predictions, <case>.nii.gz (created if missing)")
+  .requiredOption(
+    "--out <dir>",
+    "folder for the predictions, <case>.nii.gz (created if missing); files already there stay, a prediction's namesake is replaced",
+  )
   .option("--backend <name>", "onnxruntime (default: CPU, no Python) or torch (CUDA when available)")
   .option("--tta", "test-time augmentation by flips (default: the plan's inference.tta)")
   .option("--threads <n>", "intra-op threads of the backend (default: all cores)")
@@ -121,6 +124,12 @@ program
   )
   .option("--runs-dir <dir>", "where runs go (default: runs/ in the current folder, or in --workdir)")
   .option("--json", "NDJSON progress events, then one {event: predictions} line")
+  .addHelpText(
+    "after",
+    "\nExit 0 every image predicted; 1 the run failed, or some images were not (the others' predictions\n" +
+      "are still copied and listed, each missing one named on stderr); 2 usage error, e.g. --out is a\n" +
+      "file or two images share a case name (dup1/la_001.nii.gz, dup2/la_001.nii.gz), found before any inference.",
+  )
   .action(
     action(async (model: string, images: string[], o: import("./infer.js").InferOpts) => {
       const { inferCommand } = await import("./infer.js");
@@ -232,7 +241,7 @@ program
   .option("--tolerances <mm>", "NSD tolerances in mm (default 0.5,1,2)")
   .option(
     "--json",
-    'one JSON object {cases, summary, definition}; NaN/±Infinity as the strings "NaN", "Infinity", "-Infinity"',
+    'one JSON object {cases, summary, definition, notes}; NaN/±Infinity as the strings "NaN", "Infinity", "-Infinity"',
   )
   .option("--csv", "per-case rows as CSV with a header; NaN/±Infinity written as in --json")
   .option("--no-surface", "skip HD95, ASSD and NSD (the slow part)")
@@ -310,6 +319,9 @@ program
   .option("--skills-dir <dir>", "also load skills from this folder (repeatable)", collect, [])
   .action(
     action(async (o: { workdir?: string; runsDir?: string; skillsDir: string[] }) => {
+      // The server would otherwise start and fail each tool call on a missing skills folder.
+      const { skillDirs } = await import("../skills/registry.js");
+      skillDirs(o.skillsDir);
       const { mcpCommand } = await import("./mcp.js");
       return mcpCommand(o);
     }),

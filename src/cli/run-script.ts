@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { runScript } from "../agent/run-script.js";
 import { UsageError } from "../manifest/diagnostics.js";
+import { checkFolderFlag } from "./output.js";
 import { endSession, startSession } from "./run-session.js";
 
 export async function runScriptCommand(
@@ -19,6 +20,8 @@ export async function runScriptCommand(
   if (timeoutS !== undefined && !(timeoutS > 0))
     throw new UsageError(`--timeout ${o.timeout}: expected seconds > 0`);
   const workspace = resolve(o.workdir ?? process.cwd());
+  const runsDir = resolve(workspace, o.runsDir ?? "runs");
+  checkFolderFlag("--runs-dir", runsDir);
   const session = await startSession(o.json);
   const result = await runScript({
     script,
@@ -28,7 +31,7 @@ export async function runScriptCommand(
     workspace,
     env: process.env as Record<string, string | undefined>,
     skillsDirs: o.skillsDir,
-    runsDir: resolve(workspace, o.runsDir ?? "runs"),
+    runsDir,
     jobs: 1,
     resume: false,
     ...session,

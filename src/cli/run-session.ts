@@ -1,4 +1,5 @@
 // What `run` and `run-script` share around a run: the progress view, Ctrl-C, and the ending.
+import { UsageError } from "../manifest/diagnostics.js";
 import type { Reporter } from "../run/events.js";
 import { jsonReporter, plainReporter, ttyReporter } from "../run/report.js";
 import type { RunResult } from "../run/run.js";
@@ -13,6 +14,7 @@ export interface Session {
 
 /** NDJSON with --json, live tasks on a terminal, plain lines otherwise; Ctrl-C stops the run. */
 export async function startSession(json: boolean | undefined): Promise<Session> {
+  const graceMs = killGraceMs(process.env.MEDPIPE_KILL_GRACE_MS);
   const reporter = json
     ? jsonReporter()
     : process.stderr.isTTY && !process.env.CI
@@ -25,9 +27,24 @@ export async function startSession(json: boolean | undefined): Promise<Session> 
   return {
     reporter,
     signal: controller.signal,
-    graceMs: Number(process.env.MEDPIPE_KILL_GRACE_MS ?? 5000),
+    graceMs,
     argv: process.argv.slice(2),
   };
+}
+
+/**
+ * MEDPIPE_KILL_GRACE_MS, checked before anything runs: Number("abc") is NaN, which setTimeout
+ * takes as 0, so a typo would SIGKILL every stopped stage at once, with no time to clean up;
+ * above 2^31-1 setTimeout also fires at once.
+ */
+export function killGraceMs(text: string | undefined): number {
+  if (text === undefined || text.trim() === "") return 5000;
+  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n > 2_147_483_647)
+    throw new UsageError(
+      `MEDPIPE_KILL_GRACE_MS=${text}: expected whole milliseconds in 0..2147483647 (default 5000)`,
+    );
+  return n;
 }
 
 /** The run folder as the last line (not with --json, whose last event carries it), and the exit code. */

@@ -5,6 +5,7 @@ import type { Executor } from "../run/executor.js";
 import { runPipeline } from "../run/run.js";
 import { loadClusterConfig } from "../run/slurm/config.js";
 import { SlurmExecutor } from "../run/slurm/executor.js";
+import { checkFolderFlag } from "./output.js";
 import { loadRequest, type PipelineOpts } from "./pipeline-options.js";
 import { endSession, startSession } from "./run-session.js";
 
@@ -33,12 +34,14 @@ export async function runCommand(manifest: string, o: RunOpts): Promise<number> 
   const stagesPerGpu = o.stagesPerGpu === undefined ? undefined : Number(o.stagesPerGpu);
   if (stagesPerGpu !== undefined && (!Number.isInteger(stagesPerGpu) || stagesPerGpu < 1))
     throw new UsageError(`--stages-per-gpu ${o.stagesPerGpu}: expected a positive integer`);
+  const runsDir = resolve(req.workspace, o.runsDir ?? "runs");
+  checkFolderFlag("--runs-dir", runsDir);
   const session = await startSession(o.json);
   const result = await runPipeline({
     ...req,
     ...session,
     ...(executor ? { executor } : {}),
-    runsDir: resolve(req.workspace, o.runsDir ?? "runs"),
+    runsDir,
     jobs,
     ...(stagesPerGpu ? { stagesPerGpu } : {}),
     resume: Boolean(o.resume),

@@ -6,7 +6,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../paths.js";
-import { findPython } from "../run/python.js";
+import { findPython, pythonProblem } from "../run/python.js";
 
 /** The folder that holds the `medpipe` Python package. */
 export const PY_ROOT = join(PROJECT_ROOT, "src", "py");
@@ -28,13 +28,11 @@ export interface PythonRun {
   events: PyEvent[];
 }
 
-/** The interpreter: PIPELINE_PYTHON, python3, /usr/bin/python3, python — the first with torch + numpy. */
+/** The interpreter: PIPELINE_PYTHON when set, else the first of python3, /usr/bin/python3, python with torch + numpy. */
 export function pythonCommand(): string {
   const { runtime, probes } = findPython();
   if (!runtime)
-    throw new Error(
-      `no Python with torch and numpy (${probes.map((p) => `${p.command}: ${p.problem}`).join("; ")}); set PIPELINE_PYTHON`,
-    );
+    throw new Error(`${pythonProblem(probes)}${process.env.PIPELINE_PYTHON ? "" : "; set PIPELINE_PYTHON"}`);
   return runtime.command;
 }
 

@@ -12,7 +12,7 @@ import { createInterface } from "node:readline";
 import { readNpy, writeNpy } from "../imaging/index.js";
 import type { ChannelVolume } from "../inference/index.js";
 import { PROJECT_ROOT } from "../paths.js";
-import { findPython } from "../run/python.js";
+import { findPython, pythonProblem } from "../run/python.js";
 import { InferError } from "./errors.js";
 import type { WindowSettings } from "./package.js";
 
@@ -97,7 +97,7 @@ export class TorchVolumeModel {
     const { runtime, probes } = findPython();
     if (!runtime)
       throw new Error(
-        `backend torch: no Python with torch and numpy (${probes.map((p) => `${p.command}: ${oneLine(p.problem ?? "")}`).join("; ")}); install torch, set PIPELINE_PYTHON, or use backend onnxruntime`,
+        `backend torch: ${pythonProblem(probes)}; ${process.env.PIPELINE_PYTHON ? "correct PIPELINE_PYTHON" : "install torch, set PIPELINE_PYTHON"}, or use backend onnxruntime`,
       );
     const inference = {
       patch_size: settings.patch,

@@ -26,8 +26,25 @@ info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_c
 print(json.dumps(info))
 `;
 
+/**
+ * PIPELINE_PYTHON alone when it is set: someone who names an interpreter means that one, and a
+ * silent fall-back to another Python would run stages on a torch they did not choose.
+ */
 export function pythonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
-  return [env.PIPELINE_PYTHON, "python3", "/usr/bin/python3", "python"].filter((c): c is string => !!c);
+  return env.PIPELINE_PYTHON ? [env.PIPELINE_PYTHON] : ["python3", "/usr/bin/python3", "python"];
+}
+
+/** Why no usable Python was found, in one line, naming PIPELINE_PYTHON when it was the one tried. */
+export function pythonProblem(probes: PythonProbe[], env: NodeJS.ProcessEnv = process.env): string {
+  const line = (p: PythonProbe) =>
+    (p.problem ?? "")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .join(" ");
+  if (env.PIPELINE_PYTHON)
+    return `PIPELINE_PYTHON=${env.PIPELINE_PYTHON}: ${probes.map(line).join("; ") || "not probed"} (when set, no other Python is tried)`;
+  return `no Python with torch and numpy (${probes.map((p) => `${p.command}: ${line(p)}`).join("; ")})`;
 }
 
 export function probePython(command: string): PythonProbe {
@@ -46,23 +63,23 @@ export function probePython(command: string): PythonProbe {
   return { command, runtime: { command, ...info }, problem: null };
 }
 
-let found: PythonRuntime | null | undefined;
+let found: { runtime: PythonRuntime | null; probes: PythonProbe[] } | undefined;
 
-/** The first candidate that imports torch and numpy (memoized for the process), or null. */
+/** The first candidate that imports torch and numpy (memoized for the process, probes too), or null. */
 export function findPython(env: NodeJS.ProcessEnv = process.env): {
   runtime: PythonRuntime | null;
   probes: PythonProbe[];
 } {
+  if (found !== undefined) return found;
   const probes: PythonProbe[] = [];
-  if (found !== undefined) return { runtime: found, probes };
   for (const c of pythonCandidates(env)) {
     const p = probePython(c);
     probes.push(p);
     if (p.runtime) {
-      found = p.runtime;
-      return { runtime: found, probes };
+      found = { runtime: p.runtime, probes };
+      return found;
     }
   }
-  found = null;
-  return { runtime: null, probes };
+  found = { runtime: null, probes };
+  return found;
 }

@@ -25,7 +25,7 @@ import type { Reporter } from "./events.js";
 import type { Executor } from "./executor.js";
 import type { GpuPool } from "./gpus.js";
 import { type Namespace, type ResolvedInputs, resolveInputs, stageNamespace } from "./inputs.js";
-import { findPython } from "./python.js";
+import { findPython, pythonProblem } from "./python.js";
 import { stageDir } from "./run-dir.js";
 
 export interface RunContext {
@@ -268,8 +268,12 @@ async function attemptStage(
     );
   let command = process.execPath;
   if (m.entrypoint.interpreter === "python") {
-    const py = findPython(ctx.env as NodeJS.ProcessEnv).runtime;
-    if (!py) return end("failed", "no Python with torch and numpy found (run `pipeline doctor` for the fix)");
+    const { runtime: py, probes } = findPython(ctx.env as NodeJS.ProcessEnv);
+    if (!py)
+      return end(
+        "failed",
+        `${pythonProblem(probes, ctx.env as NodeJS.ProcessEnv)} (\`pipeline doctor\` gives the fix)`,
+      );
     command = py.command;
   }
   const device =
