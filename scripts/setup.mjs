@@ -15,7 +15,13 @@ if (!run("npm", ["ci", "--no-audit", "--no-fund"])) {
   process.exit(1);
 }
 
-const candidates = [process.env.PIPELINE_PYTHON, "python3", "/usr/bin/python3", "python"].filter(Boolean);
+// A PIPELINE_PYTHON that is set is the only Python the pipeline uses: it must be the one that works.
+const chosen = process.env.PIPELINE_PYTHON;
+if (chosen && !imports(chosen, ["torch", "numpy"])) {
+  say(`PIPELINE_PYTHON=${chosen} cannot import torch and numpy; install them there, or unset it`);
+  process.exit(1);
+}
+const candidates = chosen ? [chosen] : ["python3", "/usr/bin/python3", "python"];
 const runtime = candidates.find((p) => imports(p, ["torch", "numpy"]));
 const canApt = process.getuid?.() === 0 && existsSync("/usr/bin/apt-get");
 let aptUpdated = false;

@@ -19,14 +19,17 @@ fi
   exit 2
 }
 PY=""
-for candidate in "${PIPELINE_PYTHON:-}" python3 /usr/bin/python3 python; do
-  [ -n "$candidate" ] && "$candidate" -c 'import torch, numpy' >/dev/null 2>&1 && {
+# A PIPELINE_PYTHON that is set is the only one tried, as the pipeline does.
+candidates=(python3 /usr/bin/python3 python)
+[ -n "${PIPELINE_PYTHON:-}" ] && candidates=("$PIPELINE_PYTHON")
+for candidate in "${candidates[@]}"; do
+  "$candidate" -c 'import torch, numpy' >/dev/null 2>&1 && {
     PY=$candidate
     break
   }
 done
 [ -n "$PY" ] || {
-  echo "no Python with torch and numpy (PIPELINE_PYTHON, python3, /usr/bin/python3, python)" >&2
+  echo "no Python with torch and numpy (tried: ${candidates[*]})" >&2
   exit 2
 }
 node bin/pipeline.js doctor || {
