@@ -209,6 +209,13 @@ const cases: Case[] = [
     message: /foreach 'v' value "a\/\.\.\/\.\.\/\.\.\/x" contains a path separator/,
     expected: /strings without \/ \\ \[ \] , =/,
   },
+  {
+    name: "range too long",
+    yaml: 'name: t\nstages:\n  e:\n    skill: emit\n    foreach: { f: "${range(100000000)}" }\n    with: { value: 1 }\n',
+    at: "range(",
+    message: /range\(100000000\) would give 100000000 values/,
+    expected: /at most 10000 values/,
+  },
 ];
 
 describe("malformed manifests", () => {

@@ -110,6 +110,31 @@ describe("graph", () => {
     expect(long.message).toMatch(/^stage 's' would have an instance id of 205 bytes/);
   });
 
+  it("refuses a fan-out over 10,000 instances before making them", () => {
+    const wide = refused(
+      'name: f\nstages:\n  s: { skill: emit, foreach: { a: "${range(200)}", b: "${range(51)}" }, with: { value: 1 } }\n',
+    );
+    expect(wide.message).toBe("stage 's' fans out to 10200 instances (a: 200 × b: 51)");
+    expect(wide.expected).toBe("at most 10000 instances per stage");
+    const total = refused(
+      'name: f\nstages:\n  s: { skill: emit, foreach: { a: "${range(6000)}" }, with: { value: 1 } }\n  t: { skill: emit, foreach: { a: "${range(4001)}" }, with: { value: 1 } }\n',
+    );
+    expect(total.message).toBe("the pipeline has 10001 stage instances in all");
+  });
+
+  it("orders a 5,000 × 5,000 fan-in quickly, earliest-declared first", () => {
+    const t0 = performance.now();
+    const g = graphOf(
+      'name: f\nstages:\n  a: { skill: emit, foreach: { i: "${range(5000)}" }, with: { value: "${i}" } }\n  b: { skill: emit, foreach: { j: "${range(5000)}" }, with: { value: "${a.value}" } }\n',
+    );
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(g.nodes).toHaveLength(10_000);
+    expect(g.nodes[0]?.id).toBe("a[i=0]");
+    expect(g.nodes[4999]?.id).toBe("a[i=4999]");
+    expect(g.nodes[5000]?.id).toBe("b[j=0]");
+    expect(g.nodes[9999]?.id).toBe("b[j=4999]");
+  });
+
   it("names every stage of a cycle, including through needs", () => {
     const yaml = `
 name: c

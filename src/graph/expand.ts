@@ -25,6 +25,9 @@ export interface Graph {
   fanned: Map<string, boolean>;
 }
 
+/** Most stage instances one stage's foreach may make, and a whole pipeline may hold. */
+export const MAX_INSTANCES = 10_000;
+
 // An instance id is a folder name (stages/<id>) and a key of evidence.json: past this many bytes
 // (with the `-xxxxxxxx` a running stage's temporary folder adds) it would pass NAME_MAX (255).
 const MAX_ID_BYTES = 200;
@@ -81,11 +84,12 @@ export function buildGraph(p: PipelineSpec): Graph {
 }
 
 /**
- * Refuses a foreach value that cannot name a folder: instance ids become paths under the run
- * folder.
+ * Refuses, before any instance is made, a fan-out too large to run or a foreach value that cannot
+ * name a folder: instance ids become paths under the run folder.
  */
 function checkFanOut(p: PipelineSpec): void {
   const problems: Diagnostic[] = [];
+  let total = 0;
   for (const spec of p.stages) {
     const at = (axis: ForeachAxis): Path => ["stages", spec.id, "foreach", axis.name];
     for (const axis of spec.foreach) {
@@ -101,7 +105,20 @@ function checkFanOut(p: PipelineSpec): void {
           ),
         );
     }
+    const count = spec.foreach.reduce((n, a) => n * a.values.length, 1);
     const first = spec.foreach[0];
+    if (first && count > MAX_INSTANCES) {
+      problems.push(
+        p.source.diagnostic(
+          ["stages", spec.id, "foreach"],
+          `stage '${spec.id}' fans out to ${count} instances (${spec.foreach.map((a) => `${a.name}: ${a.values.length}`).join(" × ")})`,
+          `at most ${MAX_INSTANCES} instances per stage`,
+          { key: true },
+        ),
+      );
+      continue;
+    }
+    total += count;
     if (first && problems.length === 0) {
       // The longest id this stage makes: each axis's longest value.
       const longest = spec.foreach.map((a) =>
@@ -121,29 +138,83 @@ function checkFanOut(p: PipelineSpec): void {
         );
     }
   }
+  if (problems.length === 0 && total > MAX_INSTANCES)
+    problems.push(
+      p.source.diagnostic(
+        ["stages"],
+        `the pipeline has ${total} stage instances in all`,
+        `at most ${MAX_INSTANCES} stage instances per pipeline`,
+        { key: true },
+      ),
+    );
   if (problems.length) throw new ManifestError(problems);
 }
 
-// Kahn's algorithm, always taking the earliest-declared ready node, so the order is stable.
+// Kahn's algorithm, always taking the earliest-declared ready node, so the order is stable. The
+// instances of a stage share one deps list, so edges are kept per stage, not per instance, and a
+// heap holds the ready nodes: a fan-in of thousands of instances would otherwise take minutes.
 function topoOrder(nodes: StageNode[]): StageNode[] {
-  const remaining = new Map(nodes.map((n) => [n.id, new Set(n.deps)]));
-  const dependents = new Map<string, string[]>();
-  for (const n of nodes) for (const d of n.deps) dependents.set(d, [...(dependents.get(d) ?? []), n.id]);
   const index = new Map(nodes.map((n, i) => [n.id, i]));
-  const ready = nodes.filter((n) => n.deps.length === 0).map((n) => n.id);
-  const out: StageNode[] = [];
-  const byId = new Map(nodes.map((n) => [n.id, n]));
-  while (ready.length) {
-    ready.sort((a, b) => (index.get(a) ?? 0) - (index.get(b) ?? 0));
-    const id = ready.shift() as string;
-    out.push(byId.get(id) as StageNode);
-    for (const next of dependents.get(id) ?? []) {
-      const waiting = remaining.get(next) as Set<string>;
-      waiting.delete(id);
-      if (waiting.size === 0) ready.push(next);
+  const waiting = nodes.map((n) => n.deps.length);
+  const groups = new Map<string[], number[]>();
+  nodes.forEach((n, i) => {
+    const g = groups.get(n.deps);
+    if (g) g.push(i);
+    else groups.set(n.deps, [i]);
+  });
+  const dependents: number[][][] = nodes.map(() => []);
+  for (const [deps, members] of groups)
+    for (const d of deps) {
+      const at = index.get(d);
+      if (at !== undefined) dependents[at]?.push(members);
     }
+  const ready = new MinHeap();
+  nodes.forEach((_, i) => {
+    if (waiting[i] === 0) ready.push(i);
+  });
+  const out: StageNode[] = [];
+  for (let i = ready.pop(); i !== undefined; i = ready.pop()) {
+    out.push(nodes[i] as StageNode);
+    for (const members of dependents[i] as number[][])
+      for (const next of members) {
+        waiting[next] = (waiting[next] as number) - 1;
+        if (waiting[next] === 0) ready.push(next);
+      }
   }
   return out;
+}
+
+class MinHeap {
+  private readonly a: number[] = [];
+  push(v: number): void {
+    const a = this.a;
+    a.push(v);
+    for (let i = a.length - 1; i > 0; ) {
+      const up = (i - 1) >> 1;
+      if ((a[up] as number) <= v) break;
+      a[i] = a[up] as number;
+      a[up] = v;
+      i = up;
+    }
+  }
+  pop(): number | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0 || last === undefined) return top;
+    a[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && (a[l] as number) < (a[m] as number)) m = l;
+      if (r < a.length && (a[r] as number) < (a[m] as number)) m = r;
+      if (m === i) break;
+      [a[i], a[m]] = [a[m] as number, a[i] as number];
+      i = m;
+    }
+    return top;
+  }
 }
 
 /** Reports the first dependency cycle between stages, naming every stage on it. */
