@@ -10,6 +10,8 @@ export type StageStatus = "succeeded" | "cached" | "failed" | "skipped" | "inter
 
 /** Everything a stage's cache key is made of, kept so `pipeline why` can name what changed. */
 export interface KeyParts {
+  /** The instance id: output.json names its stage, so another stage's result cannot stand in. */
+  stage?: string;
   skill: string;
   mode: string;
   code: Record<string, string>;
