@@ -63,6 +63,12 @@ describe("faults", () => {
     expect(resumed.stdout.trim().split("\n").pop()).toBe(dir); // the same run, continued
     expect(ws.statuses(dir)).toEqual({ a: "cached", slow: "succeeded", after: "succeeded" });
     expect(existsSync(join(dir, "stages/slow/output.json"))).toBe(true);
+    // why compares the rerun with the attempt it replaced in this run: the first attempt wrote
+    // its pids into pid_dir, so that input's content is what changed
+    const why = cli(["why", dir, "slow"], { cwd: ws.dir });
+    expect(why.stdout).toMatch(
+      /^slow: succeeded \(compared with its earlier attempt in this run\)\n {2}- content of input 'pid_dir' changed \(sha256 [0-9a-f]{12}… → [0-9a-f]{12}…\)\n$/,
+    );
 
     // Resuming with a changed param replaces the stage, keeping the old result aside.
     const again = cli(["run", manifest, "--resume", "--set", "sleep=10", "--skills-dir", ws.skills], {
@@ -72,6 +78,9 @@ describe("faults", () => {
     expect(ws.statuses(dir)).toEqual({ a: "cached", slow: "succeeded", after: "succeeded" });
     expect(readdirSync(join(dir, "superseded/slow"))).toHaveLength(1);
     expect(JSON.parse(readFileSync(join(dir, "stages/slow/output.json"), "utf8")).slept_ms).toBe(10);
+    expect(cli(["why", dir, "slow"], { cwd: ws.dir }).stdout).toMatch(
+      /^ {2}- input 'sleep_ms' changed: 2500 → 10$/m,
+    );
   });
 
   it("Ctrl-C: every stage process group ends (SIGKILL after the grace period), run interrupted, exit 130", async () => {

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import {
+  type EarlierAttempt,
   type Evidence,
   type KeyParts,
   type StageRecord,
@@ -201,13 +202,27 @@ async function runNode(
     return fail((err as Error).message);
   }
   const key = hashJson(parts);
-  const keyed = { ...base, cache_key: key, key_parts: parts };
+  const prev = ctx.resumed?.stages[node.id];
+  const earlier: EarlierAttempt | null = prev
+    ? {
+        status: prev.status,
+        reason: prev.reason,
+        cache_key: prev.cache_key,
+        key_parts: prev.key_parts,
+        ended: prev.ended,
+      }
+    : null;
+  const keyed = {
+    ...base,
+    cache_key: key,
+    key_parts: parts,
+    ...(earlier ? { earlier_attempt: earlier } : {}),
+  };
   const finalDir = stageDir(ctx.runDir, node.id);
 
   // A skill whose result depends on the run it is in (the verifier) is never reused.
   const reusable = skill.manifest.cache !== false;
   // Resuming this very run: a stage that finished with the same key stays as it is.
-  const prev = ctx.resumed?.stages[node.id];
   if (
     reusable &&
     prev &&
