@@ -230,6 +230,20 @@ const cases: Case[] = [
     message: /foreach 'v' must give a non-empty list .*, got an empty list/,
     expected: /range\(params\.folds\)/,
   },
+  {
+    name: "foreach value that would leave the run folder",
+    yaml: 'name: t\nparams: { tag: "a/../../../x" }\nstages:\n  e:\n    skill: emit\n    foreach: { v: ["${params.tag}"] }\n    with: { value: 1 }\n',
+    at: '"${params.tag}"',
+    message: /foreach 'v' value "a\/\.\.\/\.\.\/\.\.\/x" contains a path separator/,
+    expected: /strings without \/ \\ \[ \] , =/,
+  },
+  {
+    name: "range too long",
+    yaml: 'name: t\nstages:\n  e:\n    skill: emit\n    foreach: { f: "${range(100000000)}" }\n    with: { value: 1 }\n',
+    at: "range(",
+    message: /range\(100000000\) would give 100000000 values/,
+    expected: /at most 10000 values/,
+  },
 ];
 
 describe("malformed manifests", () => {
@@ -301,6 +315,22 @@ describe("malformed manifests", () => {
     expect(r.code).toBe(1); // a ran; b failed when it found no later.txt
     expect(r.stderr).toMatch(/✔ a|a +succeeded|a .*ok/);
     expect(r.stderr).toMatch(/later\.txt/);
+  });
+
+  it("run refuses a foreach value with a path in it before writing anything", () => {
+    const ws = mkdtempSync(join(tmpdir(), "medpipe-esc-"));
+    const file = join(ws, "esc.yaml");
+    writeFileSync(
+      file,
+      'name: esc\nparams: { tag: "a/../../../../../escaped" }\nstages:\n  e: { skill: emit, foreach: { v: ["${params.tag}"] }, with: { value: 4242 } }\n',
+    );
+    const r = cli(["run", file, "--skills-dir", TEST_SKILLS, "--runs-dir", join(ws, "deep/runs")], {
+      cwd: ws,
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/contains a path separator/);
+    expect(existsSync(join(ws, "deep"))).toBe(false);
+    expect(existsSync(join(ws, "escaped]"))).toBe(false);
   });
 
   it("an unknown profile and an unknown --set param are usage errors", () => {

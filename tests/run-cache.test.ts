@@ -1,6 +1,6 @@
 // The cache matrix on real runs of the test skills: exactly the stages whose key changed rerun.
 import { createHash } from "node:crypto";
-import { appendFileSync, existsSync, readFileSync, utimesSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, utimesSync } from "node:fs";
 import { basename, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Hasher } from "../src/evidence/hash.js";
@@ -206,5 +206,59 @@ describe("cache key environment", () => {
     expect((await parts("finetune", { ...env, NPROC_PER_NODE: "" })).environment).not.toHaveProperty(
       "env.NPROC_PER_NODE",
     );
+  });
+});
+
+describe("a result belongs to its stage and its run", () => {
+  const PAIR =
+    "name: own\nstages:\n  plan: { skill: emit, with: { value: 7 } }\n  twin: { skill: emit, with: { value: 7 } }\n";
+  const verifyRun = (ws: Workspace, dir: string) =>
+    cli(["verify", dir], { cwd: ws.dir, env: { PIPELINE_SKILLS_PATH: ws.skills } });
+
+  it("two stages alike in skill and inputs both run; a renamed stage reruns and its run verifies", () => {
+    const ws = makeWorkspace();
+    const first = ws.write("own.yaml", PAIR);
+    expect(cli(["run", first, "--skills-dir", ws.skills], { cwd: ws.dir }).code).toBe(0);
+    const one = ws.latestRun("own");
+    expect(ws.statuses(one)).toEqual({ plan: "succeeded", twin: "succeeded" });
+    expect(JSON.parse(readFileSync(join(one, "stages/twin/output.json"), "utf8")).stage).toBe("twin");
+
+    const renamed = ws.write("own.yaml", PAIR.replace("  plan:", "  planning:"));
+    expect(cli(["run", renamed, "--skills-dir", ws.skills], { cwd: ws.dir }).code).toBe(0);
+    const two = ws.latestRun("own");
+    expect(ws.statuses(two)).toEqual({ planning: "succeeded", twin: "cached" });
+    expect(ws.evidence(two).stages.planning?.key_parts?.stage).toBe("planning");
+    const v = verifyRun(ws, two);
+    expect(v.stdout).toMatch(/^pass: /m);
+    expect(v.code).toBe(0);
+  });
+
+  it("--resume moves the folder of a stage the manifest no longer has to superseded/", () => {
+    const ws = makeWorkspace();
+    const m = ws.write("own.yaml", PAIR);
+    expect(cli(["run", m, "--skills-dir", ws.skills], { cwd: ws.dir }).code).toBe(0);
+    ws.write("own.yaml", PAIR.replace("  plan:", "  planning:"));
+    const r = cli(["run", m, "--resume", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(r.code).toBe(0);
+    const dir = ws.latestRun("own");
+    expect(readdirSync(join(dir, "stages")).sort()).toEqual(["planning", "twin"]);
+    expect(readdirSync(join(dir, "superseded/plan"))).toHaveLength(1);
+    expect(verifyRun(ws, dir).code).toBe(0);
+  });
+
+  it("a verify stage is never taken from the cache: each run audits itself", () => {
+    const ws = makeWorkspace();
+    const m = ws.write(
+      "audited.yaml",
+      "name: audited\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  check: { skill: verify }\n",
+    );
+    const dirs = ["--skills-dir", ws.skills, "--skills-dir", join(ROOT, "skills")];
+    for (let i = 0; i < 2; i++) expect(cli(["run", m, ...dirs], { cwd: ws.dir }).code).toBe(0);
+    const second = ws.latestRun("audited");
+    expect(ws.statuses(second)).toEqual({ a: "cached", check: "succeeded" });
+    const report = JSON.parse(readFileSync(join(second, "stages/check/report.json"), "utf8"));
+    expect(report.run_id).toBe(basename(second));
+    const plan = cli(["plan", m, ...dirs], { cwd: ws.dir });
+    expect(plan.stdout).toMatch(/^run +check .*always runs: skill verify declares cache: false$/m);
   });
 });

@@ -1,6 +1,8 @@
 // Faults with real processes: a stage killed with -9, Ctrl-C on the engine, a timeout, an
 // output.json that breaks its schema, a GPU that is not there.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { cli, cliAsync, ROOT } from "./support/cli.js";
@@ -61,6 +63,12 @@ describe("faults", () => {
     expect(resumed.stdout.trim().split("\n").pop()).toBe(dir); // the same run, continued
     expect(ws.statuses(dir)).toEqual({ a: "cached", slow: "succeeded", after: "succeeded" });
     expect(existsSync(join(dir, "stages/slow/output.json"))).toBe(true);
+    // why compares the rerun with the attempt it replaced in this run: the first attempt wrote
+    // its pids into pid_dir, so that input's content is what changed
+    const why = cli(["why", dir, "slow"], { cwd: ws.dir });
+    expect(why.stdout).toMatch(
+      /^slow: succeeded \(compared with its earlier attempt in this run\)\n {2}- content of input 'pid_dir' changed \(sha256 [0-9a-f]{12}… → [0-9a-f]{12}…\)\n$/,
+    );
 
     // Resuming with a changed param replaces the stage, keeping the old result aside.
     const again = cli(["run", manifest, "--resume", "--set", "sleep=10", "--skills-dir", ws.skills], {
@@ -70,6 +78,9 @@ describe("faults", () => {
     expect(ws.statuses(dir)).toEqual({ a: "cached", slow: "succeeded", after: "succeeded" });
     expect(readdirSync(join(dir, "superseded/slow"))).toHaveLength(1);
     expect(JSON.parse(readFileSync(join(dir, "stages/slow/output.json"), "utf8")).slept_ms).toBe(10);
+    expect(cli(["why", dir, "slow"], { cwd: ws.dir }).stdout).toMatch(
+      /^ {2}- input 'sleep_ms' changed: 2500 → 10$/m,
+    );
   });
 
   it("Ctrl-C: every stage process group ends (SIGKILL after the grace period), run interrupted, exit 130", async () => {
@@ -229,3 +240,57 @@ describe("faults", () => {
 function rel(abs: string): string {
   return relative(ROOT, abs);
 }
+
+describe("one process per run folder", () => {
+  it("a --resume while the run goes on is refused, naming the holder; the lock goes at the end, also on SIGTERM", async () => {
+    const ws = makeWorkspace();
+    ws.write("pids/.keep", "");
+    const manifest = ws.write("slow.yaml", SLOW(3000));
+    const first = cliAsync(["run", manifest, "--skills-dir", ws.skills], { cwd: ws.dir });
+    await waitFor(() => pids(join(ws.dir, "pids"), "slow"));
+    const dir = ws.latestRun("slow");
+    const holder = JSON.parse(readFileSync(join(dir, "run.lock"), "utf8"));
+    expect(holder).toMatchObject({ pid: first.child.pid, host: hostname() });
+
+    const second = cli(["run", manifest, "--resume", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(second.code).toBe(2);
+    expect(second.stderr.trim().split("\n")).toHaveLength(1);
+    expect(second.stderr).toContain(
+      `${dir} is in use by another pipeline process (pid ${first.child.pid} on `,
+    );
+    expect(JSON.parse(readFileSync(join(dir, "run.json"), "utf8")).status).toBe("running");
+
+    const r = await first.done;
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(dir, "run.json"), "utf8")).status).toBe("succeeded");
+    expect(ws.statuses(dir)).toEqual({ a: "succeeded", slow: "succeeded", after: "succeeded" });
+    expect(existsSync(join(dir, "run.lock"))).toBe(false);
+
+    // A lock whose process is gone (on this host) is taken over, with a note.
+    const gone = spawnSync(process.execPath, ["-e", ""]).pid as number;
+    writeFileSync(
+      join(dir, "run.lock"),
+      JSON.stringify({ pid: gone, host: hostname(), started: "2026-01-01T00:00:00.000Z" }),
+    );
+    const resumed = cli(["run", manifest, "--resume", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(resumed.code).toBe(0);
+    expect(resumed.stderr).toContain(
+      `note: ${dir}: taking over the lock of pid ${gone}, which is no longer running`,
+    );
+    expect(existsSync(join(dir, "run.lock"))).toBe(false);
+
+    // Interrupted: the lock is removed all the same.
+    const third = cliAsync(["run", ws.write("slow.yaml", SLOW(60_000)), "--skills-dir", ws.skills], {
+      cwd: ws.dir,
+      env: { MEDPIPE_KILL_GRACE_MS: "500" },
+    });
+    const next = await waitFor(() => {
+      const d = ws.latestRun("slow");
+      return d !== dir && existsSync(join(d, "run.lock")) ? d : undefined;
+    });
+    await waitFor(() => (existsSync(join(next, "stages/.tmp")) ? true : undefined));
+    third.child.kill("SIGTERM");
+    expect((await third.done).code).toBe(130);
+    expect(existsSync(join(next, "run.lock"))).toBe(false);
+  });
+});

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { readEvidence } from "../evidence/evidence.js";
+import { type KeyParts, readEvidence } from "../evidence/evidence.js";
 import { UsageError } from "../manifest/diagnostics.js";
 import { earlierRuns, readRunRecord } from "../run/run-dir.js";
 import { diffKeyParts } from "../run/why.js";
@@ -22,16 +22,29 @@ export function explainStage(run: string, stage: string, o: { json?: boolean }):
   const record = readRunRecord(runDir);
   let reasons: string[];
   let against: string | null = null;
+  let label = "";
   if (rec.status === "cached")
     reasons = [`not rerun: cached from ${rec.cached_from} (same key ${rec.cache_key?.slice(0, 12)}…)`];
   else if (!rec.key_parts)
     reasons = [`no key recorded (${rec.status}${rec.reason ? `: ${rec.reason}` : ""})`];
-  else {
+  else if (rec.earlier_attempt?.key_parts) {
+    // A resumed run that reran the stage: what it replaced is the closest comparison there is.
+    const before = rec.earlier_attempt;
+    against = runDir;
+    label = "its earlier attempt in this run";
+    const diff = diffKeyParts(before.key_parts as KeyParts, rec.key_parts);
+    reasons = diff.length
+      ? diff
+      : [
+          `same key as its earlier attempt in this run, which ended ${before.status}${before.reason ? ` (${before.reason})` : ""}: --resume reran it`,
+        ];
+  } else {
     reasons = ["no earlier run had this stage: first run"];
     for (const dir of earlierRuns(dirname(dirname(runDir)), record.pipeline, basename(runDir))) {
       const before = readEvidence(dir)?.stages[stage];
       if (!before?.key_parts) continue;
       against = dir;
+      label = basename(dir);
       const diff = diffKeyParts(before.key_parts, rec.key_parts);
       reasons = diff.length
         ? diff
@@ -44,9 +57,7 @@ export function explainStage(run: string, stage: string, o: { json?: boolean }):
   if (o.json)
     printJson({ stage, status: rec.status, cache_key: rec.cache_key, compared_with: against, reasons });
   else {
-    process.stdout.write(
-      `${stage}: ${rec.status}${against ? ` (compared with ${basename(against)})` : ""}\n`,
-    );
+    process.stdout.write(`${stage}: ${rec.status}${against ? ` (compared with ${label})` : ""}\n`);
     for (const r of reasons) process.stdout.write(`  - ${r}\n`);
   }
   return EXIT.ok;

@@ -10,6 +10,8 @@ export type StageStatus = "succeeded" | "cached" | "failed" | "skipped" | "inter
 
 /** Everything a stage's cache key is made of, kept so `pipeline why` can name what changed. */
 export interface KeyParts {
+  /** The instance id: output.json names its stage, so another stage's result cannot stand in. */
+  stage?: string;
   skill: string;
   mode: string;
   code: Record<string, string>;
@@ -39,6 +41,19 @@ export interface StageRecord {
   device: string | null;
   output_json_sha256: string | null;
   artifacts: FileDigest[];
+  /**
+   * What this stage's record was before a --resume reran it: the resumed run keeps one record
+   * per stage, so `pipeline why` would otherwise have nothing to compare the rerun with.
+   */
+  earlier_attempt?: EarlierAttempt;
+}
+
+export interface EarlierAttempt {
+  status: StageStatus;
+  reason: string | null;
+  cache_key: string | null;
+  key_parts: KeyParts | null;
+  ended: string | null;
 }
 
 export interface Evidence {

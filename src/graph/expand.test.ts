@@ -68,6 +68,73 @@ describe("graph", () => {
     ]);
   });
 
+  const refused = (yaml: string): { message: string; expected?: string; line: number; col: number } => {
+    try {
+      graphOf(yaml);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ManifestError);
+      return (err as ManifestError).diagnostics[0] as { message: string; line: number; col: number };
+    }
+    throw new Error("expected a manifest error");
+  };
+
+  it("refuses a foreach value that cannot be part of a folder name, at the value", () => {
+    const bad: [string, RegExp][] = [
+      ['"a/../../x"', /value "a\/\.\.\/\.\.\/x" contains a path separator/],
+      ['"a\\\\b"', /value "a\\\\b" contains a path separator/],
+      ['".."', /value "\.\." is not a usable folder name/],
+      ['""', /value "" is not a usable folder name/],
+      ['"x\\u0000y"', /contains a control character/],
+      ['"1,seed=2"', /contains one of \[ \] , =/],
+    ];
+    for (const [value, message] of bad) {
+      const d = refused(
+        `name: f\nstages:\n  s:\n    skill: emit\n    foreach: { v: [ok, ${value}] }\n    with: { value: 1 }\n`,
+      );
+      expect(d.message).toMatch(message);
+      expect([d.line, d.col]).toEqual([5, 24]); // the second list item (its opening quote)
+    }
+    // through a param, the error points at the template that produced the value
+    const d = refused(
+      'name: f\nparams: { tag: "a/../../x" }\nstages:\n  s: { skill: emit, foreach: { v: ["${params.tag}"] }, with: { value: 1 } }\n',
+    );
+    expect([d.line, d.col]).toEqual([4, 36]);
+    // numbers, dots inside a value and other punctuation are fine
+    const g = graphOf(
+      'name: f\nstages:\n  s: { skill: emit, foreach: { v: [0.5, "a.b", "lr-1e+3", "x y"] }, with: { value: 1 } }\n',
+    );
+    expect(g.instances.get("s")).toEqual(["s[v=0.5]", "s[v=a.b]", "s[v=lr-1e+3]", "s[v=x y]"]);
+    const long = refused(
+      `name: f\nstages:\n  s: { skill: emit, foreach: { v: [a, ${"x".repeat(200)}] }, with: { value: 1 } }\n`,
+    );
+    expect(long.message).toMatch(/^stage 's' would have an instance id of 205 bytes/);
+  });
+
+  it("refuses a fan-out over 10,000 instances before making them", () => {
+    const wide = refused(
+      'name: f\nstages:\n  s: { skill: emit, foreach: { a: "${range(200)}", b: "${range(51)}" }, with: { value: 1 } }\n',
+    );
+    expect(wide.message).toBe("stage 's' fans out to 10200 instances (a: 200 × b: 51)");
+    expect(wide.expected).toBe("at most 10000 instances per stage");
+    const total = refused(
+      'name: f\nstages:\n  s: { skill: emit, foreach: { a: "${range(6000)}" }, with: { value: 1 } }\n  t: { skill: emit, foreach: { a: "${range(4001)}" }, with: { value: 1 } }\n',
+    );
+    expect(total.message).toBe("the pipeline has 10001 stage instances in all");
+  });
+
+  it("orders a 5,000 × 5,000 fan-in quickly, earliest-declared first", () => {
+    const t0 = performance.now();
+    const g = graphOf(
+      'name: f\nstages:\n  a: { skill: emit, foreach: { i: "${range(5000)}" }, with: { value: "${i}" } }\n  b: { skill: emit, foreach: { j: "${range(5000)}" }, with: { value: "${a.value}" } }\n',
+    );
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(g.nodes).toHaveLength(10_000);
+    expect(g.nodes[0]?.id).toBe("a[i=0]");
+    expect(g.nodes[4999]?.id).toBe("a[i=4999]");
+    expect(g.nodes[5000]?.id).toBe("b[j=0]");
+    expect(g.nodes[9999]?.id).toBe("b[j=4999]");
+  });
+
   it("names every stage of a cycle, including through needs", () => {
     const yaml = `
 name: c

@@ -64,6 +64,33 @@ describe("expression language", () => {
     expect(err("${x").message).toMatch(/unterminated/);
   });
 
+  it("bounds the lists and strings an expression makes, counting a range before making it", () => {
+    const err = (text: string, vars: Record<string, Value> = {}): ExprError => {
+      try {
+        r(text, vars);
+      } catch (e) {
+        return e as ExprError;
+      }
+      throw new Error("no error");
+    };
+    expect(r("${range(10000)}")).toHaveLength(10_000);
+    expect(r("${range(5, 20005, 2)}")).toHaveLength(10_000);
+    expect(r("${range(0, -3, -2)}")).toEqual([0, -2]);
+    const t0 = performance.now();
+    const big = err("${range(100000000)}");
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(big.message).toBe("range(100000000) would give 100000000 values");
+    expect(big.expected).toBe("at most 10000 values");
+    expect(big.offset).toBe(2);
+    expect(err("${range(10001)}").message).toMatch(/would give 10001 values/);
+    // past 2^53, adding the step may leave the number as it is: refused, not looped on forever
+    expect(err("${range(9007199254740992, 9007199254740995)}").message).toMatch(/at most 2\^53/);
+    expect(err("${x + x}", { x: Array.from({ length: 6000 }, (_, i) => i) }).message).toBe(
+      "joining lists of 6000 and 6000 values gives more than 10000",
+    );
+    expect(err("${s + s}", { s: "x".repeat(600_000) }).message).toMatch(/more than 1000000 characters/);
+  });
+
   it("lists the references an expression reads", () => {
     const t = parseTemplate("${plan.plan} ${cv.model[0]} ${range(params.folds) + [fold]}");
     const refs = t.parts.flatMap((p) => (typeof p === "string" ? [] : references(p.expr)));

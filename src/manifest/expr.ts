@@ -293,6 +293,13 @@ function memberChain(e: Expr): Reference | null {
 /** Values of root names; returning undefined means "unknown name". */
 export type Scope = (root: string) => Value | undefined;
 
+/**
+ * The longest list an expression may make (range, or lists joined with +). A foreach over more
+ * would be more stages than a run can hold, and params that join a list to itself double it each time.
+ */
+export const MAX_LIST = 10_000;
+const MAX_STRING = 1_000_000;
+
 const FUNCTIONS: Record<string, (args: Value[], at: number) => Value> = {
   range(args, at) {
     const nums = args.map((a) => integer(a, at, "range"));
@@ -304,13 +311,16 @@ const FUNCTIONS: Record<string, (args: Value[], at: number) => Value> = {
         at,
         "range(n), range(a, b) or range(a, b, step)",
       );
+    // Counted before any value is made: range(1e8) must fail at once, not after filling memory.
+    const count = Math.max(0, Math.ceil(((stop as number) - (start as number)) / (step as number)));
+    if (count > MAX_LIST)
+      throw new ExprError(
+        `range(${nums.join(", ")}) would give ${count} values`,
+        at,
+        `at most ${MAX_LIST} values`,
+      );
     const out: number[] = [];
-    for (
-      let v = start as number;
-      (step as number) > 0 ? v < (stop as number) : v > (stop as number);
-      v += step as number
-    )
-      out.push(v);
+    for (let i = 0; i < count; i++) out.push((start as number) + i * (step as number));
     return out;
   },
   len(args, at) {
@@ -337,8 +347,9 @@ function extreme(args: Value[], at: number, name: string, f: (...n: number[]) =>
 }
 
 function integer(v: Value, at: number, fn: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v))
-    throw new ExprError(`${fn} needs integers, got ${describe(v)}`, at);
+  // Past 2^53 adding 1 may leave a number unchanged: such a range would never end.
+  if (typeof v !== "number" || !Number.isSafeInteger(v))
+    throw new ExprError(`${fn} needs integers (at most 2^53 in size), got ${describe(v)}`, at);
   return v;
 }
 
@@ -411,8 +422,20 @@ function member(obj: Value, name: string, at: number): Value {
 }
 
 function binary(op: string, a: Value, b: Value, at: number): Value {
-  if (op === "+" && typeof a === "string" && typeof b === "string") return a + b;
-  if (op === "+" && Array.isArray(a) && Array.isArray(b)) return [...a, ...b];
+  if (op === "+" && typeof a === "string" && typeof b === "string") {
+    if (a.length + b.length > MAX_STRING)
+      throw new ExprError(`joining strings gives more than ${MAX_STRING} characters`, at, "shorter strings");
+    return a + b;
+  }
+  if (op === "+" && Array.isArray(a) && Array.isArray(b)) {
+    if (a.length + b.length > MAX_LIST)
+      throw new ExprError(
+        `joining lists of ${a.length} and ${b.length} values gives more than ${MAX_LIST}`,
+        at,
+        `lists of at most ${MAX_LIST} values`,
+      );
+    return [...a, ...b];
+  }
   if (typeof a !== "number" || typeof b !== "number")
     throw new ExprError(`cannot apply '${op}' to ${describe(a)} and ${describe(b)}`, at, "two numbers");
   switch (op) {

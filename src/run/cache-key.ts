@@ -16,10 +16,12 @@ export interface KeyContext {
   hasher: Hasher;
   env: Record<string, string | undefined>;
   mode: Mode;
+  /** The stage instance the key is for (left out only when no stage is meant). */
+  stage?: string;
 }
 
 /**
- * What a stage's cache key is made of: skill, its code, resolved inputs, input contents, environment.
+ * What a stage's cache key is made of: the stage's own id, skill, its code, resolved inputs, input contents, environment.
  * The code is the skill's folder, every project module a Node entry imports (directly or not) with
  * the versions of the npm packages they import, the schemas/ folder when one of them can read it,
  * and what the manifest's entrypoint.code adds (what no import reaches: the Python package).
@@ -80,6 +82,7 @@ export async function keyParts(
     if (value) environment[`env.${name}`] = value;
   }
   return {
+    ...(ctx.stage === undefined ? {} : { stage: ctx.stage }),
     skill: `${skill.manifest.id}@${skill.manifest.version}`,
     mode: ctx.mode,
     code,

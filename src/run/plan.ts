@@ -55,7 +55,7 @@ export async function planRun(
         workspace: opts.workspace,
       });
       parts = await keyParts(
-        { hasher, env: opts.env, mode: spec.mode },
+        { hasher, env: opts.env, mode: spec.mode, stage: node.id },
         node.spec.skill,
         inputs,
         needsKeys(node, graph, (id) => keys.get(id) ?? null),
@@ -66,6 +66,16 @@ export async function planRun(
       if (!(err instanceof ManifestError) && !(err instanceof Error)) throw err;
       willRun.add(node.id);
       entries.push({ ...base, decision: "run", reason: `will fail: ${err.message}`, cache_key: null });
+      continue;
+    }
+    if (node.spec.skill.manifest.cache === false) {
+      willRun.add(node.id);
+      entries.push({
+        ...base,
+        decision: "run",
+        reason: `always runs: skill ${node.spec.skill.manifest.id} declares cache: false`,
+        cache_key: key,
+      });
       continue;
     }
     const hit = await cache.lookup(key, hasher);

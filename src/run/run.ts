@@ -11,6 +11,7 @@ import type { Reporter } from "./events.js";
 import { type Executor, localExecutor } from "./executor.js";
 import { type DeviceLedger, detectGpus, GpuPool } from "./gpus.js";
 import { type LoadedPipeline, type LoadRequest, loadPipeline } from "./load.js";
+import { lockRun, type RunLock } from "./lock.js";
 import {
   createRunDir,
   latestRun,
@@ -54,30 +55,54 @@ export function runPipeline(req: RunRequest): Promise<RunResult> {
 
 /** Runs a compiled pipeline (from a manifest file, or built in memory by run-script). */
 export async function runLoaded(loaded: LoadedPipeline, req: RunOptions): Promise<RunResult> {
-  const { spec, graph, manifestPath } = loaded;
+  const { spec } = loaded;
   let runDir: string;
   let runId: string;
   let resumed: Evidence | null = null;
   let started = new Date().toISOString();
+  let lock: RunLock;
   if (req.resume) {
     const last = latestRun(req.runsDir, spec.name);
     if (!last) throw new UsageError(`--resume: no earlier run of '${spec.name}' in ${req.runsDir}`);
     runDir = last;
-    const prev = readRunRecord(last);
-    runId = prev.run_id;
-    started = prev.started;
-    // A run killed before any stage finished has no evidence.json yet: resume it all the same.
-    resumed = readEvidence(last) ?? {
-      schema_version: 1,
-      run_id: runId,
-      pipeline: spec.name,
-      stages: {},
-      root_hash: "",
-    };
+    // Before anything is read: the state to resume is the one the last holder left.
+    lock = lockRun(runDir);
+    try {
+      const prev = readRunRecord(last);
+      runId = prev.run_id;
+      started = prev.started;
+      // A run killed before any stage finished has no evidence.json yet: resume it all the same.
+      resumed = readEvidence(last) ?? {
+        schema_version: 1,
+        run_id: runId,
+        pipeline: spec.name,
+        stages: {},
+        root_hash: "",
+      };
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
   } else {
     runId = newRunId();
     runDir = createRunDir(req.runsDir, spec.name, runId);
+    // Taken before run.json exists, so a --resume never finds this run unlocked.
+    lock = lockRun(runDir);
   }
+  try {
+    return await runLocked(loaded, req, { runDir, runId, resumed, started });
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(
+  loaded: LoadedPipeline,
+  req: RunOptions,
+  at: { runDir: string; runId: string; resumed: Evidence | null; started: string },
+): Promise<RunResult> {
+  const { spec, graph, manifestPath } = loaded;
+  const { runDir, runId, resumed, started } = at;
   const usesGpu =
     !req.executor?.managesDevices && spec.stages.some((s) => (s.resources.gpu ?? "none") !== "none");
   const perDevice = req.stagesPerGpu ?? spec.stagesPerGpu;

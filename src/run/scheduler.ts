@@ -3,9 +3,10 @@
 // in instead of run. Every outcome is recorded in evidence.json as it happens, so an interrupted
 // run still says what it did.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import {
+  type EarlierAttempt,
   type Evidence,
   type KeyParts,
   type StageRecord,
@@ -86,6 +87,17 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
       cached_from: rec.cached_from,
     });
   };
+
+  // A resumed run whose manifest renamed or dropped a stage still has that stage's folder: it is
+  // no result of this run any more, so it goes where replaced results go.
+  if (ctx.resumed) {
+    for (const name of listDir(join(ctx.runDir, "stages")))
+      if (name !== ".tmp" && !ctx.graph.byId.has(name))
+        moveAside(
+          join(ctx.runDir, "stages", name),
+          join(ctx.runDir, "superseded", name, new Date().toISOString()),
+        );
+  }
 
   const running = new Map<string, Promise<void>>();
   for (;;) {
@@ -181,7 +193,7 @@ async function runNode(
   let parts: KeyParts;
   try {
     parts = await keyParts(
-      { hasher: ctx.hasher, env: ctx.env, mode: ctx.spec.mode },
+      { hasher: ctx.hasher, env: ctx.env, mode: ctx.spec.mode, stage: node.id },
       skill,
       inputs,
       needsKeys(node, ctx.graph, (id) => records[id]?.cache_key ?? null),
@@ -190,12 +202,33 @@ async function runNode(
     return fail((err as Error).message);
   }
   const key = hashJson(parts);
-  const keyed = { ...base, cache_key: key, key_parts: parts };
+  const prev = ctx.resumed?.stages[node.id];
+  const earlier: EarlierAttempt | null = prev
+    ? {
+        status: prev.status,
+        reason: prev.reason,
+        cache_key: prev.cache_key,
+        key_parts: prev.key_parts,
+        ended: prev.ended,
+      }
+    : null;
+  const keyed = {
+    ...base,
+    cache_key: key,
+    key_parts: parts,
+    ...(earlier ? { earlier_attempt: earlier } : {}),
+  };
   const finalDir = stageDir(ctx.runDir, node.id);
 
+  // A skill whose result depends on the run it is in (the verifier) is never reused.
+  const reusable = skill.manifest.cache !== false;
   // Resuming this very run: a stage that finished with the same key stays as it is.
-  const prev = ctx.resumed?.stages[node.id];
-  if (prev && (prev.status === "succeeded" || prev.status === "cached") && prev.cache_key === key) {
+  if (
+    reusable &&
+    prev &&
+    (prev.status === "succeeded" || prev.status === "cached") &&
+    prev.cache_key === key
+  ) {
     const out = join(finalDir, "output.json");
     if (existsSync(out) && sha256(readFileSync(out)) === prev.output_json_sha256) {
       return {
@@ -207,7 +240,7 @@ async function runNode(
   if (existsSync(finalDir))
     moveAside(finalDir, join(ctx.runDir, "superseded", node.id, new Date().toISOString()));
 
-  const hit = await ctx.cache.lookup(key, ctx.hasher);
+  const hit = reusable ? await ctx.cache.lookup(key, ctx.hasher) : null;
   if (hit) {
     const tmp = tmpDir(ctx.runDir, node.id);
     linkTree(join(hit.run_dir, "stages", hit.stage), tmp);
@@ -233,7 +266,7 @@ async function runNode(
     last = await attemptStage(ctx, node, inputs, { ...keyed, attempts: attempt }, attempt);
     if (last.ns || last.rec.status === "interrupted" || ctx.signal.aborted) break;
   }
-  if (last.ns) {
+  if (last.ns && reusable) {
     ctx.cache.put(key, {
       run_dir: ctx.runDir,
       stage: node.id,
@@ -395,6 +428,14 @@ async function digestTree(hasher: Hasher, dir: string): Promise<StageRecord["art
 
 function readOutput(path: string): Record<string, Value> {
   return JSON.parse(readFileSync(path, "utf8")) as Record<string, Value>;
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
 
 function rmEmptyDir(dir: string): void {

@@ -6,6 +6,12 @@ const UPSTREAM_KEY = /@[0-9a-f]{64}\//g;
 
 export function diffKeyParts(before: KeyParts, after: KeyParts): string[] {
   const out: string[] = [];
+  if (before.stage !== after.stage)
+    out.push(
+      before.stage === undefined
+        ? "the stage's id is part of its cache key now"
+        : `stage id changed: ${before.stage} → ${after.stage}`,
+    );
   if (before.skill !== after.skill) out.push(`skill changed: ${before.skill} → ${after.skill}`);
   if (before.mode !== after.mode) out.push(`mode changed: ${before.mode} → ${after.mode}`);
   for (const file of union(before.code, after.code)) {

@@ -30,6 +30,8 @@ export interface SkillManifest {
   requires?: { python_modules?: string[] };
   /** Environment variables whose values change what the stage produces: part of the cache key. */
   cache_env?: string[];
+  /** false: the result depends on the run the stage is in, so it is never reused. */
+  cache?: boolean;
   /** `run`: the stage audits the whole run and runs after every other stage. */
   scope?: "stage" | "run";
   modes?: Partial<
