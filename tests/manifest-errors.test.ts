@@ -386,6 +386,19 @@ describe("malformed manifests", () => {
     );
   });
 
+  it("an empty path is refused, not read as the workspace", () => {
+    const file = join(dir, "empty-path.yaml");
+    writeFileSync(
+      file,
+      'name: t\nparams: { src: data.txt }\nstages:\n  s: { skill: emit, with: { value: 1, source: "${params.src}" } }\n',
+    );
+    const r = cli(["plan", file, "--set", "src=", "--skills-dir", TEST_SKILLS], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /error: stage 's' \(skill emit\): input 'source' is an empty path\n {2}expected: a file or folder path/,
+    );
+  });
+
   it("--profile smoke and --profile sanity set the mode as --smoke and --sanity do", () => {
     const file = join(dir, "profiles.yaml");
     writeFileSync(

@@ -85,6 +85,22 @@ export function resolveInputs(node: StageNode, c: ResolveContext, only?: Set<str
       const schema = node.spec.skill.manifest.inputs[name] as InputSchema;
       if (e === null && !isRequiredInput(schema)) continue;
       const found: string[] = [];
+      // An empty path would resolve to the workspace itself (a `--set dataset=` gone wrong).
+      let empty = false;
+      mapPaths(schema, e, (p) => {
+        empty ||= p.trim() === "";
+        return p;
+      });
+      if (empty) {
+        problems.push(
+          c.spec.source.diagnostic(
+            src.path,
+            `stage '${node.id}' (skill ${node.spec.skill.manifest.id}): input '${name}' is an empty path`,
+            "a file or folder path",
+          ),
+        );
+        continue;
+      }
       exec[name] = mapPaths(schema, e, (p) => (isAbsolute(p) ? p : resolve(c.workspace, p)));
       key[name] = mapPaths(schema, k, (p) => {
         if (UPSTREAM.test(p)) return p;
