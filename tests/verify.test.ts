@@ -1,7 +1,7 @@
 // The verifier on a real run of the test skills, and on tampered copies of it: each tamper is
 // caught by exactly the check meant for it, and the clean run passes.
 import { createHash } from "node:crypto";
-import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Evidence, rootHash } from "../src/evidence/evidence.js";
@@ -170,5 +170,25 @@ describe("verify", () => {
       const check = v.report.checks.find((x) => x.id === c.caughtBy[0]);
       expect(check?.evidence).toContain(c.pointer);
     }
+  });
+
+  it("refuses a path that is not a run folder with one line and exit 2, writing nothing there", () => {
+    const file = ws.write("notes.json", "{}\n");
+    const folder = join(ws.dir, "not-a-run");
+    mkdirSync(join(folder, "stages"), { recursive: true });
+    for (const [path, line] of [
+      [file, `error: ${file}: a file, expected a run folder\n`],
+      [folder, `error: ${folder}: no run.json there, expected a run folder\n`],
+    ] as const) {
+      const r = cli(["verify", path, "--skills-dir", ws.skills], { cwd: ws.dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(line);
+      expect(r.stdout).toBe("");
+    }
+    expect(readdirSync(folder)).toEqual(["stages"]);
+    expect(existsSync(join(ws.dir, "notes.json", "verify"))).toBe(false);
+    const j = cli(["verify", folder, "--json", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(j.code).toBe(2);
+    expect(JSON.parse(j.stdout).error).toMatchObject({ kind: "usage" });
   });
 });
