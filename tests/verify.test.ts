@@ -43,7 +43,7 @@ function verify(dir: string) {
   const r = cli(["verify", dir, "--json", "--skills-dir", ws.skills], { cwd: ws.dir });
   const report = JSON.parse(r.stdout) as {
     verdict: string;
-    checks: { id: string; verdict: string; evidence: string[] }[];
+    checks: { id: string; verdict: string; message: string; evidence: string[] }[];
   };
   return { code: r.code, report, failed: report.checks.filter((c) => c.verdict === "fail").map((c) => c.id) };
 }
@@ -85,7 +85,13 @@ describe("verify", () => {
     expect(readFileSync(join(clean, "verify/report.md"), "utf8")).toMatch(/^# Verification: PASS/);
   });
 
-  const cases: { name: string; tamper: (dir: string) => void; caughtBy: string[]; pointer?: string }[] = [
+  const cases: {
+    name: string;
+    tamper: (dir: string) => void;
+    caughtBy: string[];
+    pointer?: string;
+    message?: RegExp;
+  }[] = [
     {
       name: "a value edited in output.json",
       tamper: (d) => {
@@ -153,6 +159,13 @@ describe("verify", () => {
       pointer: "stages/last/output.json#/mode",
     },
     {
+      name: "evidence.json cut short (not JSON any more)",
+      tamper: (d) => writeFileSync(join(d, "evidence.json"), "{"),
+      caughtBy: ["integrity.evidence-present"],
+      pointer: "evidence.json",
+      message: /^evidence\.json is not valid JSON \(.+\): the run's records cannot be judged$/,
+    },
+    {
       name: "a run marked succeeded although a stage failed",
       tamper: (d) => {
         const p = join(d, "run.json");
@@ -169,6 +182,7 @@ describe("verify", () => {
     if (c.pointer) {
       const check = v.report.checks.find((x) => x.id === c.caughtBy[0]);
       expect(check?.evidence).toContain(c.pointer);
+      if (c.message) expect(check?.message).toMatch(c.message);
     }
   });
 
@@ -185,6 +199,14 @@ describe("verify", () => {
       expect(r.stderr).toBe(line);
       expect(r.stdout).toBe("");
     }
+    // A run whose run.json is damaged cannot say which run it is: refused the same way.
+    const damaged = tampered((d) => writeFileSync(join(d, "run.json"), "{"));
+    const r = cli(["verify", damaged, "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^error: \S+\/run\.json: not valid JSON \([^\n]+\), expected the run's record\n$/,
+    );
+    expect(existsSync(join(damaged, "verify"))).toBe(false);
     expect(readdirSync(folder)).toEqual(["stages"]);
     expect(existsSync(join(ws.dir, "notes.json", "verify"))).toBe(false);
     const j = cli(["verify", folder, "--json", "--skills-dir", ws.skills], { cwd: ws.dir });

@@ -10,7 +10,25 @@ import { readReference } from "./reference.js";
 export function runFolderProblem(dir: string): string | null {
   if (!existsSync(dir)) return `${dir}: no such run folder`;
   if (!statSync(dir).isDirectory()) return `${dir}: a file, expected a run folder`;
-  if (!existsSync(join(dir, "run.json"))) return `${dir}: no run.json there, expected a run folder`;
+  const path = join(dir, "run.json");
+  if (!existsSync(path)) return `${dir}: no run.json there, expected a run folder`;
+  // run.json is what says which run this is; without it nothing can be judged or reported on.
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    return `${path}: cannot be read (${(err as Error).message})`;
+  }
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch (err) {
+    return `${path}: not valid JSON (${(err as Error).message}), expected the run's record`;
+  }
+  if (record === null || typeof record !== "object" || Array.isArray(record)) {
+    const found = record === null ? "null" : Array.isArray(record) ? "an array" : `a ${typeof record}`;
+    return `${path}: expected a JSON object (the run's record), found ${found}`;
+  }
   return null;
 }
 
