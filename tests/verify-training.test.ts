@@ -350,6 +350,19 @@ with open(INPUT["out"], "wb") as f:
       skipped: ["claims.per-case"],
     },
     {
+      // The summary's pooled numbers lack that fold's cases when recomputed: not the summary's fault.
+      name: "6b. a fold's output.json deleted",
+      tamper: (d) => rmSync(stageFile(d, F1, "output.json")),
+      caughtBy: "integrity.artifacts",
+      skipped: ["claims.aggregates"],
+    },
+    {
+      name: "6c. a fold's output.json cut short (not JSON)",
+      tamper: (d) => writeFileSync(stageFile(d, F1, "output.json"), "{"),
+      caughtBy: "integrity.artifacts",
+      skipped: ["outputs.schema", "outputs.artifact-claims", "claims.aggregates", "smoke.no-quality-claims"],
+    },
+    {
       name: "7. an extra file",
       tamper: (d) => writeFileSync(stageFile(d, "summary", "better-results.json"), "{}"),
       caughtBy: "integrity.artifacts",
