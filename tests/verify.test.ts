@@ -35,8 +35,16 @@ function forge(dir: string, stage: string, file: string, edit: (text: string) =>
   for (const a of rec.artifacts)
     if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
   if (file === "output.json") rec.output_json_sha256 = sha(bytes);
-  ev.root_hash = rootHash(ev.stages);
+  ev.root_hash = rootHash(ev);
   writeFileSync(evPath, JSON.stringify(ev, null, 2));
+}
+
+/** run.json rewritten with `edit` applied, as a hand edit after the run would leave it. */
+function editRun(dir: string, edit: (run: Record<string, unknown>) => void): void {
+  const p = join(dir, "run.json");
+  const run = JSON.parse(readFileSync(p, "utf8")) as Record<string, unknown>;
+  edit(run);
+  writeFileSync(p, JSON.stringify(run, null, 2));
 }
 
 function verify(dir: string) {
@@ -66,6 +74,7 @@ describe("verify", () => {
     expect(v.report.checks.map((c) => c.id)).toEqual([
       "integrity.evidence-present",
       "integrity.root-hash",
+      "integrity.run-record",
       "integrity.artifacts",
       "outputs.schema",
       "outputs.artifact-claims",
@@ -164,6 +173,26 @@ describe("verify", () => {
       caughtBy: ["integrity.evidence-present"],
       pointer: "evidence.json",
       message: /^evidence\.json is not valid JSON \(.+\): the run's records cannot be judged$/,
+    },
+    {
+      name: "a param edited in run.json after the run",
+      tamper: (d) => editRun(d, (r) => Object.assign(r.params as object, { folds: 5 })),
+      caughtBy: ["integrity.run-record"],
+      pointer: "run.json#/params/folds",
+      message: /^run\.json was edited after its stages were recorded: params\/folds changed /,
+    },
+    {
+      name: "a param added to run.json after the run",
+      tamper: (d) => editRun(d, (r) => Object.assign(r.params as object, { epochs: 100 })),
+      caughtBy: ["integrity.run-record"],
+      pointer: "run.json#/params/epochs",
+      message: /: params\/epochs added /,
+    },
+    {
+      name: "run.json's manifest digest edited",
+      tamper: (d) => editRun(d, (r) => Object.assign(r, { manifest_sha256: sha("another manifest") })),
+      caughtBy: ["integrity.run-record"],
+      pointer: "run.json#/manifest_sha256",
     },
     {
       name: "a run marked succeeded although a stage failed",

@@ -121,7 +121,7 @@ function collect(
         taint.add(r);
       }
     };
-    add(...checkIntegrity(pack, evidence));
+    add(...checkIntegrity(pack, evidence, run));
     add(...checkOutputs(pack, evidence, skills, run.mode, taint));
     const split = guarded("cv.split", () => checkSplit(pack, evidence, taint));
     add(...(Array.isArray(split) ? split : [split]));
