@@ -164,8 +164,9 @@ OUTPUT = {"mean": float(v.mean()), "tol": float(2 * v.std(ddof=1) / np.sqrt(len(
       { run: clean },
     ) as { mean: number; tol: number; n: number };
     expect(oracle.n).toBe(8);
-    // The check is only judged outside smoke mode; these copies say "full" in run.json (which
-    // evidence.json does not cover) to reach that branch on the real smoke outputs.
+    // The check is only judged outside smoke mode; these copies say "full" in run.json to reach
+    // that branch on the real smoke outputs (integrity.run-record fails them, which is not what
+    // this test looks at: regression results are judged all the same).
     const asFull = (d: string) => {
       const p = join(d, "run.json");
       writeFileSync(p, readFileSync(p, "utf8").replace('"mode": "smoke"', '"mode": "full"'));
@@ -350,6 +351,30 @@ with open(INPUT["out"], "wb") as f:
       skipped: ["claims.per-case"],
     },
     {
+      // The summary's pooled numbers lack that fold's cases when recomputed: not the summary's fault.
+      name: "6b. a fold's output.json deleted",
+      tamper: (d) => rmSync(stageFile(d, F1, "output.json")),
+      caughtBy: "integrity.artifacts",
+      skipped: ["claims.aggregates"],
+    },
+    {
+      name: "6c. a fold's output.json cut short (not JSON)",
+      tamper: (d) => writeFileSync(stageFile(d, F1, "output.json"), "{"),
+      caughtBy: "integrity.artifacts",
+      skipped: ["outputs.schema", "outputs.artifact-claims", "claims.aggregates", "smoke.no-quality-claims"],
+    },
+    {
+      // The stages ran in smoke mode; run.json now says otherwise, so neither the stages' mode
+      // nor the smoke rule is judged against it.
+      name: "6d. run.json's mode changed from smoke to full after the run",
+      tamper: (d) => {
+        const p = join(d, "run.json");
+        writeFileSync(p, readFileSync(p, "utf8").replace('"mode": "smoke"', '"mode": "full"'));
+      },
+      caughtBy: "integrity.run-record",
+      skipped: ["outputs.schema", "smoke.no-quality-claims"],
+    },
+    {
       name: "7. an extra file",
       tamper: (d) => writeFileSync(stageFile(d, "summary", "better-results.json"), "{}"),
       caughtBy: "integrity.artifacts",
@@ -393,7 +418,7 @@ with open(INPUT["out"], "wb") as f:
         writeFileSync(p, JSON.stringify(ev, null, 2));
       },
       caughtBy: "integrity.root-hash",
-      skipped: ["integrity.artifacts", "outputs.artifact-claims"],
+      skipped: ["integrity.run-record", "integrity.artifacts", "outputs.artifact-claims"],
     },
     {
       name: "10b. evidence.json's root hash edited",
@@ -404,7 +429,7 @@ with open(INPUT["out"], "wb") as f:
         writeFileSync(p, JSON.stringify(ev, null, 2));
       },
       caughtBy: "integrity.root-hash",
-      skipped: ["integrity.artifacts", "outputs.artifact-claims"],
+      skipped: ["integrity.run-record", "integrity.artifacts", "outputs.artifact-claims"],
     },
     {
       // The graph no longer holds the package's weights. (model.predictions would notice too when

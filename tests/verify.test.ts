@@ -1,7 +1,7 @@
 // The verifier on a real run of the test skills, and on tampered copies of it: each tamper is
 // caught by exactly the check meant for it, and the clean run passes.
 import { createHash } from "node:crypto";
-import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Evidence, rootHash } from "../src/evidence/evidence.js";
@@ -35,15 +35,23 @@ function forge(dir: string, stage: string, file: string, edit: (text: string) =>
   for (const a of rec.artifacts)
     if (a.path === file) Object.assign(a, { sha256: sha(bytes), bytes: bytes.length });
   if (file === "output.json") rec.output_json_sha256 = sha(bytes);
-  ev.root_hash = rootHash(ev.stages);
+  ev.root_hash = rootHash(ev);
   writeFileSync(evPath, JSON.stringify(ev, null, 2));
+}
+
+/** run.json rewritten with `edit` applied, as a hand edit after the run would leave it. */
+function editRun(dir: string, edit: (run: Record<string, unknown>) => void): void {
+  const p = join(dir, "run.json");
+  const run = JSON.parse(readFileSync(p, "utf8")) as Record<string, unknown>;
+  edit(run);
+  writeFileSync(p, JSON.stringify(run, null, 2));
 }
 
 function verify(dir: string) {
   const r = cli(["verify", dir, "--json", "--skills-dir", ws.skills], { cwd: ws.dir });
   const report = JSON.parse(r.stdout) as {
     verdict: string;
-    checks: { id: string; verdict: string; evidence: string[] }[];
+    checks: { id: string; verdict: string; message: string; evidence: string[] }[];
   };
   return { code: r.code, report, failed: report.checks.filter((c) => c.verdict === "fail").map((c) => c.id) };
 }
@@ -66,6 +74,7 @@ describe("verify", () => {
     expect(v.report.checks.map((c) => c.id)).toEqual([
       "integrity.evidence-present",
       "integrity.root-hash",
+      "integrity.run-record",
       "integrity.artifacts",
       "outputs.schema",
       "outputs.artifact-claims",
@@ -85,7 +94,13 @@ describe("verify", () => {
     expect(readFileSync(join(clean, "verify/report.md"), "utf8")).toMatch(/^# Verification: PASS/);
   });
 
-  const cases: { name: string; tamper: (dir: string) => void; caughtBy: string[]; pointer?: string }[] = [
+  const cases: {
+    name: string;
+    tamper: (dir: string) => void;
+    caughtBy: string[];
+    pointer?: string;
+    message?: RegExp;
+  }[] = [
     {
       name: "a value edited in output.json",
       tamper: (d) => {
@@ -153,6 +168,33 @@ describe("verify", () => {
       pointer: "stages/last/output.json#/mode",
     },
     {
+      name: "evidence.json cut short (not JSON any more)",
+      tamper: (d) => writeFileSync(join(d, "evidence.json"), "{"),
+      caughtBy: ["integrity.evidence-present"],
+      pointer: "evidence.json",
+      message: /^evidence\.json is not valid JSON \(.+\): the run's records cannot be judged$/,
+    },
+    {
+      name: "a param edited in run.json after the run",
+      tamper: (d) => editRun(d, (r) => Object.assign(r.params as object, { folds: 5 })),
+      caughtBy: ["integrity.run-record"],
+      pointer: "run.json#/params/folds",
+      message: /^run\.json was edited after its stages were recorded: params\/folds changed /,
+    },
+    {
+      name: "a param added to run.json after the run",
+      tamper: (d) => editRun(d, (r) => Object.assign(r.params as object, { epochs: 100 })),
+      caughtBy: ["integrity.run-record"],
+      pointer: "run.json#/params/epochs",
+      message: /: params\/epochs added /,
+    },
+    {
+      name: "run.json's manifest digest edited",
+      tamper: (d) => editRun(d, (r) => Object.assign(r, { manifest_sha256: sha("another manifest") })),
+      caughtBy: ["integrity.run-record"],
+      pointer: "run.json#/manifest_sha256",
+    },
+    {
       name: "a run marked succeeded although a stage failed",
       tamper: (d) => {
         const p = join(d, "run.json");
@@ -169,6 +211,35 @@ describe("verify", () => {
     if (c.pointer) {
       const check = v.report.checks.find((x) => x.id === c.caughtBy[0]);
       expect(check?.evidence).toContain(c.pointer);
+      if (c.message) expect(check?.message).toMatch(c.message);
     }
+  });
+
+  it("refuses a path that is not a run folder with one line and exit 2, writing nothing there", () => {
+    const file = ws.write("notes.json", "{}\n");
+    const folder = join(ws.dir, "not-a-run");
+    mkdirSync(join(folder, "stages"), { recursive: true });
+    for (const [path, line] of [
+      [file, `error: ${file}: a file, expected a run folder\n`],
+      [folder, `error: ${folder}: no run.json there, expected a run folder\n`],
+    ] as const) {
+      const r = cli(["verify", path, "--skills-dir", ws.skills], { cwd: ws.dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(line);
+      expect(r.stdout).toBe("");
+    }
+    // A run whose run.json is damaged cannot say which run it is: refused the same way.
+    const damaged = tampered((d) => writeFileSync(join(d, "run.json"), "{"));
+    const r = cli(["verify", damaged, "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^error: \S+\/run\.json: not valid JSON \([^\n]+\), expected the run's record\n$/,
+    );
+    expect(existsSync(join(damaged, "verify"))).toBe(false);
+    expect(readdirSync(folder)).toEqual(["stages"]);
+    expect(existsSync(join(ws.dir, "notes.json", "verify"))).toBe(false);
+    const j = cli(["verify", folder, "--json", "--skills-dir", ws.skills], { cwd: ws.dir });
+    expect(j.code).toBe(2);
+    expect(JSON.parse(j.stdout).error).toMatchObject({ kind: "usage" });
   });
 });

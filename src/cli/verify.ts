@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import type { Evidence } from "../evidence/evidence.js";
 import { UsageError } from "../manifest/diagnostics.js";
 import { loadSkills, skillDirs } from "../skills/registry.js";
-import { againstProblem } from "../verify/against.js";
+import { againstProblem, runFolderProblem } from "../verify/against.js";
 import { verifyRunWithModel, writeReport } from "../verify/index.js";
 import { onnxGridRunner } from "../verify/onnx-runner.js";
 import { EXIT } from "./output.js";
@@ -52,6 +52,9 @@ function sanityReference(dir: string): string | undefined {
 export async function verifyCommand(run: string, o: VerifyOpts): Promise<number> {
   const dir = resolve(run);
   if (!existsSync(dir)) throw new UsageError(`${run}: no such run folder`);
+  // Before anything else reads it: a folder that is not a run gets no report written into it.
+  const notRun = runFolderProblem(dir);
+  if (notRun) throw new UsageError(notRun);
   const reference = o.reference ? resolve(o.reference) : sanityReference(dir);
   const modelChecks = parseModelChecks(o.modelChecks);
   // Bad arguments are usage errors (exit 2), found before anything is judged.

@@ -290,6 +290,24 @@ export function checkAggregates(ctx: RunContext): CheckResult {
       continue;
     }
     const byFold = new Map(folds.map((t) => [String(t.out.fold), t]));
+    // A fold whose stage output cannot be read has no per-case values to recompute from: the
+    // summary is left unjudged (the file is integrity's or outputs.schema's finding), not
+    // accused of numbers that merely lack one fold's cases.
+    const lost = s.out.folds.filter((f) => !byFold.has(String(f.fold)));
+    if (lost.length && ctx.unreadable.length) {
+      const named = ctx.unreadable.find((u) =>
+        lost.some((f) => typeof f.source === "string" && f.source.endsWith(`/${u.dir}/output.json`)),
+      );
+      const rel = `${(named ?? (ctx.unreadable[0] as { dir: string })).dir}/output.json`;
+      const unread = ctx.taint.blocking([rel]);
+      if (unread) skips.push({ what: `${s.stage}'s summaries`, blocked: unread });
+      else
+        problems.push({
+          what: `${s.stage} summarises fold ${lost[0]?.fold}, whose ${rel} cannot be read`,
+          where: `${where}#/folds`,
+        });
+      continue;
+    }
     const used: Staged<CvTrainOutput>[] = [];
     for (const [i, f] of s.out.folds.entries()) {
       const t = byFold.get(String(f.fold));

@@ -132,6 +132,8 @@ export interface RunContext {
   data: string | null;
   train: Staged<CvTrainOutput>[];
   summaries: Staged<CvSummaryOutput>[];
+  /** Finished cv-train stages whose output.json is missing or not JSON: left out of `train`. */
+  unreadable: { stage: string; dir: string }[];
   mode: string | null;
   /** What earlier checks found false: not judged again. */
   taint: Taint;
@@ -163,16 +165,18 @@ export function runContext(pack: Pack, evidence: Evidence, mode: string | null, 
   const pre = finished.find((s) => s.skill === "preprocess");
   const train: Staged<CvTrainOutput>[] = [];
   const summaries: Staged<CvSummaryOutput>[] = [];
+  const unreadable: RunContext["unreadable"] = [];
   for (const s of finished) {
     if (s.skill === "cv-train") {
       const out = read<CvTrainOutput>(s.stage);
       if (out) train.push({ stage: s.stage, dir: `stages/${s.stage}`, out });
+      else unreadable.push({ stage: s.stage, dir: `stages/${s.stage}` });
     } else if (s.skill === "cv-summary") {
       const out = read<CvSummaryOutput>(s.stage);
       if (out) summaries.push({ stage: s.stage, dir: `stages/${s.stage}`, out });
     }
   }
-  return { plan, data: pre ? `stages/${pre.stage}/data` : null, train, summaries, mode, taint };
+  return { plan, data: pre ? `stages/${pre.stage}/data` : null, train, summaries, unreadable, mode, taint };
 }
 
 /**

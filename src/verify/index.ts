@@ -3,6 +3,8 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../evidence/atomic.js";
+import type { Evidence } from "../evidence/evidence.js";
+import type { RunRecord } from "../run/run-dir.js";
 import type { Skill } from "../skills/types.js";
 import { checkBestOfTrace, checkFinite, checkNotInitial, WeightsCache } from "./checkpoints.js";
 import { checkAggregates, checkPerCase } from "./claims.js";
@@ -87,14 +89,21 @@ function collect(
   let job: ModelJobs | null = null;
   const pack = new Pack(resolve(runDir));
   const checks: CheckResult[] = [];
-  const run = pack.run();
-  const evidence = pack.evidence();
+  const runRead = readRecord<RunRecord>(pack, "run.json");
+  const evidenceRead = readRecord<Evidence>(pack, "evidence.json");
+  const run = typeof runRead === "string" ? null : runRead;
+  const evidence = typeof evidenceRead === "string" ? null : evidenceRead;
+  const unusable = !run ? "run.json" : !evidence ? "evidence.json" : null;
   if (!run || !evidence) {
+    const read = !run ? runRead : evidenceRead;
     checks.push({
       id: "integrity.evidence-present",
       verdict: "fail",
-      message: `${!run ? "run.json" : "evidence.json"} is missing: this is not a complete run folder`,
-      evidence: [!run ? "run.json" : "evidence.json"],
+      message:
+        typeof read === "string"
+          ? `${read}: the run's records cannot be judged`
+          : `${unusable} is missing: this is not a complete run folder`,
+      evidence: [unusable as string],
     });
   } else {
     checks.push({
@@ -112,7 +121,7 @@ function collect(
         taint.add(r);
       }
     };
-    add(...checkIntegrity(pack, evidence));
+    add(...checkIntegrity(pack, evidence, run));
     add(...checkOutputs(pack, evidence, skills, run.mode, taint));
     const split = guarded("cv.split", () => checkSplit(pack, evidence, taint));
     add(...(Array.isArray(split) ? split : [split]));
@@ -211,6 +220,36 @@ function collect(
     verifier: { version: VERIFIER_VERSION, wall_s: (performance.now() - started) / 1000 },
   };
   return { report, job };
+}
+
+/**
+ * run.json or evidence.json as an object: null when the file is missing, or why it cannot be
+ * used. A damaged record of a run is a finding about that run (the CLI has already refused
+ * folders whose run.json does not say which run they are), so it is reported, never thrown.
+ */
+function readRecord<T>(pack: Pack, rel: "run.json" | "evidence.json"): T | null | string {
+  if (!pack.exists(rel)) return null;
+  let v: unknown;
+  try {
+    v = pack.json<unknown>(rel);
+  } catch (err) {
+    const why = err instanceof SyntaxError ? "is not valid JSON" : "cannot be read";
+    return `${rel} ${why} (${(err as Error).message})`;
+  }
+  if (!isObject(v)) return `${rel} is not a JSON object`;
+  // What every check indexes without looking: the stage records and their file lists.
+  if (
+    rel === "evidence.json" &&
+    (typeof v.root_hash !== "string" ||
+      !isObject(v.stages) ||
+      Object.values(v.stages).some((s) => !isObject(s) || !Array.isArray(s.artifacts)))
+  )
+    return `${rel} is not an evidence record (expected stages, each with its artifacts, and a root_hash)`;
+  return v as T;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 /** A check that throws on malformed evidence fails with the reason instead of ending the audit. */

@@ -1,18 +1,19 @@
 // integrity.*: the files of the run are exactly those evidence.json records, with the recorded
-// digests, and evidence.json itself is unaltered (its root hash recomputes). Records that fail
-// the root hash are not evidence of anything, so the files are not judged against them: an
-// edited record is integrity.root-hash's finding, not also integrity.artifacts'.
+// digests, run.json says what the run was started with, and evidence.json itself is unaltered
+// (its root hash recomputes). Records that fail the root hash are not evidence of anything, so
+// nothing is judged against them: an edited record is integrity.root-hash's finding, not also
+// integrity.run-record's or integrity.artifacts'.
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Evidence, rootHash } from "../evidence/evidence.js";
+import { type Evidence, rootHash, runRecordDigests } from "../evidence/evidence.js";
 import type { Pack } from "./pack.js";
 import type { CheckResult } from "./types.js";
 
 const FINISHED = new Set(["succeeded", "cached"]);
 
-export function checkIntegrity(pack: Pack, evidence: Evidence): CheckResult[] {
+export function checkIntegrity(pack: Pack, evidence: Evidence, run: object): CheckResult[] {
   const out: CheckResult[] = [];
-  const recomputed = rootHash(evidence.stages);
+  const recomputed = rootHash(evidence);
   out.push(
     recomputed === evidence.root_hash
       ? {
@@ -30,6 +31,13 @@ export function checkIntegrity(pack: Pack, evidence: Evidence): CheckResult[] {
   );
   if (recomputed !== evidence.root_hash) {
     out.push({
+      id: "integrity.run-record",
+      verdict: "skipped",
+      message:
+        "run.json not judged: evidence.json#/root_hash already failed integrity.root-hash, so its records vouch for nothing",
+      evidence: ["evidence.json#/root_hash"],
+    });
+    out.push({
       id: "integrity.artifacts",
       verdict: "skipped",
       message:
@@ -38,6 +46,8 @@ export function checkIntegrity(pack: Pack, evidence: Evidence): CheckResult[] {
     });
     return out;
   }
+
+  out.push(checkRunRecord(evidence, run));
 
   const problems: string[] = [];
   const pointers: string[] = [];
@@ -103,6 +113,41 @@ export function checkIntegrity(pack: Pack, evidence: Evidence): CheckResult[] {
         },
   );
   return out;
+}
+
+/** run.json's fields against the digests evidence.json sealed when the stages were recorded. */
+function checkRunRecord(evidence: Evidence, run: object): CheckResult {
+  const sealed = evidence.run_record;
+  if (!sealed)
+    return {
+      id: "integrity.run-record",
+      verdict: "skipped",
+      message:
+        "evidence.json seals no digests of run.json (written by an engine from before they were recorded)",
+      evidence: ["evidence.json"],
+    };
+  const now = runRecordDigests(run);
+  const changed = [...new Set([...Object.keys(sealed), ...Object.keys(now)])]
+    .filter((p) => sealed[p] !== now[p])
+    .sort();
+  if (changed.length === 0)
+    return {
+      id: "integrity.run-record",
+      verdict: "pass",
+      message: `run.json's ${Object.keys(sealed).length} sealed fields (params, mode, manifest digest, …) are those the stages were recorded with`,
+      evidence: ["evidence.json#/run_record"],
+    };
+  const what = (p: string) =>
+    sealed[p] === undefined ? "added" : now[p] === undefined ? "removed" : "changed";
+  return {
+    id: "integrity.run-record",
+    verdict: "fail",
+    message: `run.json was edited after its stages were recorded: ${changed
+      .slice(0, 5)
+      .map((p) => `${p.slice(1)} ${what(p)}`)
+      .join(", ")}${changed.length > 5 ? ", …" : ""} (evidence.json#/run_record seals other values)`,
+    evidence: changed.map((p) => `run.json#${p}`),
+  };
 }
 
 function safeList(dir: string): string[] {

@@ -28,6 +28,9 @@ export function checkOutputs(
   const claimProblems: string[] = [];
   const claimPointers: string[] = [];
   let n = 0;
+  // A mode run.json was edited to is no yardstick for the stages (integrity.run-record's finding).
+  const modeBlocked = taint.blocking(["run.json#/mode"]);
+  if (modeBlocked) schemaSkips.push({ what: "each stage's mode", blocked: modeBlocked });
   for (const [id, rec] of Object.entries(evidence.stages)) {
     if (rec.status !== "succeeded" && rec.status !== "cached") continue;
     const rel = `stages/${id}/output.json`;
@@ -62,7 +65,7 @@ export function checkOutputs(
       schemaPointers.push(rel);
     }
     const env = output as OutputEnvelope;
-    if (!fileBlocked && mode && env.mode !== mode) {
+    if (!fileBlocked && !modeBlocked && mode && env.mode !== mode) {
       schemaProblems.push(`${rel}: mode '${String(env.mode)}' but the run is '${mode}'`);
       schemaPointers.push(`${rel}#/mode`);
     }

@@ -4,10 +4,18 @@
 import type { Evidence } from "../evidence/evidence.js";
 import { type RunContext, verdictOf } from "./context.js";
 import type { Pack } from "./pack.js";
-import type { Skip } from "./taint.js";
+import { type Skip, skipLine } from "./taint.js";
 import type { CheckResult } from "./types.js";
 
 export function checkSmoke(pack: Pack, evidence: Evidence, ctx: RunContext): CheckResult {
+  const modeBlocked = ctx.taint.blocking(["run.json#/mode"]);
+  if (modeBlocked)
+    return {
+      id: "smoke.no-quality-claims",
+      verdict: "skipped",
+      message: skipLine({ what: "whether this is a smoke run", blocked: modeBlocked }),
+      evidence: [modeBlocked.pointer],
+    };
   if (ctx.mode !== "smoke")
     return {
       id: "smoke.no-quality-claims",

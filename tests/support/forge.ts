@@ -50,7 +50,7 @@ export function forge(dir: string, stage: string, file: string, bytes: Buffer): 
     if (a.path === "output.json") Object.assign(a, { sha256: sha(outBytes), bytes: outBytes.length });
   }
   rec.output_json_sha256 = sha(outBytes);
-  ev.root_hash = rootHash(ev.stages);
+  ev.root_hash = rootHash(ev);
   writeFileSync(evPath, JSON.stringify(ev, null, 2));
 }
 
