@@ -272,12 +272,16 @@ describe("one process per run folder", () => {
       join(dir, "run.lock"),
       JSON.stringify({ pid: gone, host: hostname(), started: "2026-01-01T00:00:00.000Z" }),
     );
+    // What that dead engine left mid-stage goes aside with the resume, not to stay beside results.
+    ws.write(relative(ws.dir, join(dir, "stages/.tmp/slow-deadbeef/partial.txt")), "half\n");
     const resumed = cli(["run", manifest, "--resume", "--skills-dir", ws.skills], { cwd: ws.dir });
     expect(resumed.code).toBe(0);
     expect(resumed.stderr).toContain(
       `note: ${dir}: taking over the lock of pid ${gone}, which is no longer running`,
     );
     expect(existsSync(join(dir, "run.lock"))).toBe(false);
+    expect(existsSync(join(dir, "stages/.tmp"))).toBe(false);
+    expect(readFileSync(join(dir, "superseded/.tmp/slow-deadbeef/partial.txt"), "utf8")).toBe("half\n");
 
     // Interrupted: the lock is removed all the same.
     const third = cliAsync(["run", ws.write("slow.yaml", SLOW(60_000)), "--skills-dir", ws.skills], {

@@ -90,6 +90,8 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
 
   // A resumed run whose manifest renamed or dropped a stage still has that stage's folder: it is
   // no result of this run any more, so it goes where replaced results go.
+  // So is what an engine killed mid-stage left in stages/.tmp: the run lock says no process is
+  // writing there now, and it would otherwise stay for good beside a finished run.
   if (ctx.resumed) {
     for (const name of listDir(join(ctx.runDir, "stages")))
       if (name !== ".tmp" && !ctx.graph.byId.has(name))
@@ -97,6 +99,9 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
           join(ctx.runDir, "stages", name),
           join(ctx.runDir, "superseded", name, new Date().toISOString()),
         );
+    for (const name of listDir(join(ctx.runDir, "stages", ".tmp")))
+      moveAside(join(ctx.runDir, "stages", ".tmp", name), join(ctx.runDir, "superseded", ".tmp", name));
+    rmEmptyDir(join(ctx.runDir, "stages", ".tmp"));
   }
 
   const running = new Map<string, Promise<void>>();
