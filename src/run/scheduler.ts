@@ -90,8 +90,6 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
 
   // A resumed run whose manifest renamed or dropped a stage still has that stage's folder: it is
   // no result of this run any more, so it goes where replaced results go.
-  // So is what an engine killed mid-stage left in stages/.tmp: the run lock says no process is
-  // writing there now, and it would otherwise stay for good beside a finished run.
   if (ctx.resumed) {
     for (const name of listDir(join(ctx.runDir, "stages")))
       if (name !== ".tmp" && !ctx.graph.byId.has(name))
@@ -99,9 +97,6 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
           join(ctx.runDir, "stages", name),
           join(ctx.runDir, "superseded", name, new Date().toISOString()),
         );
-    for (const name of listDir(join(ctx.runDir, "stages", ".tmp")))
-      moveAside(join(ctx.runDir, "stages", ".tmp", name), join(ctx.runDir, "superseded", ".tmp", name));
-    rmEmptyDir(join(ctx.runDir, "stages", ".tmp"));
   }
 
   const running = new Map<string, Promise<void>>();
@@ -131,8 +126,6 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
     await Promise.race(running.values());
   }
   save();
-  // Left only when empty; a crashed engine's leftovers stay for inspection.
-  rmEmptyDir(join(ctx.runDir, "stages", ".tmp"));
   const statuses = Object.values(records).map((r) => r.status);
   const unfinished = ctx.graph.nodes.some((n) => state.get(n.id) === "pending");
   const status =
@@ -141,6 +134,13 @@ export async function executeRun(ctx: RunContext): Promise<RunOutcome> {
       : statuses.some((s) => s === "failed" || s === "skipped") || unfinished
         ? "failed"
         : "succeeded";
+  // A crashed engine's leftovers stay for inspection until a resume has finished the run: only
+  // then is nothing of it still writing there (a Slurm job outlives the engine and is re-attached
+  // by the resume), and they go where replaced results go instead of staying beside the results.
+  const tmp = join(ctx.runDir, "stages", ".tmp");
+  if (ctx.resumed && status === "succeeded")
+    for (const name of listDir(tmp)) moveAside(join(tmp, name), join(ctx.runDir, "superseded", ".tmp", name));
+  rmEmptyDir(tmp);
   return { status, records };
 }
 
