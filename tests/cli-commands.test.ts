@@ -188,6 +188,11 @@ describe("cli", () => {
         { MEDPIPE_KILL_GRACE_MS: "abc" },
         "error: MEDPIPE_KILL_GRACE_MS=abc: expected whole milliseconds in 0..2147483647 (default 5000)",
       ],
+      [
+        ["run", CHAIN, "--executor", "slurm", "--skills-dir", TEST_SKILLS],
+        { PATH: missing },
+        "error: --executor slurm: sbatch, squeue, scancel not found on PATH; expected a machine that can submit Slurm jobs",
+      ],
     ] as const;
     for (const [args, env, line] of refused) {
       const r = cli([...args], { cwd: dir, env });
