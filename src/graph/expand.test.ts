@@ -162,4 +162,16 @@ stages:
     expect(m).toContain("cv_all --> summary");
     expect(m).toContain("summary --> final");
   });
+
+  it("escapes quotes and angle brackets of foreach values in Mermaid labels", () => {
+    const m = toMermaid(
+      graphOf(`
+name: q
+stages:
+  s: { skill: emit, foreach: { v: ['say "hi"', "a<b>"] }, with: { value: 1 } }
+`),
+    );
+    expect(m).toContain('["s[v=say #quot;hi#quot;]"]');
+    expect(m).toContain('["s[v=a#lt;b#gt;]"]');
+  });
 });

@@ -3,15 +3,17 @@ import type { Graph } from "./expand.js";
 /** The DAG as a Mermaid flowchart; fanned-out stages are drawn as a subgraph of their instances. */
 export function toMermaid(g: Graph): string {
   const safe = (id: string): string => id.replace(/[^A-Za-z0-9_]/g, "_");
+  // A quote would end Mermaid's label early, and < > read as markup: its entity codes instead.
+  const text = (s: string): string => s.replace(/"/g, "#quot;").replace(/</g, "#lt;").replace(/>/g, "#gt;");
   const lines = ["flowchart TD"];
   for (const [stage, ids] of g.instances) {
     const skill = g.byId.get(ids[0] as string)?.spec.skill.manifest.id ?? "";
     if (g.fanned.get(stage)) {
-      lines.push(`  subgraph ${safe(stage)}_all["${stage} (${skill}) ×${ids.length}"]`);
-      for (const id of ids) lines.push(`    ${safe(id)}["${id}"]`);
+      lines.push(`  subgraph ${safe(stage)}_all["${text(stage)} (${skill}) ×${ids.length}"]`);
+      for (const id of ids) lines.push(`    ${safe(id)}["${text(id)}"]`);
       lines.push("  end");
     } else {
-      lines.push(`  ${safe(stage)}["${stage}<br/><small>${skill}</small>"]`);
+      lines.push(`  ${safe(stage)}["${text(stage)}<br/><small>${skill}</small>"]`);
     }
   }
   const seen = new Set<string>();
