@@ -111,6 +111,33 @@ describe("faults", () => {
     expect(existsSync(join(dir, "stages/slow"))).toBe(false);
   });
 
+  it("a second Ctrl-C kills a stage that ignores SIGTERM at once, not after the grace period", async () => {
+    const ws = makeWorkspace();
+    ws.write("pids/.keep", "");
+    const manifest = ws.write(
+      "slow.yaml",
+      SLOW(60_000).replace(
+        'sleep_ms: "${params.sleep}" }',
+        'sleep_ms: "${params.sleep}", ignore_sigterm: true }',
+      ),
+    );
+    const run = cliAsync(["run", manifest, "--skills-dir", ws.skills], {
+      cwd: ws.dir,
+      env: { MEDPIPE_KILL_GRACE_MS: "60000" },
+    });
+    const [stagePid] = await waitFor(() => pids(join(ws.dir, "pids"), "slow"));
+    run.child.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(alive(stagePid)).toBe(true); // it ignored the SIGTERM, and its grace is a minute
+    const second = Date.now();
+    run.child.kill("SIGINT");
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    expect(Date.now() - second).toBeLessThan(30_000); // a hang guard, not a speed target
+    expect(alive(stagePid)).toBe(false);
+    expect(ws.statuses(ws.latestRun("slow")).slow).toBe("interrupted");
+  });
+
   it("a timeout fails the stage with reason 'timeout'", () => {
     const ws = makeWorkspace();
     ws.write("pids/.keep", "");

@@ -1,6 +1,7 @@
 // What `run` and `run-script` share around a run: the progress view, Ctrl-C, and the ending.
 import { UsageError } from "../manifest/diagnostics.js";
 import type { Reporter } from "../run/events.js";
+import { killStoppingNow } from "../run/process.js";
 import { jsonReporter, plainReporter, ttyReporter } from "../run/report.js";
 import type { RunResult } from "../run/run.js";
 import { EXIT } from "./output.js";
@@ -21,7 +22,11 @@ export async function startSession(json: boolean | undefined): Promise<Session> 
       ? await ttyReporter()
       : plainReporter();
   const controller = new AbortController();
-  const stop = (): void => controller.abort();
+  // The first Ctrl-C (or SIGTERM) stops the stages with their grace period; the next kills them.
+  const stop = (): void => {
+    if (controller.signal.aborted) killStoppingNow();
+    else controller.abort();
+  };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   return {

@@ -30,6 +30,14 @@ export interface ProcessOutcome {
   reason?: string | null;
 }
 
+// The SIGKILLs of stages being stopped that still wait out their grace period: a second Ctrl-C
+// sends them at once (killStoppingNow), for a user who will not wait for a stuck stage.
+const pendingKills = new Set<() => void>();
+
+export function killStoppingNow(): void {
+  for (const kill of [...pendingKills]) kill();
+}
+
 export async function runProcess(spec: ProcessSpec): Promise<ProcessOutcome> {
   const started = performance.now();
   const child = execa(spec.command, spec.args, {
@@ -66,9 +74,11 @@ export async function runProcess(spec: ProcessSpec): Promise<ProcessOutcome> {
     }
   };
   let killTimer: NodeJS.Timeout | undefined;
+  const killNow = (): void => killGroup("SIGKILL");
   const terminate = (): void => {
     killGroup("SIGTERM");
-    killTimer ??= setTimeout(() => killGroup("SIGKILL"), spec.graceMs);
+    killTimer ??= setTimeout(killNow, spec.graceMs);
+    pendingKills.add(killNow);
   };
   const timer = spec.timeoutMs
     ? setTimeout(() => {
@@ -94,6 +104,7 @@ export async function runProcess(spec: ProcessSpec): Promise<ProcessOutcome> {
   // Whatever the stage left behind in its group goes with it.
   killGroup("SIGKILL");
   if (killTimer) clearTimeout(killTimer);
+  pendingKills.delete(killNow);
   await Promise.all([finished(stdoutFile), finished(stderrFile)]);
   const spawnError =
     result.exitCode === undefined && !result.signal ? (result.shortMessage ?? "could not start") : null;
