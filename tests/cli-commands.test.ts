@@ -137,7 +137,7 @@ describe("cli", () => {
     expect(cli(["--help"], { cwd: ROOT }).code).toBe(0);
   });
 
-  it("bad flags read as flags: run-script's missing input, folder flags that name a file, evaluate's keys", () => {
+  it("bad flags read as flags: run-script's missing or repeated input, folder flags that name a file, evaluate's keys", () => {
     const dir = mkdtempSync(join(tmpdir(), "medpipe-flags-"));
     const file = join(dir, "afile");
     writeFileSync(file, "not a folder\n");
@@ -145,6 +145,10 @@ describe("cli", () => {
       [
         ["run-script", "analyze"],
         "error: analyze: missing --dataset VALUE (dataset: the dataset - an MSD or nnU-Net raw folder, a folder of 2D .npy pairs, a datalist .json or a .csv)",
+      ],
+      [
+        ["run-script", "analyze", "--dataset", "a", "--dataset", "b"],
+        "error: analyze: --dataset given twice; expected it once (a list as one JSON value)",
       ],
       [
         ["run-script", "--runs-dir", "afile/sub", "selftest"],

@@ -34,6 +34,8 @@ export function parseArgs(argv: string[], schemas: Record<string, InputSchema>):
     const schema = schemas[name];
     if (!schema)
       throw new Error(`unknown input --${name}; expected one of: ${Object.keys(schemas).join(", ")}`);
+    // A repeated flag would silently keep only its last value; a list is given as one JSON value.
+    if (name in inputs) throw new Error(`--${name} given twice; expected it once (a list as one JSON value)`);
     inputs[name] = schema.type === "string" ? value : parseValue(value);
   }
   if (!outputDir) throw new Error("--output-dir is required");
