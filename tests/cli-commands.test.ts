@@ -173,6 +173,24 @@ describe("cli", () => {
     expect(cli(["evaluate", "--help"], { cwd: dir }).stdout).toContain("{cases, summary, definition, notes}");
   });
 
+  it("evaluate's note names at most 20 unscored prediction labels", () => {
+    const dir = mkdtempSync(join(tmpdir(), "medpipe-notes-"));
+    const pred = join(dir, "pred.npy");
+    const gt = join(dir, "gt.npy");
+    // An intensity-like prediction (values 0..39) against a binary reference (label 1 only).
+    python(
+      "import numpy as np\nv = np.arange(64 * 64).reshape(64, 64)\n" +
+        "np.save(INPUT['pred'], (v % 40).astype(np.uint8))\nnp.save(INPUT['gt'], (v % 2).astype(np.uint8))",
+      { pred, gt },
+    );
+    const r = cli(["evaluate", "--pred", pred, "--gt", gt, "--json"], { cwd: dir });
+    expect(r.code).toBe(0);
+    const first20 = Array.from({ length: 20 }, (_, i) => i + 2).join(", ");
+    expect(JSON.parse(r.stdout).notes).toEqual([
+      `label ${first20} and 18 more: in predictions but not scored (in no reference; use --labels to score)`,
+    ]);
+  });
+
   it("settings that cannot work are errors naming them, not silently replaced", () => {
     const dir = mkdtempSync(join(tmpdir(), "medpipe-settings-"));
     const missing = join(dir, "nonexist");

@@ -136,10 +136,13 @@ export async function evaluatePairs(
     }
   }
   const unscored = [...predLabels].filter((l) => !labels.includes(l)).sort(byNumber);
+  // Hundreds of values (an intensity image given as a prediction) would make an unreadable note.
+  const shown =
+    unscored.length > 20
+      ? `${unscored.slice(0, 20).join(", ")} and ${unscored.length - 20} more`
+      : unscored.join(", ");
   if (unscored.length)
-    notes.push(
-      `label ${unscored.join(", ")}: in predictions but not scored (in no reference; use --labels to score)`,
-    );
+    notes.push(`label ${shown}: in predictions but not scored (in no reference; use --labels to score)`);
 
   const cases: CaseResult[] = [];
   for (const { pair, byLabel } of scored) {
