@@ -16,9 +16,11 @@ export interface Session {
 /** NDJSON with --json, live tasks on a terminal, plain lines otherwise; Ctrl-C stops the run. */
 export async function startSession(json: boolean | undefined): Promise<Session> {
   const graceMs = killGraceMs(process.env.MEDPIPE_KILL_GRACE_MS);
+  // A terminal that reports no width (some serial consoles say 0) would get the live view
+  // wrapped a character a line: plain lines there.
   const reporter = json
     ? jsonReporter()
-    : process.stderr.isTTY && !process.env.CI
+    : process.stderr.isTTY && !process.env.CI && (process.stderr.columns ?? 0) >= 20
       ? await ttyReporter()
       : plainReporter();
   const controller = new AbortController();
