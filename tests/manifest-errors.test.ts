@@ -244,6 +244,30 @@ const cases: Case[] = [
     message: /range\(100000000\) would give 100000000 values/,
     expected: /at most 10000 values/,
   },
+  {
+    // Caught before a's instances run, not when b starts
+    name: "a fanned-out stage's list fed to a string input",
+    yaml: 'name: t\nstages:\n  a: { skill: emit, foreach: { f: [x, y] }, with: { value: 1 } }\n  b: { skill: emit, with: { value: 1, source: "${a.text}" } }\n',
+    at: "a.text",
+    message:
+      /stage 'a' fans out \(foreach\), so \$\{a\.text\} is a list of 2 values, while input 'source' of skill emit expects a string/,
+    expected: /one instance indexed .*or an input that takes a list/,
+  },
+  {
+    name: "a fanned-out stage's list placed inside a string",
+    yaml: 'name: t\nstages:\n  a: { skill: emit, foreach: { f: [x, y, z] }, with: { value: 1 } }\n  b: { skill: emit, with: { value: "v-${a.value}" } }\n',
+    at: "a.value",
+    message: /so \$\{a\.value\} is a list of 3 values, which cannot be placed inside a string/,
+    expected: /an input that takes a list, or one instance indexed/,
+  },
+  {
+    name: "a single file path fed to a list input",
+    yaml: 'name: t\nstages:\n  a: { skill: emit, with: { value: 1 } }\n  b: { skill: combine, with: { values: [1], files: "${a.text}" } }\n',
+    at: "a.text",
+    message:
+      /\$\{a\.text\} is a single path \(stage 'a' does not fan out\), while input 'files' of skill combine expects a list/,
+    expected: /a list/,
+  },
 ];
 
 describe("malformed manifests", () => {
@@ -263,6 +287,26 @@ describe("malformed manifests", () => {
     expect(r.stderr.match(/expected: (.*)/)?.[1]).toMatch(c.expected);
     expect(r.stderr).toMatch(new RegExp(`> +${pos.line} \\|`)); // the offending line is shown
     expect(r.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/); // no stack trace
+  });
+
+  it("a fanned-out stage's list is accepted where a list is taken, and one instance where one value is", () => {
+    const file = join(dir, "shapes.yaml");
+    writeFileSync(
+      file,
+      [
+        "name: t",
+        "stages:",
+        "  a: { skill: emit, foreach: { f: [x, y] }, with: { value: 1 } }",
+        "  one: { skill: emit, with: { value: 2 } }",
+        '  b: { skill: combine, with: { values: "${a.value}", files: "${a.text}" } }',
+        '  c: { skill: emit, with: { value: "v-${one.value}", source: "${a.text[0]}", count: "${len(a.text)}" } }',
+        '  d: { skill: combine, with: { values: ["${one.value}"], files: ["${one.text}"] } }',
+        "",
+      ].join("\n"),
+    );
+    const r = cli(["validate", file, "--skills-dir", TEST_SKILLS], { cwd: dir });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
   });
 
   it("--json gives the same diagnostics as JSON", () => {

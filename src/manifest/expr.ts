@@ -281,7 +281,8 @@ export function references(e: Expr): Reference[] {
   return out;
 }
 
-function memberChain(e: Expr): Reference | null {
+/** `a.b.c` as a reference, or null when the expression is anything more than a member chain. */
+export function memberChain(e: Expr): Reference | null {
   if (e.kind === "name") return { root: e.name, path: [], at: e.at };
   if (e.kind === "member") {
     const inner = memberChain(e.object);

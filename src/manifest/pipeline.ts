@@ -8,6 +8,7 @@ import {
   ExprError,
   FUNCTION_NAMES,
   hasTemplate,
+  memberChain,
   parseTemplate,
   type Reference,
   references,
@@ -342,6 +343,7 @@ export function compilePipeline(
       resources: { ...skill.manifest.resources, ...rs.resources },
     });
   }
+  problems.push(...shapeProblems(stages, doc));
   if (problems.length) throw new ManifestError(problems);
   return {
     name: raw.name,
@@ -355,6 +357,100 @@ export function compilePipeline(
     stagesPerGpu: raw.stages_per_gpu ?? 1,
     stages,
   };
+}
+
+/**
+ * A `${stage.output}` reference's shape is known before anything runs: the engine gathers a
+ * fanned-out stage's outputs into a list (one per instance, in foreach order) wherever it is read,
+ * and gives a single value otherwise. A list fed to an input whose schema takes no array, a
+ * single file path fed to one that takes only arrays, or a list placed inside a longer string
+ * (render refuses it) would fail only at run time, after the upstream stages ran.
+ */
+function shapeProblems(stages: StageSpec[], doc: SourceDoc): Diagnostic[] {
+  const byId = new Map(stages.map((s) => [s.id, s]));
+  const problems: Diagnostic[] = [];
+  for (const stage of stages) {
+    const skillId = stage.skill.manifest.id;
+    for (const [name, inp] of Object.entries(stage.inputs)) {
+      if (inp.literal) continue;
+      const schema = stage.skill.manifest.inputs[name];
+      try {
+        mapTemplates(inp.value, inp.path, (t, path) => {
+          const whole = t.parts.length === 1 && path.length === inp.path.length;
+          for (const part of t.parts) {
+            if (typeof part === "string") continue;
+            const r = memberChain(part.expr);
+            const source = r && byId.get(r.root);
+            if (!r || !source || r.path.length === 0 || stage.foreach.some((a) => a.name === r.root))
+              continue;
+            const ref = `\${${part.source.trim()}}`;
+            const count = source.foreach.reduce((n, a) => n * a.values.length, 1);
+            const list = source.foreach.length > 0;
+            const fans = `stage '${source.id}' fans out (foreach), so ${ref} is a list of ${count} value${count === 1 ? "" : "s"}`;
+            const at = { offset: r.at };
+            if (!whole) {
+              if (list)
+                problems.push(
+                  doc.diagnostic(
+                    path,
+                    `${fans}, which cannot be placed inside a string (input '${name}' of skill ${skillId})`,
+                    `the whole value "\${...}" fed to an input that takes a list, or one instance indexed, e.g. \${${part.source.trim()}[0]}`,
+                    at,
+                  ),
+                );
+              continue;
+            }
+            const types = schemaTypes(schema);
+            if (!types) continue;
+            const takesList = types.includes("array");
+            const onlyList = types.every((x) => x === "array" || x === "null");
+            if (list && !takesList)
+              problems.push(
+                doc.diagnostic(
+                  path,
+                  `${fans}, while input '${name}' of skill ${skillId} expects ${typeWords(types)}`,
+                  `one instance indexed (e.g. \${${part.source.trim()}[0]}) or an input that takes a list`,
+                  at,
+                ),
+              );
+            // Only a declared output file is surely one value: a result field may itself be a list.
+            else if (
+              !list &&
+              onlyList &&
+              r.path.length === 1 &&
+              r.path[0]! in (source.skill.manifest.outputs.files ?? {})
+            )
+              problems.push(
+                doc.diagnostic(
+                  path,
+                  `${ref} is a single path (stage '${source.id}' does not fan out), while input '${name}' of skill ${skillId} expects a list`,
+                  `a list, e.g. ["${ref}"], or a stage with a foreach`,
+                  at,
+                ),
+              );
+          }
+          return null;
+        });
+      } catch {
+        // Parse errors are reported where the references are checked.
+      }
+    }
+  }
+  return problems;
+}
+
+/** The JSON types an input schema names, or null when it names none (it may take anything). */
+function schemaTypes(schema: unknown): string[] | null {
+  if (schema === null || typeof schema !== "object") return null;
+  const { type } = schema as { type?: unknown };
+  if (typeof type === "string") return [type];
+  if (Array.isArray(type) && type.length > 0 && type.every((x) => typeof x === "string")) return type;
+  return null;
+}
+
+function typeWords(types: string[]): string {
+  const word = (t: string) => (/^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`);
+  return types.length === 1 ? word(types[0] as string) : `one of ${types.join(", ")}`;
 }
 
 interface RefContext {
